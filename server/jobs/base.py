@@ -1,0 +1,137 @@
+"""The job model and the queue interface that the API and the workers share.
+
+Two implementations follow this interface: `memory.py` (the embedded, in-process queue that
+`make serve` uses) and `redis.py` (Redis Streams; the only module that knows Redis).
+The API process only submits, reads, cancels and deletes; workers claim, report and finish.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, AsyncIterator, Protocol
+
+STATUSES = ("queued", "in_progress", "completed", "failed", "canceled")
+TERMINAL = frozenset({"completed", "failed", "canceled"})
+PRIORITIES = ("high", "normal", "low")
+
+
+def new_job_id() -> str:
+    """Sortable-enough unique id: `video_` + 24 hex chars (time prefix keeps listing cheap)."""
+    return f"video_{int(time.time() * 1000):011x}{uuid.uuid4().hex[:13]}"
+
+
+@dataclass
+class Job:
+    """One generation job. `request` holds the validated, normalized request (JSON-safe dict)
+    that a worker needs to run it; input video bytes are stored separately (see `submit`)."""
+
+    id: str
+    model: str
+    task: str
+    request: dict[str, Any]
+    size: str
+    num_frames: int
+    fps: int
+    seed: int
+    priority: str = "normal"
+    status: str = "queued"
+    progress: int = 0
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    completed_at: float | None = None
+    expires_at: float | None = None
+    error: dict[str, str] | None = None
+    attempts: int = 0  # how many times a worker has started this job
+    cancel_requested: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Job":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class QueueFull(Exception):
+    """The queue holds its maximum number of waiting jobs; the client should retry later."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"queue is full; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class JobQueue(Protocol):
+    """What the API and workers need from a job store. All methods are coroutines."""
+
+    # --- API side -------------------------------------------------------------------
+    async def submit(self, job: Job, input_video: bytes | None = None,
+                     idempotency_key: str | None = None) -> tuple[Job, bool]:
+        """Store and enqueue `job` (with its input video bytes, if any). Returns (job, created).
+        A repeated idempotency key returns the first job and created=False.
+        Raises QueueFull when the number of queued jobs is at the limit."""
+        ...
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def list(self, after: str | None = None, limit: int = 20) -> tuple[list[Job], bool]:
+        """Jobs newest first, starting after the job id `after`; returns (jobs, has_more)."""
+        ...
+
+    async def queue_position(self, job_id: str) -> int | None:
+        """0-based number of jobs that will be started before this one; None unless queued."""
+        ...
+
+    async def cancel(self, job_id: str) -> Job | None:
+        """Queued jobs become canceled at once; running ones get cancel_requested and the
+        worker stops them at the next decoding step. Idempotent. None if unknown."""
+        ...
+
+    async def delete(self, job_id: str) -> bool: ...
+
+    async def get_content(self, job_id: str, variant: str) -> bytes | None:
+        """`variant` is "video" (MP4) or "thumbnail" (PNG)."""
+        ...
+
+    async def get_input(self, job_id: str) -> bytes | None:
+        """The input video bytes stored with the job at submit time."""
+        ...
+
+    async def watch(self, job_id: str, poll_interval: float = 0.25) -> AsyncIterator[Job]:
+        """Yields the job now and at each change, ending after a terminal status."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def depth(self) -> dict[str, int]:
+        """Queued jobs per priority."""
+        ...
+
+    # --- worker side ----------------------------------------------------------------
+    async def claim(self, worker_id: str, timeout: float = 1.0) -> Job | None:
+        """Take the next job (high before normal before low, FIFO within a priority), marking
+        it in_progress; also reclaims jobs whose worker stopped heartbeating. None on timeout."""
+        ...
+
+    async def heartbeat(self, job_id: str, worker_id: str) -> None: ...
+
+    async def set_progress(self, job_id: str, progress: int) -> None: ...
+
+    async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes) -> None:
+        """Stores the MP4 and thumbnail first, then marks the job completed."""
+        ...
+
+    async def fail(self, job_id: str, worker_id: str, code: str, message: str,
+                   retryable: bool = True) -> None:
+        """Retryable failures go back to the queue until the retry limit; then (or when not
+        retryable) the job ends failed with the reason (dead letter)."""
+        ...
+
+    async def finish_canceled(self, job_id: str, worker_id: str) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,121 @@
+"""The model repository manifest: everything the server needs to serve a model.
+
+`export/` writes `manifest.json` beside the ONNX files; the server reads only this, never a
+training config. Bump SCHEMA_VERSION when a field changes meaning.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+
+TASKS = (
+    "class_conditional",
+    "class_conditional_frame_prediction",
+    "frame_prediction",
+    "frame_interpolation",
+    "inpainting",
+    "outpainting",
+)
+SAMPLERS = ("maskgit", "autoregressive")
+
+
+class NetworkFile(BaseModel):
+    file: str
+    sha256: str
+    inputs: list[str]
+    outputs: list[str]
+
+
+class SuperResolutionStage(NetworkFile):
+    scale: int = 2
+    in_size: tuple[int, int]  # (H, W)
+    out_size: tuple[int, int]
+
+
+class ARSpec(BaseModel):
+    """Shapes of the autoregressive prior's explicit KV cache: [layers, batch, heads, past, head_dim]."""
+
+    num_layers: int
+    num_heads: int
+    head_dim: int
+
+
+class Manifest(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    model_id: str
+    description: str = ""
+    classes: list[str]
+    window_frames: int
+    default_condition_frames: int
+    base_size: tuple[int, int]  # (H, W) of the prior's video
+    fps: int
+    token_grid: tuple[int, int, int]  # (t, h, w) tokens per window
+    temporal_stride: int  # frames per latent frame
+    spatial_stride: int  # pixels per token side
+    vocab_size: int
+    mask_token_id: int  # == vocab_size: the [MASK] input id of the masked prior
+    null_class_id: int  # == len(classes): "no class" for unconditional / guidance
+    null_cond_id: int  # == vocab_size: "no condition token" at a position
+    tasks: list[str] = Field(default_factory=lambda: list(TASKS))
+    samplers: list[str] = Field(default_factory=lambda: list(SAMPLERS))
+    encoder: NetworkFile
+    decoder: NetworkFile
+    prior: NetworkFile
+    ar_prior: NetworkFile | None = None
+    ar: ARSpec | None = None
+    super_resolution: list[SuperResolutionStage] = Field(default_factory=list)
+    opset: int
+    exporter: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def sizes(self) -> list[str]:
+        """Output sizes as "WxH", base first, then each super-resolution stage's output."""
+        h, w = self.base_size
+        out = [f"{w}x{h}"]
+        out += [f"{s.out_size[1]}x{s.out_size[0]}" for s in self.super_resolution]
+        return out
+
+    @property
+    def num_tokens(self) -> int:
+        t, h, w = self.token_grid
+        return t * h * w
+
+    def networks(self) -> dict[str, NetworkFile]:
+        nets: dict[str, NetworkFile] = {"encoder": self.encoder, "decoder": self.decoder, "prior": self.prior}
+        if self.ar_prior is not None:
+            nets["ar_prior"] = self.ar_prior
+        for stage in self.super_resolution:
+            nets[f"sr_{stage.out_size[1]}x{stage.out_size[0]}"] = stage
+        return nets
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(repo_dir: str | Path, verify: bool = True) -> Manifest:
+    """Reads `manifest.json` in a model repository; with `verify`, checks every file's sha256."""
+    repo = Path(repo_dir)
+    path = repo / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no manifest.json in model repository {repo}")
+    manifest = Manifest.model_validate(json.loads(path.read_text()))
+    if manifest.schema_version != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {manifest.schema_version}, this server reads {SCHEMA_VERSION}")
+    if verify:
+        for name, net in manifest.networks().items():
+            f = repo / net.file
+            if not f.is_file():
+                raise FileNotFoundError(f"{name}: {f} is missing")
+            if sha256_file(f) != net.sha256:
+                raise ValueError(f"{name}: {f} does not match the sha256 in the manifest (re-export the model)")
+    return manifest

@@ -1,0 +1,57 @@
+"""Every limit and knob of the server, as one pydantic-settings object.
+
+Each field can be set by an environment variable `KINETOSCOPE_<FIELD>` (e.g.
+`KINETOSCOPE_REDIS_URL=redis://localhost:6379/0`) or by the command line that builds it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL_REPOSITORY = Path("model_repository")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KINETOSCOPE_", extra="ignore")
+
+    # --- where models come from and how they run ---------------------------------------------
+    model_repository: Path = Field(DEFAULT_MODEL_REPOSITORY, description="folder of model folders, each with manifest.json")
+    default_model: str | None = Field(None, description="model id used when a request names none; default: the first")
+    backend: str = Field("onnxruntime", description="engine backend: onnxruntime | tensorrt | torch")
+    intra_op_threads: int = Field(0, description="ONNX Runtime threads per session; 0 = cores / sessions")
+
+    # --- batching ------------------------------------------------------------------------------
+    max_batch_size: int = Field(16, description="largest batch one network call takes")
+    max_batch_wait_ms: float = Field(2.0, description="how long a batch waits for more requests once one is ready")
+    batching: bool = Field(True, description="step-level batching across requests; off = one request per call")
+
+    # --- jobs -----------------------------------------------------------------------------------
+    redis_url: str | None = Field(None, description="Redis for the job queue; none = embedded in-process queue")
+    embedded_workers: bool = Field(True, description="with no Redis, run the worker inside the API process")
+    worker_concurrency: int = Field(16, description="jobs one worker process runs at once (they share batches)")
+    max_queue_length: int = Field(256, description="queued jobs beyond which POST /v1/videos answers 429")
+    retry_after_seconds: int = Field(5, description="Retry-After sent with 429")
+    job_ttl_seconds: int = Field(24 * 3600, description="jobs and their content expire this long after finishing")
+    lease_seconds: float = Field(15.0, description="a job whose worker sent no heartbeat for this long is reclaimed")
+    heartbeat_seconds: float = Field(3.0, description="how often a worker renews its jobs' leases")
+    max_attempts: int = Field(3, description="starts of a job before it fails for good (dead letter)")
+    result_inline_max_bytes: int = Field(8 << 20, description="MP4s up to this size are stored in Redis; larger go to results_dir")
+    results_dir: Path | None = Field(None, description="shared folder for large results (all workers and API replicas)")
+    poll_interval_seconds: float = Field(1.0, description="poll interval the API suggests to clients (Retry-After / X-Poll-Interval)")
+    max_wait_seconds: float = Field(60.0, description="longest Prefer: wait=N the API honours")
+
+    # --- request limits --------------------------------------------------------------------------
+    max_body_bytes: int = Field(16 << 20, description="largest request body")
+    max_upload_bytes: int = Field(8 << 20, description="largest input video (decoded from base64 or uploaded)")
+    max_input_frames: int = Field(256, description="most frames read from an input video")
+    max_input_pixels: int = Field(1024 * 1024, description="largest input frame, width x height")
+    max_num_frames: int = Field(128, description="longest output (frames), autoregressive extension included")
+    max_steps: int = Field(64, description="most MaskGIT steps a request may ask for")
+
+    # --- HTTP -------------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="bind address; 127.0.0.1 unless told otherwise")
+    port: int = Field(8000, description="port")
+    api_keys: list[str] = Field(default_factory=list, description="if set, Bearer keys required on every endpoint but /healthz and /readyz")
+    log_level: str = Field("info", description="log level")
