@@ -1,0 +1,336 @@
+"""Video in and out of the server: MP4 and PNG encoding, input decoding, resizing.
+
+Pure functions over numpy arrays, no torch. Frames are uint8 (T, H, W, 3) RGB unless a
+function says otherwise. MP4 and WebM go through the ffmpeg binary that imageio-ffmpeg
+ships (so the server needs no system ffmpeg); GIF and PNG go through Pillow.
+
+Choices a user would notice, all documented here and in the docstrings below:
+- MP4 output is H.264 High, yuv420p, BT.709, `+faststart`, CRF 12 with `-preset fast`. CRF 12
+  is near-transparent: a 32x32 clip is a few kilobytes either way, and at such sizes any
+  visible blocking ruins it, so we spend bits freely. Odd widths or heights (yuv420p needs
+  even ones) are padded by one edge-replicated row/column rather than rejected.
+- Input limits are checked before decoding: bytes first (413 `upload_too_large`), then the
+  format by magic bytes (415 `unsupported_media_type`), then the frame size from the
+  header (413 `video_too_large`). Frames beyond `max_frames` are not read: the first
+  `max_frames` frames are kept and the rest ignored, as a long upload is usually meant as
+  "this clip" and the model only looks at its leading frames anyway.
+- A file that is empty, corrupt or truncated so that ffmpeg reports an error is a 400
+  `invalid_video`; we never serve frames from a half-decoded file.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageSequence
+
+MP4_CRF = 12  # x264 constant-rate factor: 0 = lossless, 23 = x264's default; see module docstring
+MP4_PRESET = "fast"  # encode speed vs size; "fast" costs little at our frame sizes
+FFMPEG_TIMEOUT_S = 60.0  # no ffmpeg call may run longer than this; a stuck one is killed
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # WebM and Matroska
+# The first box of an ISO-BMFF/QuickTime file: `ftyp` in MP4, older QuickTime may start otherwise.
+_MP4_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free")
+
+
+class VideoError(Exception):
+    """An input video the server will not decode; `status` and `code` go into the HTTP error."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    frames: np.ndarray  # uint8 (T, H, W, 3) RGB
+    fps: float | None  # the container's frame rate; None where the format has none (PNG)
+    format: str = ""  # "mp4", "webm", "gif" or "png": what the magic bytes said
+
+
+# --- encoding -------------------------------------------------------------------------------------
+
+def _ffmpeg_exe() -> str:
+    import imageio_ffmpeg  # imported late: finding the binary touches the file system
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _check_frames(frames: np.ndarray) -> None:
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be a uint8 numpy array; got {getattr(frames, 'dtype', type(frames))}")
+    if frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
+        raise ValueError(f"frames must have shape (T, H, W, 3) with T, H, W > 0; got {frames.shape}")
+
+
+def encode_mp4(frames: np.ndarray, fps: int) -> bytes:
+    """uint8 (T, H, W, 3) RGB -> MP4 bytes (H.264, yuv420p, BT.709, moov before mdat).
+
+    Odd heights or widths get one edge-replicated row or column so that yuv420p can hold them.
+    """
+    _check_frames(frames)
+    if int(fps) != fps or fps < 1:
+        raise ValueError(f"fps must be a positive integer; got {fps}")
+    t, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        h, w = h + h % 2, w + w % 2
+    # +faststart rewrites the file to move the moov box to the front, which needs a seekable
+    # output: ffmpeg writes to a temporary file rather than to a pipe.
+    with tempfile.TemporaryDirectory(prefix="kinetoscope-mp4-") as tmp:
+        path = os.path.join(tmp, "out.mp4")
+        cmd = [
+            _ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(int(fps)), "-i", "pipe:0",
+            "-an",
+            # Convert with the BT.709 matrix and say so in the stream: browsers assume BT.709 for
+            # untagged H.264, and ffmpeg's default RGB->YUV matrix is BT.601 (a visible tint).
+            "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+            "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", "-color_range", "tv",
+            "-c:v", "libx264", "-preset", MP4_PRESET, "-crf", str(MP4_CRF), "-pix_fmt", "yuv420p",
+            "-movflags", "+faststart", path,
+        ]
+        proc = _run(cmd, np.ascontiguousarray(frames).tobytes())
+        if proc.returncode != 0:
+            raise RuntimeError(f"ffmpeg failed to encode {t} frames of {w}x{h}: {_first_error(proc.stderr)}")
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def encode_png(frame: np.ndarray) -> bytes:
+    """uint8 (H, W, 3) RGB -> PNG bytes (the thumbnail of a video)."""
+    if frame.ndim != 3:
+        raise ValueError(f"a frame has shape (H, W, 3); got {frame.shape}")
+    _check_frames(frame[None])
+    buf = io.BytesIO()
+    Image.fromarray(frame, mode="RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --- decoding -------------------------------------------------------------------------------------
+
+def sniff_format(data: bytes) -> str | None:
+    """"mp4", "webm", "gif" or "png" from the leading bytes; None for anything else."""
+    if data[4:8] in _MP4_FIRST_BOXES:
+        return "mp4"
+    if data.startswith(_EBML_MAGIC):
+        return "webm"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if data.startswith(_PNG_MAGIC):
+        return "png"
+    return None
+
+
+def decode_video(data: bytes, *, max_bytes: int, max_frames: int, max_pixels: int) -> DecodedVideo:
+    """Bytes of an MP4/MOV, WebM/Matroska, GIF or PNG/APNG -> its first `max_frames` RGB frames.
+
+    Raises VideoError: 413 `upload_too_large` (more than `max_bytes`), 415
+    `unsupported_media_type` (any other format), 400 `invalid_video` (empty, corrupt or
+    truncated), 413 `video_too_large` (a frame of more than `max_pixels` pixels).
+    """
+    if len(data) > max_bytes:
+        raise VideoError(413, "upload_too_large", f"the input video is {len(data)} bytes; the limit is {max_bytes}")
+    if not data:
+        raise VideoError(400, "invalid_video", "the input video is empty")
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1; got {max_frames}")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise VideoError(
+            415, "unsupported_media_type",
+            f"the input is not a supported video ({_describe(data)}); send MP4, MOV, WebM, GIF or PNG",
+        )
+    if fmt in ("gif", "png"):
+        frames, fps = _decode_with_pillow(data, fmt, max_frames, max_pixels)
+    else:
+        frames, fps = _decode_with_ffmpeg(data, fmt, max_frames, max_pixels)
+    return DecodedVideo(frames=frames, fps=fps, format=fmt)
+
+
+def _describe(data: bytes) -> str:
+    """A short guess at what an unsupported upload is, for the error message."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "it looks like a JPEG image"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "it looks like a WebP image"
+    if data.startswith(b"RIFF") and data[8:12] == b"AVI ":
+        return "it looks like an AVI file"
+    head = data[:64]
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "it looks like text"
+    return f"unknown leading bytes {data[:8].hex()}"
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise VideoError(
+            413, "video_too_large",
+            f"the input video is {width}x{height} ({width * height} pixels a frame); the limit is {max_pixels} pixels",
+        )
+
+
+def _decode_with_pillow(data: bytes, fmt: str, max_frames: int, max_pixels: int) -> tuple[np.ndarray, float | None]:
+    """GIF (all frames, composited) and PNG (one frame, or every frame of an APNG)."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        _check_pixels(image.width, image.height, max_pixels)  # from the header, before any pixel is decoded
+        frames, durations_ms = [], []
+        for frame in ImageSequence.Iterator(image):
+            if len(frames) == max_frames:
+                break
+            frames.append(np.asarray(frame.convert("RGB")))  # alpha is dropped; palettes expanded
+            durations_ms.append(frame.info.get("duration") or 0)
+    except VideoError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        # Pillow signals corrupt and truncated files with any of these.
+        raise VideoError(400, "invalid_video", f"the {fmt.upper()} file could not be decoded: {e}") from None
+    if not frames:
+        raise VideoError(400, "invalid_video", f"the {fmt.upper()} file holds no frames")
+    mean_ms = float(np.mean(durations_ms))
+    fps = 1000.0 / mean_ms if mean_ms > 0 and len(frames) > 1 else None
+    return np.stack(frames), fps
+
+
+# The stream line of `ffmpeg -i`, e.g. "Stream #0:0(und): Video: h264 (High) (avc1 / 0x31637661),
+# yuv420p(tv, bt709, progressive), 32x32 [SAR 1:1 DAR 1:1], 8 fps, 8 tbr, ...". The size is the
+# first "<digits>x<digits>" after a space and before a comma, space or bracket (so not "0x3163...").
+_VIDEO_LINE = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
+_SIZE = re.compile(r" (\d+)x(\d+)[ ,\[]")
+_FPS = re.compile(r"([\d.]+)k? (?:fps|tbr)")
+_ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
+
+
+def _decode_with_ffmpeg(data: bytes, fmt: str, max_frames: int, max_pixels: int) -> tuple[np.ndarray, float | None]:
+    """MP4/MOV and WebM/Matroska: probe the first video stream's size, then read raw RGB frames.
+
+    The bytes go to a temporary file, not a pipe: an MP4 whose moov box is at the end needs a
+    seekable input.
+    """
+    suffix = ".mp4" if fmt == "mp4" else ".webm"
+    with tempfile.TemporaryDirectory(prefix="kinetoscope-in-") as tmp:
+        path = os.path.join(tmp, "input" + suffix)
+        with open(path, "wb") as f:
+            f.write(data)
+        width, height, fps = _probe(path)
+        _check_pixels(width, height, max_pixels)
+        cmd = [
+            _ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error",
+            "-xerror",  # stop at the first demux/decode error: a truncated file is an error, not a shorter clip
+            "-i", path, "-map", "0:v:0", "-an", "-sn", "-dn",
+            "-frames:v", str(max_frames), "-fps_mode", "passthrough",  # one output frame per decoded frame
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+        ]
+        proc = _run(cmd, None)
+    frame_bytes = width * height * 3
+    if proc.returncode != 0:
+        raise VideoError(
+            400, "invalid_video",
+            f"the {fmt.upper()} file could not be decoded (corrupt or truncated?): {_first_error(proc.stderr)}",
+        )
+    count = len(proc.stdout) // frame_bytes
+    if count == 0:
+        raise VideoError(400, "invalid_video", f"the {fmt.upper()} file holds no decodable frames")
+    frames = np.frombuffer(proc.stdout, dtype=np.uint8, count=count * frame_bytes)
+    return frames.reshape(count, height, width, 3).copy(), fps  # copy: a writable array
+
+
+def _probe(path: str) -> tuple[int, int, float | None]:
+    """(width, height, fps) of the first video stream, as ffmpeg will output it (rotation applied)."""
+    # `ffmpeg -i FILE` with no output prints the stream info and exits 1; that is the probe.
+    proc = _run([_ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", path], None)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    match = _VIDEO_LINE.search(stderr)
+    size = _SIZE.search(match.group(1) + " ") if match else None
+    if size is None:
+        reason = "no video stream" if "Input #0" in stderr else _first_error(proc.stderr)
+        raise VideoError(400, "invalid_video", f"the file could not be read as a video: {reason}")
+    width, height = int(size.group(1)), int(size.group(2))
+    if width == 0 or height == 0:
+        raise VideoError(400, "invalid_video", f"the video stream has no size ({width}x{height})")
+    rotation = _ROTATION.search(stderr)
+    if rotation and round(float(rotation.group(1))) % 180 == 90:  # ffmpeg autorotates on decode
+        width, height = height, width
+    fps = _FPS.search(match.group(1))
+    return width, height, float(fps.group(1)) if fps else None
+
+
+def _run(cmd: list[str], stdin: bytes | None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(
+            cmd, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False,
+        )
+    except subprocess.TimeoutExpired:  # subprocess.run kills the child before raising
+        raise VideoError(400, "invalid_video", f"ffmpeg took longer than {FFMPEG_TIMEOUT_S:g} s on this file") from None
+
+
+# ffmpeg's closing lines only say that a thread stopped; the cause is on an earlier line.
+_NOISE = re.compile(
+    r"Terminating thread|Task finished|Nothing was written|Could not open encoder|Cannot determine format"
+    r"|At least one output file|Consider increasing|Error opening (input|output) file|Error while|Conversion failed"
+)
+_PREFIX = re.compile(r"^(\[[^\]]*\] ?)+")  # "[h264 @ 0x55...] " and "[in#0/mov,... @ 0x...] [dec:...] "
+
+
+def _first_error(stderr: bytes) -> str:
+    """The first line of ffmpeg's log that says what went wrong, without its "[codec @ 0x..]" prefix."""
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        line = _PREFIX.sub("", line.strip())
+        if line and not _NOISE.search(line):
+            return line[:300]
+    return "ffmpeg gave no reason"
+
+
+# --- shape and range --------------------------------------------------------------------------------
+
+def fit_to_size(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Centre-crop uint8 (T, H, W, 3) frames to the aspect ratio of (height, width), then resize.
+
+    Downscaling averages areas (Pillow's BOX filter, like OpenCV's INTER_AREA); upscaling is
+    bilinear, since a box filter would only repeat pixels. Frames already of the target size
+    are returned unchanged (the same array).
+    """
+    _check_frames(frames)
+    if height < 1 or width < 1:
+        raise ValueError(f"target size must be positive; got {width}x{height}")
+    t, in_h, in_w, _ = frames.shape
+    if (in_h, in_w) == (height, width):
+        return frames
+    # Crop the larger side: keep in_h rows and in_h * width / height columns, or the transpose.
+    if in_w * height > in_h * width:
+        crop_h, crop_w = in_h, max(1, round(in_h * width / height))
+    else:
+        crop_h, crop_w = max(1, round(in_w * height / width)), in_w
+    top, left = (in_h - crop_h) // 2, (in_w - crop_w) // 2
+    cropped = frames[:, top:top + crop_h, left:left + crop_w]
+    if (crop_h, crop_w) == (height, width):
+        return np.ascontiguousarray(cropped)
+    shrink = crop_h >= height and crop_w >= width
+    resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    out = np.empty((t, height, width, 3), dtype=np.uint8)
+    for i in range(t):
+        out[i] = np.asarray(Image.fromarray(cropped[i]).resize((width, height), resample=resample))
+    return out
+
+
+def frames_to_float(frames: np.ndarray) -> np.ndarray:
+    """uint8 video -> float32 in [0, 1], the pipelines' working range."""
+    if frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames; got {frames.dtype}")
+    return frames.astype(np.float32) / np.float32(255.0)
+
+
+def frames_to_uint8(video: np.ndarray) -> np.ndarray:
+    """float video in [0, 1] -> uint8, rounded to nearest and clipped (NaN becomes 0)."""
+    scaled = np.nan_to_num(np.asarray(video, dtype=np.float32), nan=0.0) * np.float32(255.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
