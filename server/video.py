@@ -16,6 +16,10 @@ Choices a user would notice, all documented here and in the docstrings below:
   "this clip" and the model only looks at its leading frames anyway.
 - A file that is empty, corrupt or truncated so that ffmpeg reports an error is a 400
   `invalid_video`; we never serve frames from a half-decoded file.
+- Rotation metadata (phone videos) is applied, as players do.
+
+Every function here blocks (ffmpeg runs as a subprocess, at most FFMPEG_TIMEOUT_S): call them
+from a worker thread, not on the event loop.
 """
 from __future__ import annotations
 
@@ -191,7 +195,9 @@ def _decode_with_pillow(data: bytes, fmt: str, max_frames: int, max_pixels: int)
             durations_ms.append(frame.info.get("duration") or 0)
     except VideoError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:  # Pillow's own, far larger limit, hit before ours
+        raise VideoError(413, "video_too_large", f"the {fmt.upper()} frames are too large: {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         # Pillow signals corrupt and truncated files with any of these.
         raise VideoError(400, "invalid_video", f"the {fmt.upper()} file could not be decoded: {e}") from None
     if not frames:
@@ -206,7 +212,7 @@ def _decode_with_pillow(data: bytes, fmt: str, max_frames: int, max_pixels: int)
 # first "<digits>x<digits>" after a space and before a comma, space or bracket (so not "0x3163...").
 _VIDEO_LINE = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
 _SIZE = re.compile(r" (\d+)x(\d+)[ ,\[]")
-_FPS = re.compile(r"([\d.]+)k? (?:fps|tbr)")
+_FPS = re.compile(r"([\d.]+) fps")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
 
 

@@ -157,6 +157,19 @@ def test_mov_with_moov_at_the_end_decodes(clip, tmp_path):
     assert decoded.frames.shape == clip.shape and psnr(decoded.frames, clip) > 25.0
 
 
+def test_rotation_metadata_is_applied(tmp_path):
+    clip = np.zeros((4, 16, 32, 3), dtype=np.uint8)
+    clip[:, :, :8] = 255  # a white band on the left of a landscape frame
+    plain, rotated = tmp_path / "plain.mp4", tmp_path / "rotated.mp4"
+    plain.write_bytes(encode_mp4(clip, fps=4))
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-display_rotation", "90", "-i", str(plain),
+                    "-c", "copy", str(rotated)], check=True, timeout=60)
+    frames = decode_video(rotated.read_bytes(), **LIMITS).frames
+    assert frames.shape == (4, 32, 16, 3), "a quarter turn makes the landscape clip portrait"
+    rows = frames[0, :, :, 0].mean(axis=1)
+    assert rows[-4:].min() > 200 and rows[:20].max() < 50, "the band is now along one edge's rows"
+
+
 def test_webm_vp9(clip, tmp_path):
     encoders = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
     if "libvpx-vp9" not in encoders:
