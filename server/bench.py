@@ -286,9 +286,10 @@ class _Session:
             if self.wait == "prefer":
                 asked = time.monotonic()
                 response = await self.client.get(f"/v1/videos/{job['id']}", headers=self._prefer())
-                held = time.monotonic() - asked
-                # A server that does not hold GETs answers at once: fall back to its poll interval.
-                if held < 0.5 * self.prefer_wait_s and response.is_success and response.json()["status"] not in TERMINAL:
+                # A server that held the GET says so (Preference-Applied) or took its time; one that
+                # answers at once does not hold GETs: then wait its poll interval before asking again.
+                held = "preference-applied" in response.headers or time.monotonic() - asked >= 0.5 * self.prefer_wait_s
+                if not held and response.is_success and response.json()["status"] not in TERMINAL:
                     await asyncio.sleep(poll_interval(response.headers))
             else:
                 await asyncio.sleep(poll_interval(response.headers))

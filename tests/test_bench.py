@@ -198,8 +198,9 @@ class FakeAPI:
         self.reset()
 
     def reset(self, *, refuse_every: int = 0, api_key: str | None = None, metrics: bool = True,
-              fail_task: str | None = None) -> "FakeAPI":
+              fail_task: str | None = None, hold_gets: bool = True) -> "FakeAPI":
         self.refuse_every, self.api_key, self.metrics, self.fail_task = refuse_every, api_key, metrics, fail_task
+        self.hold_gets = hold_gets  # False: GET ignores Prefer: wait, as a server may
         self.jobs: dict[str, dict] = {}
         self.bodies: list[dict] = []
         self.posts = self.refused = self.job_gets = 0
@@ -226,15 +227,15 @@ class FakeAPI:
 
     async def _answer(self, request: Request, job_id: str, created: bool) -> JSONResponse:
         """The job, after holding the request up to Prefer: wait=N seconds."""
-        prefer = request.headers.get("prefer", "")
-        if prefer.startswith("wait="):
+        prefer, headers = request.headers.get("prefer", ""), {"Retry-After": "1", "X-Poll-Interval": "0.02"}
+        if prefer.startswith("wait=") and (created or self.hold_gets):
+            headers["Preference-Applied"] = prefer
             deadline = time.time() + float(prefer[5:])
             while self._job(job_id)["status"] in ("queued", "in_progress") and time.time() < deadline:
                 await asyncio.sleep(0.005)
         job = self._job(job_id)
         done = job["status"] not in ("queued", "in_progress")
-        return JSONResponse(job, status_code=200 if done or not created else 202,
-                            headers={"Retry-After": "1", "X-Poll-Interval": "0.02"})
+        return JSONResponse(job, status_code=200 if done or not created else 202, headers=headers)
 
     def _routes(self) -> None:
         app = self.app
@@ -365,6 +366,17 @@ async def test_open_loop_prefer_wait_follows_the_seeded_arrivals(fake):
     assert sent == pytest.approx(poisson_arrivals(40.0, seed=7, count=10), abs=0.05), "arrivals ignore completions"
     assert api.job_gets == 0, "with Prefer: wait the POST itself returns the finished job"
     assert report["config"]["rate"] == 40.0 and report["config"]["concurrency"] is None
+
+
+@pytest.mark.parametrize("hold_gets, most_gets_per_job", [(True, 5), (False, 6)])  # a busy loop: ~30
+async def test_prefer_wait_beyond_the_servers_hold(fake, hold_gets, most_gets_per_job):
+    # The POST holds 0.02 s of a 0.08 s job: the rest is waited on with GETs, held by the server
+    # (Preference-Applied) or, where it does not hold them, spaced by its X-Poll-Interval.
+    api, url = fake
+    api.reset(hold_gets=hold_gets)
+    report = await run_bench(url, num_requests=4, concurrency=2, wait="prefer", prefer_wait_s=0.02)
+    assert report["completed"] == 4
+    assert 4 <= api.job_gets <= 4 * most_gets_per_job
 
 
 async def test_errors_are_counted_by_status_and_code(fake):
