@@ -1,0 +1,4 @@
+from .models import AsyncModels, Models
+from .videos import AsyncVideos, Videos
+
+__all__ = ["Videos", "AsyncVideos", "Models", "AsyncModels"]

@@ -1,0 +1,174 @@
+"""The API's objects as pydantic models (responses) and TypedDicts (request parameters).
+
+Response models accept fields this client does not know yet (`extra="allow"`), so a newer
+server never breaks an older client.
+"""
+
+import sys
+from typing import Any, List, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if sys.version_info >= (3, 11):
+    from typing import NotRequired, Required, TypedDict
+else:  # typing_extensions comes with pydantic
+    from typing_extensions import NotRequired, Required, TypedDict
+
+__all__ = [
+    "Task",
+    "Status",
+    "Priority",
+    "Variant",
+    "MaskPreset",
+    "Mask",
+    "Sampler",
+    "VideoCreateParams",
+    "VideoError",
+    "Video",
+    "VideoList",
+    "VideoDeleted",
+    "Model",
+    "ModelList",
+    "TERMINAL_STATUSES",
+]
+
+Task = Literal[
+    "class_conditional",
+    "class_conditional_frame_prediction",
+    "frame_prediction",
+    "frame_interpolation",
+    "inpainting",
+    "outpainting",
+]
+Status = Literal["queued", "in_progress", "completed", "failed", "canceled"]
+Priority = Literal["high", "normal", "low"]
+Variant = Literal["video", "thumbnail"]
+MaskPreset = Literal["center", "vertical", "horizontal", "dynamic"]
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
+
+
+# --- request parameters ---------------------------------------------------------------------
+
+class Mask(TypedDict, total=False):
+    """Inpainting/outpainting region: a preset, or a box `[x0, y0, x1, y1]` in relative
+    coordinates (0..1), or one such box per frame."""
+
+    preset: MaskPreset
+    box: Union[List[float], List[List[float]]]
+
+
+class Sampler(TypedDict, total=False):
+    """Decoding settings; every key is optional (the server fills in the model's defaults)."""
+
+    method: Literal["maskgit", "autoregressive"]
+    steps: int
+    temperature: float
+    choice_temperature: float
+    guidance_scale: float
+    top_k: Optional[int]
+
+
+class VideoCreateParams(TypedDict, total=False):
+    """Keyword arguments of `videos.create` (and of `create_and_poll` and `generate`).
+
+    `input_video` is a path (str or os.PathLike), bytes, or a binary file object: it is uploaded
+    as a multipart file part. `idempotency_key` defaults to a fresh uuid4 per call, reused by
+    every retry of that call. `wait` sends `Prefer: wait=N`: the server holds the request up to
+    N seconds and answers with the finished job if it finished by then."""
+
+    task: Required[Task]
+    model: str
+    class_label: Optional[int]
+    input_video: Any
+    input_video_id: str
+    mask: Mask
+    condition_frames: int
+    num_frames: int
+    size: str
+    fps: int
+    seed: int
+    sampler: Sampler
+    priority: Priority
+    idempotency_key: NotRequired[Optional[str]]
+    wait: NotRequired[Optional[float]]
+
+
+# --- responses -------------------------------------------------------------------------------
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+
+class VideoError(_Response):
+    """Why a job failed: `{"code", "message"}`."""
+
+    code: str
+    message: str
+
+
+class Video(_Response):
+    """A generation job (`"object": "video"`). Times are Unix seconds."""
+
+    id: str
+    object: str = "video"
+    model: Optional[str] = None
+    task: Optional[str] = None
+    status: Status
+    progress: int = 0
+    queue_position: Optional[int] = None
+    created_at: Optional[float] = None
+    started_at: Optional[float] = None
+    completed_at: Optional[float] = None
+    expires_at: Optional[float] = None
+    error: Optional[VideoError] = None
+    size: Optional[str] = None
+    num_frames: Optional[int] = None
+    fps: Optional[int] = None
+    seed: Optional[int] = None
+    request: Optional[dict[str, Any]] = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job is completed, failed or canceled (it will not change again)."""
+        return self.status in TERMINAL_STATUSES
+
+
+class VideoList(_Response):
+    """One page of GET /v1/videos, newest first."""
+
+    object: str = "list"
+    data: List[Video] = Field(default_factory=list)
+    has_more: bool = False
+    first_id: Optional[str] = None
+    last_id: Optional[str] = None
+
+
+class VideoDeleted(_Response):
+    """The answer to DELETE /v1/videos/{id}."""
+
+    id: str
+    object: str = "video.deleted"
+    deleted: bool = True
+
+
+class Model(_Response):
+    """A served model, from GET /v1/models."""
+
+    id: str
+    object: str = "model"
+    description: str = ""
+    tasks: List[str] = Field(default_factory=list)
+    sizes: List[str] = Field(default_factory=list)
+    window_frames: Optional[int] = None
+    default_condition_frames: Optional[int] = None
+    fps: Optional[int] = None
+    classes: List[str] = Field(default_factory=list)
+    samplers: List[str] = Field(default_factory=list)
+    backend: Optional[str] = None
+    max_num_frames: Optional[int] = None  # the server's longest output, extension included
+
+
+class ModelList(_Response):
+    object: str = "list"
+    data: List[Model] = Field(default_factory=list)

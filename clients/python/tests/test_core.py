@@ -1,0 +1,125 @@
+"""The client's pure logic (no server needed): retry timing, header parsing, the SSE decoder,
+upload labelling, the progress bar switch, and the flow drivers of both twins."""
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+import httpx
+import pytest
+
+from kinetoscope_client import (
+    AsyncClient,
+    Client,
+    ConflictError,
+    InternalServerError,
+    RateLimitError,
+    ServiceUnavailableError,
+    Video,
+)
+from kinetoscope_client._core import Sleep, is_retryable_status, make_status_error, retry_delay
+from kinetoscope_client._headers import parse_poll_interval, parse_retry_after
+from kinetoscope_client._progress import ProgressBar
+from kinetoscope_client._sse import SSEDecoder
+from kinetoscope_client._uploads import read_input_video
+
+
+def response(status: int, headers: dict[str, str] | None = None, json: object = None) -> httpx.Response:
+    return httpx.Response(status, headers=headers, json=json, request=httpx.Request("GET", "http://x/v1/videos/a"))
+
+
+def test_retry_delay_honours_retry_after_else_backs_off_with_jitter():
+    assert retry_delay(0, response(429, {"Retry-After": "3"})) == 3.0
+    assert retry_delay(5, response(503, {"Retry-After": "0"})) == 0.0
+    too_long = retry_delay(0, response(503, {"Retry-After": "3600"}))  # not honoured: backoff instead
+    assert 0.375 <= too_long <= 0.5
+    for attempt, nominal in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (10, 8.0)]:
+        delays = [retry_delay(attempt, None) for _ in range(50)]
+        assert all(0.75 * nominal <= d <= nominal for d in delays)
+        assert len(set(delays)) > 1  # jittered
+
+
+def test_which_statuses_are_retried():
+    assert all(is_retryable_status(s) for s in (408, 429, 500, 502, 503, 504))
+    assert not any(is_retryable_status(s) for s in (400, 401, 404, 409, 413, 415, 422))
+
+
+def test_header_parsing():
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None
+    assert 0 <= parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) < 1
+    assert parse_poll_interval(httpx.Headers({"Retry-After": "1", "X-Poll-Interval": "0.25"})) == 0.25
+    assert parse_poll_interval(httpx.Headers({"Retry-After": "2"})) == 2.0
+
+
+def test_error_mapping():
+    err = make_status_error(response(429, {"Retry-After": "5", "X-Request-ID": "req-1"}, {
+        "error": {"type": "rate_limit_error", "code": "queue_full", "message": "queue is full", "param": None}}))
+    assert isinstance(err, RateLimitError) and err.retry_after == 5 and err.request_id == "req-1"
+    assert (err.code, err.type, err.message) == ("queue_full", "rate_limit_error", "queue is full")
+    assert isinstance(make_status_error(response(409, json={})), ConflictError)
+    assert type(make_status_error(response(502))) is InternalServerError
+    assert isinstance(make_status_error(response(503)), InternalServerError)
+    assert type(make_status_error(response(503))) is ServiceUnavailableError
+    plain = make_status_error(httpx.Response(500, text="boom", request=httpx.Request("GET", "http://x")))
+    assert plain.message == "boom" and plain.body == "boom" and plain.code is None
+
+
+def test_sse_decoder():
+    decoder = SSEDecoder()
+    lines = [": keep-alive", "", "event: update", "data: {\"a\":", "data: 1}", "id: 7", "", "data: x"]
+    events = [e for e in (decoder.feed(line) for line in lines) if e is not None]
+    assert len(events) == 1 and events[0].event == "update" and events[0].data == '{"a":\n1}' and events[0].id == "7"
+    last = decoder.feed("")
+    assert last is not None and last.data == "x" and last.event == "message"
+
+
+def test_input_video_labels(tmp_path):
+    png = b"\x89PNG\r\n\x1a\n" + bytes(16)
+    assert read_input_video(png) == ("input_video.png", png, "image/png")
+    mp4 = b"\x00\x00\x00\x18ftypisom" + bytes(16)
+    (tmp_path / "clip.mp4").write_bytes(mp4)
+    assert read_input_video(tmp_path / "clip.mp4") == ("clip.mp4", mp4, "video/mp4")
+    with open(tmp_path / "clip.mp4", "rb") as f:
+        assert read_input_video(f).filename == "clip.mp4"
+    with pytest.raises(TypeError):
+        read_input_video(io.StringIO("text"))
+    with pytest.raises(TypeError):
+        read_input_video(12)
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal():
+    pytest.importorskip("tqdm")
+    assert not ProgressBar(True, io.StringIO()).active
+    assert not ProgressBar(False, FakeTerminal()).active
+    term = FakeTerminal()
+    with ProgressBar(True, term) as bar:
+        assert bar.active
+        bar.update(Video(id="video_1", status="in_progress", progress=40))
+        bar.update(Video(id="video_1", status="completed", progress=100))
+    assert "100/100" in term.getvalue() or "100%" in term.getvalue()
+
+
+def flow_sleeping_then_returning(seconds: float):
+    yield Sleep(seconds)
+    return "done"
+
+
+def test_both_drivers_run_the_same_flow():
+    with Client("http://127.0.0.1:9") as sync_client:
+        start = time.monotonic()
+        assert sync_client._run(flow_sleeping_then_returning(0.05)) == "done"
+        assert time.monotonic() - start >= 0.05
+
+    async def run_async() -> str:
+        async with AsyncClient("http://127.0.0.1:9") as async_client:
+            return await async_client._run(flow_sleeping_then_returning(0.05))
+
+    assert asyncio.run(run_async()) == "done"
