@@ -22,6 +22,8 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 API_KEY = "test-key"
 # Small, fast jobs: the demo model's base size and window, two decoding steps.
 FAST = {"task": "class_conditional", "class_label": 3, "size": "32x32", "num_frames": 16, "sampler": {"steps": 2}}
+# A job of a second or two: long enough to be polled a few times.
+MEDIUM = {**FAST, "size": "64x64", "sampler": {"steps": 24}}
 # A job that runs for many seconds on a CPU, for cancel / 409 / queue tests.
 SLOW = {"task": "class_conditional", "class_label": 1, "size": "128x128", "num_frames": 128,
         "sampler": {"steps": 64}}

@@ -99,7 +99,7 @@ async def test_errors(aclient, server):
     with pytest.raises(NotFoundError):
         await aclient.videos.retrieve("video_nope")
     with pytest.raises(UnprocessableEntityError) as caught:
-        await aclient.videos.create(**FAST, num_frames=0)
+        await aclient.videos.create(**{**FAST, "num_frames": 0})
     assert caught.value.param == "num_frames"
     async with AsyncClient(server.url, api_key="wrong") as wrong:
         with pytest.raises(AuthenticationError):

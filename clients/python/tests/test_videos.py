@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 import pytest
-from live_servers import API_KEY, FAST, SLOW
+from live_servers import API_KEY, FAST, MEDIUM, SLOW
 
 from kinetoscope_client import Client, JobFailedError, NotFoundError, SyncPage, Video, WaitTimeoutError
 
@@ -57,12 +57,10 @@ def test_create_then_poll_to_completion(client):
 
 def test_create_and_poll_follows_the_servers_poll_interval(server):
     # The test server suggests 0.2 s (X-Poll-Interval; Retry-After says 1): polls come ~0.2 s apart.
-    sent: list[httpx.Request] = []
     gets: list[float] = []
-    http = httpx.Client(event_hooks={"request": [sent.append, lambda r: gets.append(time.monotonic())
-                                                 if r.method == "GET" else None]})
+    http = httpx.Client(event_hooks={"request": [lambda r: gets.append(time.monotonic()) if r.method == "GET" else None]})
     with Client(server.url, api_key=API_KEY, http_client=http) as c:
-        video = c.videos.create_and_poll(**{**FAST, "sampler": {"steps": 24}}, size="64x64", timeout=120)
+        video = c.videos.create_and_poll(**MEDIUM, timeout=120)
     http.close()
     assert video.status == "completed"
     gaps = [b - a for a, b in zip(gets, gets[1:])]
@@ -74,7 +72,7 @@ def test_create_and_poll_with_an_explicit_interval(server):
     gets: list[float] = []
     http = httpx.Client(event_hooks={"request": [lambda r: gets.append(time.monotonic()) if r.method == "GET" else None]})
     with Client(server.url, api_key=API_KEY, http_client=http) as c:
-        video = c.videos.create_and_poll(**{**FAST, "sampler": {"steps": 24}}, size="64x64", poll_interval=0.5)
+        video = c.videos.create_and_poll(**MEDIUM, poll_interval=0.5)
     http.close()
     assert video.status == "completed"
     assert all(b - a >= 0.45 for a, b in zip(gets, gets[1:]))
