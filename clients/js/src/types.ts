@@ -1,0 +1,154 @@
+/** Request and response shapes of the Kinetoscope HTTP API, version 1 (snake_case, as on the wire). */
+
+export type Task =
+  | 'class_conditional'
+  | 'class_conditional_frame_prediction'
+  | 'frame_prediction'
+  | 'frame_interpolation'
+  | 'inpainting'
+  | 'outpainting';
+
+export type JobStatus = 'queued' | 'in_progress' | 'completed' | 'failed' | 'canceled';
+
+export type MaskPreset = 'center' | 'vertical' | 'horizontal' | 'dynamic';
+
+/** `[x0, y0, x1, y1]` in relative coordinates (0..1). */
+export type Box = [number, number, number, number];
+
+/** A preset, or a box (one for the whole clip, or one per frame). */
+export type Mask = { preset: MaskPreset } | { box: Box | Box[] };
+
+export interface SamplerParams {
+  method?: 'maskgit' | 'autoregressive';
+  steps?: number;
+  temperature?: number;
+  choice_temperature?: number;
+  guidance_scale?: number;
+  top_k?: number | null;
+}
+
+/** Bytes of an input video. A `Blob`/`File` keeps its name and type in the upload. */
+export type Uploadable = Blob | Uint8Array | ArrayBuffer;
+
+export interface VideoCreateParams {
+  /** A model id from `models.list()`; default: the server's default model. */
+  model?: string;
+  task: Task;
+  class_label?: number | null;
+  /**
+   * The input video of the conditional tasks (MP4, WebM, GIF or PNG). A string is sent as
+   * base64 in a JSON body; bytes (Blob, File, Uint8Array, ArrayBuffer) are uploaded as a
+   * multipart/form-data file part named `input_video`.
+   */
+  input_video?: string | Uploadable;
+  /** Instead of `input_video`: a completed job whose output is the input. */
+  input_video_id?: string;
+  mask?: Mask;
+  condition_frames?: number;
+  num_frames?: number;
+  /** `"WxH"`, one of the model's sizes. */
+  size?: string;
+  fps?: number;
+  seed?: number;
+  sampler?: SamplerParams;
+  priority?: 'high' | 'normal' | 'low';
+}
+
+export interface ErrorObject {
+  type: string;
+  code: string;
+  message: string;
+  param: string | null;
+}
+
+/** The job object every job endpoint returns. Times are Unix seconds. */
+export interface Video {
+  id: string;
+  object: 'video';
+  model: string;
+  task: Task;
+  status: JobStatus;
+  /** Integer percent, rising monotonically while in progress. */
+  progress: number;
+  queue_position: number | null;
+  created_at: number;
+  started_at: number | null;
+  completed_at: number | null;
+  /** When the content is deleted. */
+  expires_at: number | null;
+  error: { code: string; message: string } | null;
+  size: string;
+  num_frames: number;
+  fps: number;
+  seed: number;
+  /** The request as the server runs it, every default filled in. */
+  request: NormalizedRequest;
+}
+
+export interface NormalizedRequest {
+  task: Task;
+  class_label: number | null;
+  mask: Mask | null;
+  condition_frames: number | null;
+  num_frames: number;
+  size: string;
+  fps: number;
+  seed: number;
+  sampler: Required<SamplerParams>;
+  priority: 'high' | 'normal' | 'low';
+  input_video_id: string | null;
+  has_input: boolean;
+}
+
+export interface VideoListParams {
+  /** Cursor: list the jobs after (older than) this job id. */
+  after?: string;
+  /** Page size. */
+  limit?: number;
+}
+
+export interface VideoList {
+  object: 'list';
+  data: Video[];
+  has_more: boolean;
+  first_id: string | null;
+  last_id: string | null;
+}
+
+export interface VideoDeleted {
+  id: string;
+  object: 'video.deleted';
+  deleted: boolean;
+}
+
+export type ContentVariant = 'video' | 'thumbnail';
+
+export interface Model {
+  id: string;
+  object: 'model';
+  description: string;
+  tasks: Task[];
+  /** Output sizes, `"WxH"`, base size first. */
+  sizes: string[];
+  window_frames: number;
+  default_condition_frames: number;
+  fps: number;
+  /** Class names; a class label is an index into this list. */
+  classes: string[];
+  samplers: string[];
+  /** The engine backend: onnxruntime, tensorrt or torch. */
+  backend: string;
+  /** The server's longest output in frames, autoregressive extension included. */
+  max_num_frames: number;
+}
+
+export interface ModelList {
+  object: 'list';
+  data: Model[];
+}
+
+export const TERMINAL_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'canceled'];
+
+export function isTerminal(job: Pick<Video, 'status'>): boolean {
+  return TERMINAL_STATUSES.includes(job.status);
+}

@@ -1,0 +1,190 @@
+// Every method of client.videos and client.models against a live server.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { JobFailedError, Kinetoscope, NotFoundError, Page, VideoContent, WaitTimeoutError } from '../dist/index.js';
+import { QUICK, SLOW, cancelQuietly, skipReason, startServer } from './helpers/server.mjs';
+
+const isMP4 = (bytes) => Buffer.from(bytes.subarray(4, 8)).toString('latin1') === 'ftyp';
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+describe('videos and models', { skip: skipReason ?? false, timeout: 300_000 }, () => {
+  let server;
+  let client;
+  let completed; // a finished quick job, shared by the download and input tests
+  let mp4; // its bytes
+  const leftovers = [];
+
+  before(async () => {
+    server = await startServer();
+    client = new Kinetoscope({ baseURL: server.url, maxRetries: 0 });
+  });
+
+  after(async () => {
+    if (client) await cancelQuietly(client, leftovers);
+    await server?.stop();
+  });
+
+  test('models.list describes the demo model', async () => {
+    const models = await client.models.list();
+    assert.ok(Array.isArray(models) && models.length >= 1);
+    const model = models[0];
+    assert.equal(typeof model.id, 'string');
+    assert.ok(model.tasks.includes('class_conditional'));
+    assert.ok(model.sizes.includes('32x32'));
+    assert.ok(model.classes.length > 1);
+    assert.ok(model.window_frames > 0);
+    assert.ok(model.samplers.includes('maskgit'));
+    assert.equal(typeof model.backend, 'string');
+    assert.deepEqual(await client.models.retrieve(model.id), model);
+    await assert.rejects(client.models.retrieve('no-such-model'), NotFoundError);
+  });
+
+  test('create returns a job; retrieve returns the same job', async () => {
+    const job = await client.videos.create({ ...QUICK, seed: 11 });
+    assert.equal(job.object, 'video');
+    assert.match(job.id, /\S/);
+    assert.equal(job.task, 'class_conditional');
+    assert.ok(['queued', 'in_progress', 'completed'].includes(job.status));
+    assert.equal(job.size, '32x32');
+    assert.equal(job.seed, 11);
+    assert.equal(job.request.sampler.steps, 2);
+    const again = await client.videos.retrieve(job.id);
+    assert.equal(again.id, job.id);
+    await client.videos.poll(job.id);
+  });
+
+  test('createAndPoll waits for completion and reports rising progress', async () => {
+    const seen = [];
+    const job = await client.videos.createAndPoll({ ...QUICK, seed: 12 }, { onProgress: (j) => seen.push(j) });
+    assert.equal(job.status, 'completed');
+    assert.equal(job.progress, 100);
+    assert.ok(job.completed_at >= job.created_at);
+    assert.ok(seen.length >= 1);
+    assert.equal(seen.at(-1).status, 'completed');
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i].progress >= seen[i - 1].progress);
+    completed = job;
+  });
+
+  test('create with wait holds the request until the job is done', async () => {
+    const job = await client.videos.create({ ...QUICK, seed: 13 }, { wait: 60 });
+    assert.equal(job.status, 'completed');
+  });
+
+  test('downloadContent gives the MP4, the thumbnail PNG, and writes a file', async () => {
+    const content = await client.videos.downloadContent(completed.id);
+    assert.ok(content instanceof VideoContent);
+    assert.match(content.contentType, /^video\/mp4/);
+    assert.ok(content.size > 100);
+    assert.ok(isMP4(content.bytes()), 'an ISO-BMFF file starts with an ftyp box');
+    assert.equal(content.blob().type, content.contentType);
+    mp4 = content.bytes();
+
+    const thumb = await client.videos.downloadContent(completed.id, { variant: 'thumbnail' });
+    assert.match(thumb.contentType, /^image\/png/);
+    assert.deepEqual([...thumb.bytes().subarray(0, 8)], PNG_SIGNATURE);
+
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kinetoscope-js-'));
+    try {
+      const file = path.join(dir, 'out.mp4');
+      await content.writeToFile(file);
+      assert.deepEqual(new Uint8Array(await readFile(file)), mp4);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('streamEvents yields the job at each change and ends at the terminal status', async () => {
+    const job = await client.videos.create({ ...QUICK, seed: 14, sampler: { method: 'maskgit', steps: 6 } });
+    const events = [];
+    for await (const event of client.videos.streamEvents(job.id)) events.push(event);
+    assert.ok(events.length >= 1);
+    for (const e of events) assert.equal(e.id, job.id);
+    assert.equal(events.at(-1).status, 'completed');
+    assert.equal(events.at(-1).progress, 100);
+    for (let i = 1; i < events.length; i++) assert.ok(events[i].progress >= events[i - 1].progress);
+    // A finished job's stream gives its final state and closes.
+    const replay = [];
+    for await (const event of client.videos.streamEvents(job.id)) replay.push(event);
+    assert.equal(replay.at(-1).status, 'completed');
+  });
+
+  test('list pages newest first and auto-paginates', async () => {
+    const made = [];
+    for (let i = 0; i < 3; i++) made.push((await client.videos.create({ ...QUICK, seed: 20 + i })).id);
+    const page = await client.videos.list({ limit: 2 });
+    assert.ok(page instanceof Page);
+    assert.equal(page.data.length, 2);
+    assert.equal(page.hasMore, true);
+    assert.deepEqual(page.data.map((j) => j.id), [made[2], made[1]]);
+    const next = await page.getNextPage();
+    assert.equal(next.data[0].id, made[0]);
+
+    const all = [];
+    for await (const job of client.videos.list({ limit: 2 })) all.push(job.id);
+    assert.equal(new Set(all).size, all.length, 'no job twice');
+    for (const id of made) assert.ok(all.includes(id));
+    assert.ok(all.indexOf(made[2]) < all.indexOf(made[0]), 'newest first');
+    await Promise.all(made.map((id) => client.videos.poll(id)));
+  });
+
+  test('cancel stops a running job; waiting on it throws JobFailedError', async () => {
+    const job = await client.videos.create(SLOW);
+    leftovers.push(job.id);
+    const canceled = await client.videos.cancel(job.id);
+    assert.equal(canceled.id, job.id);
+    const again = await client.videos.cancel(job.id); // idempotent
+    assert.equal(again.id, job.id);
+    await assert.rejects(client.videos.poll(job.id, { timeout: 60_000 }), (err) => {
+      assert.ok(err instanceof JobFailedError);
+      assert.equal(err.job.status, 'canceled');
+      return true;
+    });
+  });
+
+  test('a wait that runs past its timeout is a WaitTimeoutError; the job goes on', async () => {
+    const job = await client.videos.create(SLOW);
+    leftovers.push(job.id);
+    const start = Date.now();
+    const err = await client.videos.poll(job.id, { timeout: 500, pollInterval: 100 }).catch((e) => e);
+    assert.ok(err instanceof WaitTimeoutError, String(err));
+    assert.equal(err.job.id, job.id);
+    assert.ok(Date.now() - start < 5_000);
+    assert.ok(!['failed', 'canceled'].includes((await client.videos.retrieve(job.id)).status));
+    await client.videos.cancel(job.id);
+  });
+
+  test('delete removes the job and its content', async () => {
+    const job = await client.videos.createAndPoll({ ...QUICK, seed: 15 });
+    const deleted = await client.videos.delete(job.id);
+    assert.deepEqual({ id: deleted.id, deleted: deleted.deleted }, { id: job.id, deleted: true });
+    await assert.rejects(client.videos.retrieve(job.id), NotFoundError);
+    await assert.rejects(client.videos.downloadContent(job.id), NotFoundError);
+  });
+
+  test('an input video goes up as multipart bytes, as a Blob, as base64 JSON, or by id', async () => {
+    assert.ok(mp4, 'the download test ran');
+    const base = { task: 'frame_prediction', size: '32x32', condition_frames: 4, seed: 3, sampler: { method: 'maskgit', steps: 2 } };
+    const inputs = {
+      bytes: { input_video: mp4 },
+      blob: { input_video: new Blob([mp4], { type: 'video/mp4' }) },
+      base64: { input_video: Buffer.from(mp4).toString('base64') },
+      id: { input_video_id: completed.id },
+    };
+    for (const [how, input] of Object.entries(inputs)) {
+      const job = await client.videos.createAndPoll({ ...base, ...input });
+      assert.equal(job.status, 'completed', how);
+      assert.equal(job.task, 'frame_prediction', how);
+      assert.equal(job.request.has_input || job.request.input_video_id !== null, true, how);
+    }
+  });
+
+  test('generate creates, waits and downloads in one call', async () => {
+    const { job, content } = await client.videos.generate({ ...QUICK, seed: 16 });
+    assert.equal(job.status, 'completed');
+    assert.ok(isMP4(content.bytes()));
+  });
+});
