@@ -14,7 +14,6 @@ copies of each resource method instead; this generator is about as long as one c
 """
 from __future__ import annotations
 
-import json as jsonlib
 import os
 import platform
 import random
@@ -179,11 +178,10 @@ class BaseClient:
             method,
             self.base_url + path,
             params=params or None,
-            # serialize ourselves so pydantic models / tuples inside params come out as JSON
-            content=jsonlib.dumps(json).encode() if json is not None else None,
+            json=json,
             data=data,
             files=files,
-            headers={**self._headers(headers), **({"Content-Type": "application/json"} if json is not None else {})},
+            headers=self._headers(headers),
             timeout=timeout if timeout is not None else self.timeout,
         )
 
