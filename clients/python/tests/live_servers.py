@@ -148,6 +148,7 @@ class FaultyProxy:
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def fail_next(self, *faults: str) -> None:
         self.faults.extend(faults)

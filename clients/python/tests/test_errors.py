@@ -51,7 +51,8 @@ def test_every_method_maps_unknown_ids_to_not_found(client, call):
 ])
 def test_invalid_field_is_unprocessable_and_not_retried(server, fields, param):
     sent: list[httpx.Request] = []
-    with Client(server.url, api_key=API_KEY, http_client=httpx.Client(event_hooks={"request": [sent.append]})) as c:
+    with httpx.Client(event_hooks={"request": [sent.append]}) as http, \
+            Client(server.url, api_key=API_KEY, http_client=http) as c:
         with pytest.raises(UnprocessableEntityError) as caught:
             c.videos.create(**{**FAST, **fields})
     assert caught.value.status_code == 422 and caught.value.param == param

@@ -142,11 +142,10 @@ def test_full_queue_answers_429_and_the_client_retries_until_it_drains(crowded_s
             if response.status_code == 429 and statuses.count(429) == 1:
                 plain.videos.cancel(blocker.id)
 
-        http = httpx.Client(event_hooks={"response": [on_response]})
-        with Client(crowded_server.url, max_retries=10, http_client=http) as retrying:
+        with httpx.Client(event_hooks={"response": [on_response]}) as http, \
+                Client(crowded_server.url, max_retries=10, http_client=http) as retrying:
             start = time.monotonic()
             video = retrying.videos.create(**FAST)
-        http.close()
         assert statuses[0] == 429 and statuses[-1] in (200, 202) and len(set(keys)) == 1
         assert time.monotonic() - start >= 1.0  # waited Retry-After: 1
         assert plain.videos.retrieve(video.id).id == video.id

@@ -26,10 +26,9 @@ def source_video(server) -> tuple[str, bytes]:
         return video.id, c.videos.download_content(video.id)
 
 
-def recording_client(server, requests: list[httpx.Request], **options) -> Client:
-    """A client whose httpx client records every request it sends (an httpx event hook)."""
-    http = httpx.Client(event_hooks={"request": [requests.append]})
-    return Client(server.url, api_key=API_KEY, http_client=http, **options)
+def get_times(times: list[float]) -> httpx.Client:
+    """An httpx client that notes when it sends each GET (an httpx event hook)."""
+    return httpx.Client(event_hooks={"request": [lambda r: times.append(time.monotonic()) if r.method == "GET" else None]})
 
 
 def test_models_list_and_retrieve(client):
@@ -58,10 +57,8 @@ def test_create_then_poll_to_completion(client):
 def test_create_and_poll_follows_the_servers_poll_interval(server):
     # The test server suggests 0.2 s (X-Poll-Interval; Retry-After says 1): polls come ~0.2 s apart.
     gets: list[float] = []
-    http = httpx.Client(event_hooks={"request": [lambda r: gets.append(time.monotonic()) if r.method == "GET" else None]})
-    with Client(server.url, api_key=API_KEY, http_client=http) as c:
+    with get_times(gets) as http, Client(server.url, api_key=API_KEY, http_client=http) as c:
         video = c.videos.create_and_poll(**MEDIUM, timeout=120)
-    http.close()
     assert video.status == "completed"
     gaps = [b - a for a, b in zip(gets, gets[1:])]
     assert gaps, "the job finished before the first poll; make it slower"
@@ -70,10 +67,8 @@ def test_create_and_poll_follows_the_servers_poll_interval(server):
 
 def test_create_and_poll_with_an_explicit_interval(server):
     gets: list[float] = []
-    http = httpx.Client(event_hooks={"request": [lambda r: gets.append(time.monotonic()) if r.method == "GET" else None]})
-    with Client(server.url, api_key=API_KEY, http_client=http) as c:
+    with get_times(gets) as http, Client(server.url, api_key=API_KEY, http_client=http) as c:
         video = c.videos.create_and_poll(**MEDIUM, poll_interval=0.5)
-    http.close()
     assert video.status == "completed"
     assert all(b - a >= 0.45 for a, b in zip(gets, gets[1:]))
 
@@ -200,7 +195,8 @@ def test_same_idempotency_key_returns_the_same_job(client):
 
 def test_each_create_sends_its_own_idempotency_key(server):
     sent: list[httpx.Request] = []
-    with recording_client(server, sent) as c:
+    with httpx.Client(event_hooks={"request": [sent.append]}) as http, \
+            Client(server.url, api_key=API_KEY, http_client=http) as c:
         a = c.videos.create(**FAST)
         b = c.videos.create(**FAST)
     keys = [r.headers["Idempotency-Key"] for r in sent if r.method == "POST"]
