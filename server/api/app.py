@@ -1,0 +1,137 @@
+"""The FastAPI application: `create_app` wires settings, the job queue, the runtime, routers,
+middleware and the playground page; `serve` runs it under uvicorn."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from server import metrics
+from server.api.errors import install_error_handlers
+from server.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from server.api.openapi import install_openapi
+from server.api.routes import health, models, videos
+from server.settings import Settings
+
+logger = logging.getLogger("kinetoscope.api")
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+WORKER_STOP_SECONDS = 10.0  # on shutdown, running jobs get this long to stop at a decoding step
+
+DESCRIPTION = """\
+Kinetoscope generates short videos with masked generative video transformers (MAGVIT tasks).
+
+Jobs are asynchronous: `POST /v1/videos` answers `202` with a job; poll `GET /v1/videos/{id}`
+(its `Retry-After` / `X-Poll-Interval` headers say when), stream `GET /v1/videos/{id}/events`, or
+send `Prefer: wait=N`. Then download `GET /v1/videos/{id}/content`.
+
+Errors are always `{"error": {"type", "code", "message", "param"}}`. When the server has API keys,
+every endpoint but `/healthz` and `/readyz` needs `Authorization: Bearer <key>`; the playground page
+(`/`, `/static`) and this schema (`/openapi.json`, `/docs`) hold no data and are open.
+Every response carries `X-Request-ID` (the client's, if it sent one).
+"""
+
+
+def embedded_worker_wanted(settings: Settings) -> bool:
+    """Without Redis there is no other process to run jobs, so the API runs a worker itself."""
+    return settings.redis_url is None and settings.embedded_workers
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state = app.state
+    settings: Settings = state.settings
+    owns_queue = state.queue is None
+    if owns_queue:
+        from server.jobs import open_queue
+        state.queue = open_queue(settings)
+    if state.runtime is None:
+        from server.runtime import load_runtime
+        # Loading engines is slow, blocking work; an API replica in front of Redis workers needs manifests only.
+        state.runtime = await run_in_threadpool(load_runtime, settings, engines=embedded_worker_wanted(settings))
+    stop = asyncio.Event()
+    worker = _start_embedded_worker(state, settings, stop) if embedded_worker_wanted(settings) else None
+    logger.info("ready", extra={"model": state.runtime.default_model})
+    try:
+        yield
+    finally:
+        stop.set()
+        if worker is not None:
+            try:  # the worker itself abandons jobs after WORKER_STOP_SECONDS; this is the backstop
+                await asyncio.wait_for(worker, WORKER_STOP_SECONDS + 5)
+            except asyncio.TimeoutError:
+                logger.warning("embedded worker did not stop; cancelled it")
+            except Exception:  # noqa: BLE001 - already logged by the done callback
+                pass
+        if owns_queue:
+            await state.queue.close()
+
+
+def _start_embedded_worker(state: Any, settings: Settings, stop: asyncio.Event) -> asyncio.Task:
+    from server.worker import run_worker
+    task = asyncio.create_task(run_worker(
+        state.queue, metrics.instrument_generate(state.runtime.generate), worker_id=f"api-{os.getpid()}",
+        concurrency=settings.worker_concurrency, heartbeat_seconds=settings.heartbeat_seconds,
+        stop=stop, on_event=metrics.on_worker_event, drain_seconds=WORKER_STOP_SECONDS), name="kinetoscope-embedded-worker")
+
+    def report(t: asyncio.Task) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            logger.error("embedded worker stopped", exc_info=t.exception())
+    task.add_done_callback(report)
+    return task
+
+
+def create_app(settings: Settings | None = None, *, runtime: Any = None, queue: Any = None) -> FastAPI:
+    """The API. `runtime` and `queue` are made in the lifespan (load_runtime, open_queue) unless
+    given; a given queue is left open on shutdown (its owner closes it)."""
+    settings = settings or Settings()
+    app = FastAPI(title="Kinetoscope", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  generate_unique_id_function=lambda route: route.name,  # operationId = the function's name
+                  openapi_tags=[{"name": "videos", "description": "generation jobs"},
+                                {"name": "models", "description": "what the server can generate"},
+                                {"name": "operations", "description": "health, readiness and metrics"}])
+    app.state.settings, app.state.runtime, app.state.queue = settings, runtime, queue
+    install_error_handlers(app)
+    install_openapi(app)
+    for router in (videos.router, models.router, health.router, health.metrics_router):
+        app.include_router(router)
+    _mount_playground(app)
+    # Added last = outermost: the request id is set before anything else runs, even a 413.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def _mount_playground(app: FastAPI) -> None:
+    """The playground page at / and its files at /static, when server/static/ has them. They are
+    open even with API keys: a browser cannot send a Bearer header when opening a page, and the
+    page asks for the key and sends it with its API calls."""
+    index = STATIC_DIR / "index.html"
+    if not index.is_file():
+        return
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def playground() -> FileResponse:
+        return FileResponse(index, media_type="text/html")
+
+
+def serve(settings: Settings | None = None) -> None:
+    """Runs the API under uvicorn on settings.host:settings.port (127.0.0.1 unless told otherwise)."""
+    import uvicorn
+
+    from server.api.logs import configure_logging
+
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    # access_log off: RequestContextMiddleware logs each request with its request id.
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=False, log_config=None, timeout_graceful_shutdown=WORKER_STOP_SECONDS)

@@ -1,0 +1,168 @@
+"""Turning a POST /v1/videos request into a job: the body (JSON or multipart), the input video's
+bytes (base64, an uploaded file, or a previous job's output) and a trial decode of that video, so
+that corrupt, oversized or unsupported inputs are refused here (400/413/415) and never reach a
+worker."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from server.api.errors import APIError, validation_error
+from server.api.schemas import VideoCreateRequest
+from server.api.validation import check_input_frames, choose_manifest, normalize_request
+from server.jobs.base import Job, JobQueue, new_job_id
+from server.settings import Settings
+from server.video import VideoError, decode_video
+
+JSON_FORM_FIELDS = ("mask", "sampler")  # objects travel as JSON text in multipart forms
+UPLOADED = ""  # the request's input_video when the bytes came as a file part
+
+
+async def build_job(request: Request, settings: Settings, queue: JobQueue, runtime: Any) -> tuple[Job, bytes | None]:
+    """A create request -> the job to submit and its input video bytes, or APIError. Sets
+    `request.state.task` once the task is known (for the request metrics)."""
+    parsed = await parse_body(request, settings)
+    request.state.task = parsed.request.task
+    manifest = choose_manifest(runtime.manifests, runtime.default_model, parsed.request.model)
+    normalized = normalize_request(parsed.request, manifest, settings)
+    input_video, frames = await load_input(parsed, normalized, queue, settings)
+    if frames is not None:
+        check_input_frames(normalized, frames)
+    job = Job(id=new_job_id(), model=manifest.model_id, task=normalized["task"], request=normalized,
+              size=normalized["size"], num_frames=normalized["num_frames"], fps=normalized["fps"],
+              seed=normalized["seed"], priority=normalized["priority"])
+    return job, input_video
+
+
+@dataclass
+class ParsedRequest:
+    request: VideoCreateRequest
+    upload: bytes | None  # the file part's bytes (multipart), if any
+
+
+async def parse_body(request: Request, settings: Settings) -> ParsedRequest:
+    """JSON (strict types: "16" is not a number) or multipart/form-data (form text is coerced)."""
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return ParsedRequest(_from_json(await request.body()), None)
+    if media == "multipart/form-data":
+        return await _from_multipart(request, settings)
+    raise APIError(415, "unsupported_media_type",
+                   f"send application/json or multipart/form-data, not {media!r}")
+
+
+def _from_json(body: bytes) -> VideoCreateRequest:
+    if not body.strip():
+        raise APIError(400, "invalid_json", "the request body is empty; send a JSON object")
+    try:
+        return VideoCreateRequest.model_validate_json(body, strict=True)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if errors[0]["type"] == "json_invalid":
+            raise APIError(400, "invalid_json", f"the body is not valid JSON: {errors[0]['msg']}") from None
+        if errors[0]["type"] == "model_type":
+            raise APIError(400, "invalid_json", "the body must be a JSON object") from None
+        raise validation_error(errors) from None
+
+
+async def _from_multipart(request: Request, settings: Settings) -> ParsedRequest:
+    form = await request.form(max_files=1, max_fields=32, max_part_size=settings.max_body_bytes)
+    try:
+        fields: dict[str, Any] = {}
+        upload: bytes | None = None
+        for name in set(form.keys()):
+            values = form.getlist(name)
+            if len(values) > 1:
+                raise APIError(422, "invalid_value", f"form field {name!r} is given {len(values)} times", param=name)
+            value = values[0]
+            if isinstance(value, UploadFile):
+                if name != "input_video":
+                    raise APIError(422, "unknown_field", f"the only file part is input_video, not {name!r}", param=name)
+                upload = await value.read(settings.max_upload_bytes + 1)
+                if len(upload) > settings.max_upload_bytes:
+                    raise APIError(413, "upload_too_large",
+                                   f"input_video is larger than {settings.max_upload_bytes} bytes", param="input_video")
+                fields[name] = UPLOADED
+            elif value != "":  # an empty form field means "not given"
+                fields[name] = _json_field(name, value) if name in JSON_FORM_FIELDS else value
+    finally:
+        await form.close()
+    try:
+        return ParsedRequest(VideoCreateRequest.model_validate(fields), upload)
+    except ValidationError as exc:
+        raise validation_error(exc.errors()) from None
+
+
+def _json_field(name: str, value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise APIError(422, "invalid_value", f"form field {name} must be JSON text, e.g. "
+                       + ('{"preset": "center"}' if name == "mask" else '{"steps": 12}'), param=name) from None
+
+
+def decode_base64(text: str, max_bytes: int) -> bytes:
+    """Standard or URL-safe base64, padding optional, whitespace ignored, `data:` URLs accepted."""
+    text = text.strip()
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        if not header.endswith(";base64"):
+            raise APIError(400, "invalid_base64", "a data: URL input_video must be base64 (data:video/mp4;base64,...)",
+                           param="input_video")
+    text = "".join(text.split())
+    if len(text) * 3 // 4 > max_bytes + 2:  # refuse before decoding a huge string
+        raise APIError(413, "upload_too_large", f"input_video is larger than {max_bytes} bytes", param="input_video")
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        data = base64.b64decode(padded, altchars=b"-_" if ("-" in text or "_" in text) else None, validate=True)
+    except (binascii.Error, ValueError):
+        raise APIError(400, "invalid_base64", "input_video is not valid base64", param="input_video") from None
+    if not data:
+        raise APIError(400, "invalid_video", "input_video is empty", param="input_video")
+    if len(data) > max_bytes:
+        raise APIError(413, "upload_too_large", f"input_video is larger than {max_bytes} bytes", param="input_video")
+    return data
+
+
+async def load_input(parsed: ParsedRequest, normalized: dict[str, Any], queue: JobQueue,
+                     settings: Settings) -> tuple[bytes | None, int | None]:
+    """The input video's bytes and frame count, or (None, None) for tasks without an input."""
+    if not normalized["has_input"]:
+        return None, None
+    req = parsed.request
+    if req.input_video_id is not None:
+        data, param = await _previous_output(queue, req.input_video_id), "input_video_id"
+    elif parsed.upload is not None:
+        data, param = parsed.upload, "input_video"
+    else:
+        data, param = decode_base64(req.input_video or "", settings.max_upload_bytes), "input_video"
+    if not data:
+        raise APIError(400, "invalid_video", "input_video is empty", param=param)
+    try:  # decoding is CPU work: keep it off the event loop
+        video = await run_in_threadpool(decode_video, data, max_bytes=settings.max_upload_bytes,
+                                        max_frames=settings.max_input_frames, max_pixels=settings.max_input_pixels)
+    except VideoError as exc:
+        raise APIError(exc.status, exc.code, exc.message, param=param) from None
+    return data, len(video.frames)
+
+
+async def _previous_output(queue: JobQueue, job_id: str) -> bytes:
+    job = await queue.get(job_id)
+    if job is None:
+        raise APIError(404, "video_not_found", f"no video job {job_id!r}", param="input_video_id")
+    if job.status != "completed":
+        raise APIError(409, "video_not_ready", f"job {job_id} is {job.status}; only a completed job's video can be an input",
+                       param="input_video_id")
+    data = await queue.get_content(job_id, "video")
+    if data is None:
+        raise APIError(404, "video_not_found", f"the content of job {job_id} has expired or was deleted",
+                       param="input_video_id")
+    return data

@@ -1,0 +1,113 @@
+"""ASGI middleware (plain ASGI, not BaseHTTPMiddleware, so streamed responses pass untouched):
+
+- `RequestContextMiddleware`: the `X-Request-ID` header (echoed when the client sends a sane one,
+  generated otherwise) on every response, an access log line, the HTTP metrics, and a JSON 500
+  for any exception nothing else handled.
+- `BodyLimitMiddleware`: 413 for bodies over settings.max_body_bytes, whether or not the client
+  declared a Content-Length.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server import metrics
+from server.api.errors import APIError, error_body
+from server.api.logs import request_id_var
+from fastapi.responses import JSONResponse
+
+logger = logging.getLogger("kinetoscope.api")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")  # what we echo into logs and headers
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"x-request-id")
+        request_id = given if given and _SANE_ID.match(given) else f"req_{uuid.uuid4().hex}"
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-request-id", request_id.encode())]
+                self._record(scope, status, started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("unhandled error", extra={"method": scope["method"], "path": scope["path"]})
+            if response_started:
+                raise  # too late for an error body; the server closes the connection
+            body = error_body(500, "internal_error", f"internal server error; quote request id {request_id}")
+            await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+    @staticmethod
+    def _record(scope: Scope, status: int, started: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or ("static" if scope["path"].startswith("/static") else "unmatched")
+        elapsed = time.perf_counter() - started
+        metrics.http_requests_total.labels(method=scope["method"], route=template, status=str(status)).inc()
+        metrics.http_request_seconds.labels(method=scope["method"], route=template).observe(elapsed)
+        logger.info("request", extra={"method": scope["method"], "path": scope["path"], "status": status,
+                                      "duration_ms": round(elapsed * 1000, 1)})
+
+
+class BodyLimitMiddleware:
+    """Rejects a declared Content-Length over the limit before reading anything, and stops a
+    chunked body once it passes the limit (the route sees APIError 413 from `receive`)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        message = f"the request body is larger than the server's limit of {limit} bytes"
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await JSONResponse(error_body(413, "request_too_large", message), status_code=413,
+                               headers={"Connection": "close"})(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > limit:
+                    raise APIError(413, "request_too_large", message)
+            return msg
+
+        await self.app(scope, limited_receive, send)

@@ -1,0 +1,264 @@
+"""/v1/videos: create, read, list, stream, download, cancel and delete generation jobs."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Annotated, Any, AsyncIterator, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from server import metrics
+from server.api.deps import Authenticated, QueueDep, RuntimeDep, SettingsDep, scoped_idempotency_key
+from server.api.errors import APIError
+from server.api.intake import build_job
+from server.api.ranges import RangeNotSatisfiable, parse_range
+from server.api.schemas import ErrorResponse, VideoDeleted, VideoJob, VideoList
+from server.api.views import (POLL_HEADER, get_job_or_404, job_view, parse_prefer_wait, poll_headers,
+                              wait_until_terminal)
+from server.jobs.base import Job, QueueFull
+
+logger = logging.getLogger("kinetoscope.api")
+router = APIRouter(prefix="/v1/videos", tags=["videos"], dependencies=Authenticated)
+
+SSE_KEEPALIVE_SECONDS = 15.0  # a comment line this often keeps proxies from closing a quiet stream
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": ErrorResponse} for s in (401, *statuses)}
+
+
+_POLL_HEADERS = {
+    "Retry-After": {"description": "while unfinished: whole seconds until the next poll", "schema": {"type": "integer"}},
+    POLL_HEADER: {"description": "while unfinished: suggested poll interval in seconds (fractions allowed)",
+                  "schema": {"type": "number"}},
+}
+_CREATE_HEADERS = {
+    **_POLL_HEADERS,
+    "Location": {"description": "the job's URL", "schema": {"type": "string"}},
+    "Idempotent-Replayed": {"description": "`true` when an Idempotency-Key repeat returned the existing job",
+                            "schema": {"type": "string"}},
+    "Preference-Applied": {"description": "`wait=N` when Prefer: wait was honoured", "schema": {"type": "string"}},
+}
+_CREATE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/VideoCreateRequest"}},
+        "multipart/form-data": {"schema": {"$ref": "#/components/schemas/VideoCreateMultipart"}},
+    },
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=VideoJob,
+    summary="Create a video generation job",
+    description=(
+        "Validates the request (and decodes the input video) and queues the job.\n\n"
+        "**Status**: `202` with the job as it stands; `200` when the job is already finished (only possible "
+        "with `Prefer: wait=N`, or an `Idempotency-Key` repeat of a finished job).\n\n"
+        "**Idempotency-Key**: a repeat of a key returns the first job (same status rules, header "
+        "`Idempotent-Replayed: true`); the repeat's body is not compared and never makes a second job.\n\n"
+        "**Prefer: wait=N**: holds the request up to min(N, the server's max_wait_seconds) seconds for the job to "
+        "finish.\n\n"
+        "**Body**: JSON with `input_video` as base64 (or a `data:` URL), or multipart/form-data with the file part "
+        "`input_video` and every other field as a form field; `mask` and `sampler` are JSON text there.\n\n"
+        "**Errors**: 400 malformed JSON, bad base64, corrupt video; 404 unknown `model` or `input_video_id` "
+        "(`param` says which); 409 `input_video_id` not completed; 413 body or video too large; 415 unsupported "
+        "content type or video format; 422 invalid field (`param` names it); 429 queue full (`Retry-After`)."),
+    openapi_extra={"requestBody": _CREATE_BODY},
+    responses={
+        200: {"model": VideoJob, "description": "the job finished within Prefer: wait", "headers": _CREATE_HEADERS},
+        202: {"description": "the job, queued or running", "headers": _CREATE_HEADERS},
+        **_errors(400, 404, 409, 413, 415, 422, 503),
+        429: {"model": ErrorResponse, "description": "the queue is full",
+              "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
+    },
+)
+async def create_video(
+    request: Request, settings: SettingsDep, queue: QueueDep, runtime: RuntimeDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255,
+                                                  description="repeat-safe creation: same key, same job")] = None,
+    prefer: Annotated[str | None, Header(alias="Prefer", description="`wait=N`: hold the request up to N seconds")] = None,
+) -> Response:
+    try:
+        job, input_video = await build_job(request, settings, queue, runtime)
+        try:
+            job, created = await queue.submit(job, input_video,
+                                              idempotency_key=scoped_idempotency_key(request, idempotency_key))
+        except QueueFull as exc:
+            raise APIError(429, "queue_full", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    except APIError as exc:
+        task = getattr(request.state, "task", "unknown")  # bounded: set only once the task parsed
+        metrics.requests_total.labels(task=task, status=str(exc.status)).inc()
+        logger.info("create refused: %s", exc.message, extra={"task": task, "status": exc.status})
+        raise
+    task = job.task
+    logger.info("job created" if created else "idempotent repeat", extra={"job_id": job.id, "model": job.model, "task": task})
+
+    headers = {"Location": f"/v1/videos/{job.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    wait = parse_prefer_wait(prefer, settings.max_wait_seconds)
+    if wait is not None:
+        job = await wait_until_terminal(queue, job.id, wait) or job
+        headers["Preference-Applied"] = f"wait={wait:g}"
+    headers.update(poll_headers(settings, job))
+    status = 200 if job.terminal else 202
+    metrics.requests_total.labels(task=task, status=str(status)).inc()
+    return JSONResponse(await job_view(queue, job), status_code=status, headers=headers)
+
+
+@router.get("", response_model=VideoList, summary="List recent jobs, newest first", responses=_errors(422))
+async def list_videos(
+    queue: QueueDep,
+    after: Annotated[str | None, Query(description="a job id: list the jobs after it (the previous page's last_id)")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
+) -> dict[str, Any]:
+    jobs, has_more = await queue.list(after=after, limit=limit)
+    data = [await job_view(queue, job) for job in jobs]
+    return {"object": "list", "data": data, "has_more": has_more,
+            "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+
+
+@router.get("/{video_id}", response_model=VideoJob, summary="Get a job",
+            description="While the job is unfinished, `Retry-After` and `X-Poll-Interval` suggest when to poll "
+                        "again. `Prefer: wait=N` holds the request until the job finishes or N seconds pass.",
+            responses={200: {"headers": _POLL_HEADERS}, **_errors(404)})
+async def get_video(
+    video_id: str, settings: SettingsDep, queue: QueueDep,
+    prefer: Annotated[str | None, Header(alias="Prefer", description="`wait=N`: hold up to N seconds for the job to finish")] = None,
+) -> Response:
+    job = await get_job_or_404(queue, video_id)
+    headers: dict[str, str] = {}
+    wait = parse_prefer_wait(prefer, settings.max_wait_seconds)
+    if wait is not None and not job.terminal:
+        job = await wait_until_terminal(queue, video_id, wait) or job
+        headers["Preference-Applied"] = f"wait={wait:g}"
+    headers.update(poll_headers(settings, job))
+    return JSONResponse(await job_view(queue, job), headers=headers)
+
+
+@router.get("/{video_id}/events", summary="Stream the job's changes (server-sent events)",
+            description="`text/event-stream`: one `data: <job JSON>` event now and at each change; the stream "
+                        f"ends after a terminal status. A `: keep-alive` comment is sent every {SSE_KEEPALIVE_SECONDS:g} s "
+                        "while nothing changes.",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                             "description": "events whose data is a job object"}, **_errors(404)})
+async def video_events(video_id: str, queue: QueueDep) -> StreamingResponse:
+    await get_job_or_404(queue, video_id)
+
+    async def events() -> AsyncIterator[str]:
+        async for job in _with_keepalive(queue.watch(video_id), SSE_KEEPALIVE_SECONDS):
+            if job is None:
+                yield ": keep-alive\n\n"
+                continue
+            yield f"data: {json.dumps(await job_view(queue, job), separators=(',', ':'))}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _with_keepalive(source: AsyncIterator[Job], every: float) -> AsyncIterator[Job | None]:
+    """Items of `source`, with None whenever `every` seconds pass without one. A task pumps the
+    source into a queue, because timing out a pending `__anext__` would close the generator."""
+    items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for item in source:
+                await items.put(("item", item))
+            await items.put(("end", None))
+        except Exception as exc:  # noqa: BLE001 - re-raised in the consumer
+            await items.put(("error", exc))
+
+    task = asyncio.create_task(pump())
+    try:
+        while True:
+            try:
+                kind, value = await asyncio.wait_for(items.get(), timeout=every)
+            except asyncio.TimeoutError:
+                yield None
+                continue
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        task.cancel()
+
+
+_CONTENT_TYPES = {"video": "video/mp4", "thumbnail": "image/png"}
+
+
+@router.head("/{video_id}/content", include_in_schema=False)
+@router.get(
+    "/{video_id}/content", summary="Download the video (MP4) or its thumbnail (PNG)",
+    description="Single byte ranges work (`Range: bytes=a-b`, `a-`, `-n`): 206 with `Content-Range`; 416 when the "
+                "range starts past the end. 409 until the job has completed.",
+    response_class=Response,
+    responses={
+        200: {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                          "image/png": {"schema": {"type": "string", "format": "binary"}}},
+              "headers": {"Accept-Ranges": {"schema": {"type": "string"}}, "ETag": {"schema": {"type": "string"}}}},
+        206: {"description": "the requested byte range", "content": {"video/mp4": {}, "image/png": {}},
+              "headers": {"Content-Range": {"schema": {"type": "string"}}}},
+        **_errors(404, 409, 422),
+        416: {"model": ErrorResponse, "description": "range not satisfiable",
+              "headers": {"Content-Range": {"schema": {"type": "string"}}}},
+    },
+)
+async def video_content(
+    video_id: str, queue: QueueDep,
+    variant: Annotated[Literal["video", "thumbnail"], Query(description="video (MP4) or thumbnail (PNG)")] = "video",
+    range_header: Annotated[str | None, Header(alias="Range", description="bytes=start-end")] = None,
+) -> Response:
+    job = await get_job_or_404(queue, video_id)
+    if job.status != "completed":
+        raise APIError(409, "video_not_ready", f"job {video_id} is {job.status}; content exists once it has completed")
+    data = await queue.get_content(video_id, variant)
+    if data is None:
+        raise APIError(404, "content_not_found", f"the {variant} of job {video_id} has expired or was deleted")
+    extension = "mp4" if variant == "video" else "png"
+    headers = {"Accept-Ranges": "bytes", "ETag": f'"{video_id}-{variant}"',  # content never changes once written
+               "Cache-Control": "private, max-age=3600",
+               "Content-Disposition": f'inline; filename="{video_id}.{extension}"'}
+    try:
+        byte_range = parse_range(range_header, len(data))
+    except RangeNotSatisfiable:
+        raise APIError(416, "range_not_satisfiable", f"the {variant} has {len(data)} bytes",
+                       headers={"Content-Range": f"bytes */{len(data)}", "Accept-Ranges": "bytes"}) from None
+    if byte_range is None:
+        return Response(data, media_type=_CONTENT_TYPES[variant], headers=headers)
+    start, end = byte_range
+    headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+    return Response(data[start:end + 1], status_code=206, media_type=_CONTENT_TYPES[variant], headers=headers)
+
+
+@router.post("/{video_id}/cancel", response_model=VideoJob, summary="Cancel a queued or running job",
+             description="Idempotent: canceling a canceled or finished job returns it unchanged. A running job "
+                         "stops at its next decoding step (its status turns `canceled` shortly after).",
+             responses=_errors(404))
+async def cancel_video(video_id: str, settings: SettingsDep, queue: QueueDep) -> Response:
+    job = await queue.cancel(video_id)
+    if job is None:
+        raise APIError(404, "video_not_found", f"no video job {video_id!r}", param="video_id")
+    logger.info("cancel requested", extra={"job_id": video_id})
+    return JSONResponse(await job_view(queue, job), headers=poll_headers(settings, job))
+
+
+@router.delete("/{video_id}", response_model=VideoDeleted, summary="Delete a job and its content",
+               description="An unfinished job is canceled first.", responses=_errors(404))
+async def delete_video(video_id: str, queue: QueueDep) -> dict[str, Any]:
+    job = await get_job_or_404(queue, video_id)
+    if not job.terminal:
+        await queue.cancel(video_id)
+    if not await queue.delete(video_id):
+        raise APIError(404, "video_not_found", f"no video job {video_id!r}", param="video_id")
+    logger.info("job deleted", extra={"job_id": video_id})
+    return {"id": video_id, "object": "video.deleted", "deleted": True}
+

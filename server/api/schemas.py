@@ -1,0 +1,189 @@
+"""The API's request and response bodies as pydantic models (they are also the OpenAPI schema).
+
+Only the shape and the limits that never change live here; checks that need the model's manifest
+or the server's settings (sizes, classes, frame limits) are in `validation.py`.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.tasks import PRESETS
+
+TaskName = Literal["class_conditional", "class_conditional_frame_prediction", "frame_prediction",
+                   "frame_interpolation", "inpainting", "outpainting"]
+SamplerName = Literal["maskgit", "autoregressive"]
+Priority = Literal["high", "normal", "low"]
+Status = Literal["queued", "in_progress", "completed", "failed", "canceled"]
+MAX_SEED = 2**53 - 1  # the largest integer every JSON client (JavaScript included) keeps exact
+
+Box = list[float]
+
+
+class MaskSpec(BaseModel):
+    """Either a preset or a box; a box is [x0, y0, x1, y1] in relative coordinates, or one per
+    output frame."""
+
+    model_config = ConfigDict(extra="forbid")
+    preset: Optional[Literal[PRESETS]] = Field(None, description="center | vertical | horizontal | dynamic")  # type: ignore[valid-type]
+    box: Optional[Union[Box, list[Box]]] = Field(
+        None, description="[x0, y0, x1, y1] in [0, 1] with x0 < x1 and y0 < y1, or a list of such boxes, one per output frame")
+
+
+class SamplerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: Optional[SamplerName] = Field(None, description="default: maskgit (if the model has it)")
+    steps: int = Field(12, ge=1, description="MaskGIT decoding steps; at most the server's max_steps")
+    temperature: float = Field(1.0, gt=0, description="token sampling temperature")
+    choice_temperature: float = Field(4.5, ge=0, description="MaskGIT confidence noise, annealed over the steps")
+    guidance_scale: float = Field(0.0, ge=0, description="classifier-free guidance; 0 = off")
+    top_k: Optional[int] = Field(None, ge=1, description="sample from the k most likely tokens; null = all")
+
+
+class VideoCreateRequest(BaseModel):
+    """POST /v1/videos. As JSON, `input_video` is base64 (a `data:` URL is accepted too). As
+    multipart/form-data, `input_video` is a file part and every other field a form field;
+    `mask` and `sampler` are JSON strings there (e.g. `mask={"preset":"center"}`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: Optional[str] = Field(None, description="a model id from GET /v1/models; default: the server's default model")
+    task: TaskName
+    class_label: Optional[int] = Field(None, ge=0, description="required by the two class-conditional tasks")
+    input_video: Optional[str] = Field(None, description="base64 MP4, WebM, GIF or PNG (JSON); a file part in multipart")
+    input_video_id: Optional[str] = Field(None, description="instead of input_video: a completed job whose output is the input")
+    mask: Optional[MaskSpec] = Field(None, description="required by inpainting and outpainting")
+    condition_frames: Optional[int] = Field(None, ge=1, description="frame prediction: leading input frames given; default: the model's")
+    num_frames: Optional[int] = Field(None, ge=1, description="default: the model's window; at most the server's max_num_frames")
+    size: Optional[str] = Field(None, pattern=r"^\d+x\d+$", description='"WxH", one of the model\'s sizes; default: the base size')
+    fps: Optional[int] = Field(None, ge=1, le=120, description="default: the model's")
+    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="default: random (returned in the job)")
+    sampler: Optional[SamplerSpec] = None
+    priority: Priority = "normal"
+
+
+class VideoCreateMultipart(BaseModel):
+    """The multipart/form-data variant of POST /v1/videos (documentation only)."""
+
+    model: Optional[str] = None
+    task: TaskName
+    class_label: Optional[int] = None
+    input_video: Optional[bytes] = Field(None, json_schema_extra={"format": "binary"},
+                                         description="the input video file (or base64 text)")
+    input_video_id: Optional[str] = None
+    mask: Optional[str] = Field(None, description='JSON text, e.g. {"preset": "center"} or {"box": [0.25, 0.25, 0.75, 0.75]}')
+    condition_frames: Optional[int] = None
+    num_frames: Optional[int] = None
+    size: Optional[str] = None
+    fps: Optional[int] = None
+    seed: Optional[int] = None
+    sampler: Optional[str] = Field(None, description='JSON text, e.g. {"method": "maskgit", "steps": 12}')
+    priority: Optional[Priority] = None
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+class NormalizedSampler(BaseModel):
+    method: SamplerName
+    steps: int
+    temperature: float
+    choice_temperature: float
+    guidance_scale: float
+    top_k: Optional[int]
+
+
+class NormalizedRequest(BaseModel):
+    """The request as the server will run it: every default filled in, without the video bytes."""
+
+    task: TaskName
+    class_label: Optional[int]
+    mask: Optional[dict[str, Any]] = Field(description='{"preset": p} or {"box": [...]}, null for other tasks')
+    condition_frames: Optional[int] = Field(description="null for tasks without leading given frames")
+    num_frames: int
+    size: str
+    fps: int
+    seed: int
+    sampler: NormalizedSampler
+    priority: Priority
+    input_video_id: Optional[str]
+    has_input: bool
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class VideoJob(BaseModel):
+    id: str
+    object: Literal["video"] = "video"
+    model: str
+    task: TaskName
+    status: Status
+    progress: int = Field(description="percent, rising monotonically while in progress")
+    queue_position: Optional[int] = Field(description="0-based; null unless queued")
+    created_at: float
+    started_at: Optional[float]
+    completed_at: Optional[float]
+    expires_at: Optional[float] = Field(description="when the job and its content are deleted")
+    error: Optional[JobError]
+    size: str
+    num_frames: int
+    fps: int
+    seed: int
+    request: NormalizedRequest
+
+
+class VideoList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VideoJob]
+    has_more: bool
+    first_id: Optional[str]
+    last_id: Optional[str]
+
+
+class VideoDeleted(BaseModel):
+    id: str
+    object: Literal["video.deleted"] = "video.deleted"
+    deleted: bool
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    description: str
+    tasks: list[str]
+    sizes: list[str]
+    window_frames: int
+    default_condition_frames: int
+    fps: int
+    classes: list[str]
+    samplers: list[str]
+    backend: str
+    max_num_frames: int = Field(description="the server's longest output, autoregressive extension included")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    code: str
+    message: str
+    param: Optional[str]
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+    models: list[str]
+    queue: Literal["ok"] = "ok"

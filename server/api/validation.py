@@ -1,0 +1,139 @@
+"""Checks a parsed request against the chosen model's manifest and the server's limits, and
+returns the normalized request that a worker runs. Pure: no I/O, so every rule is tested directly.
+
+Reading the input video (base64, upload, or a previous job's output) is I/O and lives in
+`intake.py`; it calls `check_input_frames` here once the video is decoded.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any, Callable, Mapping
+
+from server.api.errors import APIError
+from server.api.schemas import SamplerSpec, VideoCreateRequest
+from server.manifest import Manifest
+from server.settings import Settings
+from server.tasks import CLASS_TASKS, TaskError, pixel_mask
+
+LEADING_FRAME_TASKS = ("class_conditional_frame_prediction", "frame_prediction")
+MASK_TASKS = ("inpainting", "outpainting")
+SEED_RANGE = 2**31  # a default seed is drawn from [0, 2**31)
+
+
+def invalid(param: str, message: str, code: str = "invalid_value") -> APIError:
+    return APIError(422, code, message, param=param)
+
+
+def choose_manifest(manifests: Mapping[str, Manifest], default_model: str, model: str | None) -> Manifest:
+    """The request's model, or the server's default. An unknown id is a 404 (like any unknown id),
+    with `param: "model"` so a client can tell it from an unknown job."""
+    model_id = model or default_model
+    if model_id not in manifests:
+        raise APIError(404, "model_not_found",
+                       f"no model {model_id!r}; this server has: {', '.join(sorted(manifests))}", param="model")
+    return manifests[model_id]
+
+
+def needs_input(task: str) -> bool:
+    return task != "class_conditional"
+
+
+def _check_class(req: VideoCreateRequest, manifest: Manifest) -> int | None:
+    n = len(manifest.classes)
+    if req.class_label is None:
+        if req.task in CLASS_TASKS:
+            raise invalid("class_label", f"{req.task} needs class_label (0..{n - 1})", "missing_field")
+        return None
+    if not 0 <= req.class_label < n:
+        raise invalid("class_label", f"class_label must be in 0..{n - 1} for model {manifest.model_id}; got {req.class_label}")
+    return req.class_label
+
+
+def _check_input_source(req: VideoCreateRequest) -> None:
+    if req.input_video is not None and req.input_video_id is not None:
+        raise invalid("input_video_id", "give input_video or input_video_id, not both")
+    if needs_input(req.task) and req.input_video is None and req.input_video_id is None:
+        raise invalid("input_video", f"{req.task} needs an input video (input_video or input_video_id)", "missing_field")
+
+
+def _check_frames(req: VideoCreateRequest, manifest: Manifest, settings: Settings) -> tuple[int, int | None]:
+    window = manifest.window_frames
+    num_frames = req.num_frames if req.num_frames is not None else window
+    if not 1 <= num_frames <= settings.max_num_frames:
+        raise invalid("num_frames", f"num_frames must be in 1..{settings.max_num_frames}; got {num_frames}")
+    if req.task == "frame_interpolation" and num_frames < 2:
+        raise invalid("num_frames", "frame_interpolation needs num_frames >= 2")
+    if req.task not in LEADING_FRAME_TASKS:
+        return num_frames, None  # condition_frames has no meaning for these tasks
+    k = req.condition_frames if req.condition_frames is not None else manifest.default_condition_frames
+    if not 1 <= k < window:
+        raise invalid("condition_frames", f"condition_frames must be in 1..{window - 1} (the window is {window}); got {k}")
+    if k >= num_frames:
+        raise invalid("condition_frames", f"condition_frames ({k}) must be less than num_frames ({num_frames})")
+    return num_frames, k
+
+
+def _check_mask(req: VideoCreateRequest, num_frames: int) -> dict[str, Any] | None:
+    if req.task not in MASK_TASKS:
+        return None  # a mask means nothing to the other tasks; the echoed request shows null
+    mask = req.mask
+    if mask is None or (mask.preset is None) == (mask.box is None):
+        raise invalid("mask", f'{req.task} needs a mask: {{"preset": "center"}} or {{"box": [x0, y0, x1, y1]}}, exactly one',
+                      "missing_field" if mask is None else "invalid_value")
+    try:  # the task module is the one judge of boxes and presets; 8x8 pixels is enough to check them
+        pixel_mask(req.task, num_frames, 8, 8, preset=mask.preset, box=mask.box)
+    except TaskError as exc:
+        raise invalid("mask.box" if mask.box is not None else "mask.preset", str(exc)) from None
+    return {"preset": mask.preset} if mask.preset is not None else {"box": mask.box}
+
+
+def _check_sampler(spec: SamplerSpec | None, manifest: Manifest, settings: Settings) -> dict[str, Any]:
+    spec = spec or SamplerSpec()
+    method = spec.method or ("maskgit" if "maskgit" in manifest.samplers else manifest.samplers[0])
+    if method not in manifest.samplers:
+        raise invalid("sampler.method", f"model {manifest.model_id} has samplers {', '.join(manifest.samplers)}; got {method!r}")
+    if spec.steps > settings.max_steps:
+        raise invalid("sampler.steps", f"sampler.steps must be in 1..{settings.max_steps}; got {spec.steps}")
+    return {"method": method, "steps": spec.steps, "temperature": spec.temperature,
+            "choice_temperature": spec.choice_temperature, "guidance_scale": spec.guidance_scale,
+            "top_k": spec.top_k}
+
+
+def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Settings, *,
+                      new_seed: Callable[[], int] = lambda: secrets.randbelow(SEED_RANGE)) -> dict[str, Any]:
+    """Every rule that needs the manifest or the settings; returns the normalized request dict
+    (the `request` of the job object). Raises APIError 422 naming the first bad field."""
+    if req.task not in manifest.tasks:
+        raise invalid("task", f"model {manifest.model_id} does not serve {req.task}; it serves {', '.join(manifest.tasks)}")
+    class_label = _check_class(req, manifest)
+    _check_input_source(req)
+    num_frames, condition_frames = _check_frames(req, manifest, settings)
+    mask = _check_mask(req, num_frames)
+    size = req.size or manifest.sizes[0]
+    if size not in manifest.sizes:
+        raise invalid("size", f"model {manifest.model_id} makes sizes {', '.join(manifest.sizes)}; got {size!r}")
+    has_input = needs_input(req.task)  # class_conditional ignores any input video it is sent
+    return {
+        "task": req.task,
+        "class_label": class_label,
+        "mask": mask,
+        "condition_frames": condition_frames,
+        "num_frames": num_frames,
+        "size": size,
+        "fps": req.fps if req.fps is not None else manifest.fps,
+        "seed": req.seed if req.seed is not None else new_seed(),
+        "sampler": _check_sampler(req.sampler, manifest, settings),
+        "priority": req.priority,
+        "input_video_id": req.input_video_id if has_input else None,
+        "has_input": has_input,
+    }
+
+
+def check_input_frames(request: Mapping[str, Any], frames: int) -> None:
+    """Rules on the decoded input's length: leading-frame tasks need their k given frames, and
+    frame_interpolation needs a first and a distinct last frame."""
+    k = request.get("condition_frames")
+    if k is not None and frames < k:
+        raise invalid("input_video", f"condition_frames is {k} but the input video has {frames} frame(s)")
+    if request["task"] == "frame_interpolation" and frames < 2:
+        raise invalid("input_video", f"frame_interpolation needs an input video of at least 2 frames; it has {frames}")

@@ -1,0 +1,70 @@
+"""Turning queue jobs into API job objects, and the headers that steer polling clients."""
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from typing import Any
+
+from server.api.errors import APIError
+from server.jobs.base import Job, JobQueue
+from server.settings import Settings
+
+# The job object's keys, in api.md's order; Job's bookkeeping (attempts, priority...) stays inside.
+JOB_FIELDS = ("id", "object", "model", "task", "status", "progress", "queue_position", "created_at",
+              "started_at", "completed_at", "expires_at", "error", "size", "num_frames", "fps", "seed",
+              "request")
+POLL_HEADER = "X-Poll-Interval"
+
+
+async def job_view(queue: JobQueue, job: Job) -> dict[str, Any]:
+    """The job object of api.md (queue_position is asked of the queue only while queued)."""
+    data = job.to_dict()
+    data["object"] = "video"
+    data["queue_position"] = await queue.queue_position(job.id) if job.status == "queued" else None
+    return {key: data.get(key) for key in JOB_FIELDS}
+
+
+async def get_job_or_404(queue: JobQueue, video_id: str) -> Job:
+    job = await queue.get(video_id)
+    if job is None:
+        raise APIError(404, "video_not_found", f"no video job {video_id!r}", param="video_id")
+    return job
+
+
+def poll_headers(settings: Settings, job: Job) -> dict[str, str]:
+    """While a job is unfinished: `Retry-After` (whole seconds, what HTTP allows) and
+    `X-Poll-Interval` (seconds, fractions allowed) say when to ask again."""
+    if job.terminal:
+        return {}
+    interval = settings.poll_interval_seconds
+    return {"Retry-After": str(max(1, math.ceil(interval))), POLL_HEADER: f"{interval:g}"}
+
+
+_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
+
+
+def parse_prefer_wait(prefer: str | None, max_wait: float) -> float | None:
+    """`Prefer: wait=N` (RFC 7240) -> seconds to hold the request, capped at max_wait.
+    A missing or malformed preference is ignored, as the RFC asks."""
+    if not prefer:
+        return None
+    match = _WAIT.search(prefer)
+    if match is None:
+        return None
+    return min(float(match.group(1)), max_wait)
+
+
+async def wait_until_terminal(queue: JobQueue, job_id: str, seconds: float) -> Job | None:
+    """Holds up to `seconds` for the job to finish; returns the job as it then stands."""
+    async def watch_to_end() -> None:
+        async for job in queue.watch(job_id):
+            if job.terminal:
+                return
+
+    if seconds > 0:
+        try:
+            await asyncio.wait_for(watch_to_end(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+    return await queue.get(job_id)

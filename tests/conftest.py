@@ -1,0 +1,112 @@
+# ==== API: a fake runtime, a demo-like manifest and an in-process client ========================
+# Owned by the HTTP API tests (tests/test_api_*.py). The fake runtime stands in for
+# server.runtime.Runtime: the API treats generate()'s bytes as opaque, but they are a real MP4
+# and PNG so that chaining (input_video_id) and downloads behave as with the real one.
+import asyncio as _api_asyncio
+import contextlib as _api_contextlib
+import functools as _api_functools
+
+import httpx as _api_httpx
+import pytest  # noqa: F811 - also imported above; this section must stand on its own
+
+
+def _api_network(name: str) -> dict:
+    return {"file": f"{name}.onnx", "sha256": "0" * 64, "inputs": ["x"], "outputs": ["y"]}
+
+
+def make_api_manifest(model_id: str = "demo", **overrides):
+    """A manifest shaped like the demo model's: 16-frame window, 32x32 base, SR to 64 and 128."""
+    from server.manifest import Manifest
+
+    data = {
+        "model_id": model_id, "description": "test model", "classes": [f"digit_{i}" for i in range(10)],
+        "window_frames": 16, "default_condition_frames": 5, "base_size": (32, 32), "fps": 8,
+        "token_grid": (4, 8, 8), "temporal_stride": 4, "spatial_stride": 4, "vocab_size": 512,
+        "mask_token_id": 512, "null_class_id": 10, "null_cond_id": 512,
+        "encoder": _api_network("encoder"), "decoder": _api_network("decoder"), "prior": _api_network("prior"),
+        "super_resolution": [
+            {**_api_network("sr64"), "in_size": (32, 32), "out_size": (64, 64)},
+            {**_api_network("sr128"), "in_size": (64, 64), "out_size": (128, 128)},
+        ],
+        "opset": 18,
+    }
+    data.update(overrides)
+    return Manifest.model_validate(data)
+
+
+@_api_functools.lru_cache(maxsize=None)
+def api_sample_media() -> tuple[bytes, bytes]:
+    """(a 4-frame 32x32 MP4, a 32x32 PNG), made once per session with server.video."""
+    import numpy as np
+
+    from server.video import encode_mp4, encode_png
+
+    frames = np.zeros((4, 32, 32, 3), dtype=np.uint8)
+    for t in range(4):
+        frames[t, 8:24, 4 + 4 * t:12 + 4 * t] = 255  # a white block moving right
+    return encode_mp4(frames, 8), encode_png(frames[0])
+
+
+class FakeRuntime:
+    """Runtime stand-in: `steps` progress steps of `step_seconds`; it checks should_stop at each
+    step (raising JobCanceled, like the real pipeline) and waits while `hold` is clear."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, manifests=None, steps: int = 4, step_seconds: float = 0.0):
+        manifests = manifests or [make_api_manifest()]
+        self.manifests = {m.model_id: m for m in manifests}
+        self.default_model = manifests[0].model_id
+        self.steps, self.step_seconds = steps, step_seconds
+        self.hold = _api_asyncio.Event()
+        self.hold.set()
+        self.calls: list = []  # (job, input bytes) per generate call
+
+    async def generate(self, job, input_video, on_progress, should_stop):
+        from server.jobs.base import JobCanceled
+
+        self.calls.append((job, input_video))
+        for step in range(self.steps):
+            while not self.hold.is_set():
+                if should_stop():
+                    raise JobCanceled()
+                await _api_asyncio.sleep(0.01)
+            if should_stop():
+                raise JobCanceled()
+            await _api_asyncio.sleep(self.step_seconds)
+            on_progress((step + 1) / self.steps)
+        return api_sample_media()
+
+
+@pytest.fixture
+def api_sample():
+    return api_sample_media()
+
+
+@pytest.fixture
+def make_api():
+    """`async with make_api(worker=False, **settings) as api:` -> an object with .client (httpx
+    AsyncClient on the app, lifespan run), .app, .queue (a MemoryQueue), .runtime (FakeRuntime),
+    .settings. worker=True runs the embedded worker on the fake runtime."""
+    from server.api.app import create_app
+    from server.jobs.memory import MemoryQueue
+    from server.settings import Settings
+
+    class Api:
+        pass
+
+    @_api_contextlib.asynccontextmanager
+    async def factory(worker: bool = False, runtime=None, **overrides):
+        settings = Settings(embedded_workers=worker, redis_url=None, **overrides)
+        api = Api()
+        api.settings, api.runtime = settings, runtime or FakeRuntime()
+        api.queue = MemoryQueue.from_settings(settings)
+        api.app = create_app(settings, runtime=api.runtime, queue=api.queue)
+        async with api.app.router.lifespan_context(api.app):
+            transport = _api_httpx.ASGITransport(app=api.app)
+            async with _api_httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                api.client = client
+                yield api
+
+    return factory
+# ==== end of the API section =====================================================================
