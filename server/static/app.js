@@ -89,7 +89,10 @@ function onTaskChange() {
   const task = el.task.value;
   const classRequired = CLASS_TASKS.includes(task);
   const classes = model.classes.map((name, i) => [i, `${i}: ${name}`]);
-  fillSelect(el.classLabel, classRequired ? classes : [['', '(none)'], ...classes], el.classLabel.value || (classRequired ? 0 : ''));
+  // The class is required by the class-conditional tasks and optional (default none) elsewhere.
+  const keep = classRequired === (el.classLabel.dataset.required === 'true') ? el.classLabel.value : '';
+  fillSelect(el.classLabel, classRequired ? classes : [['', '(none)'], ...classes], keep || (classRequired ? 0 : ''));
+  el.classLabel.dataset.required = String(classRequired);
   el.inputRow.hidden = task === 'class_conditional';
   el.conditionRow.hidden = !FRAME_TASKS.includes(task);
   el.maskRow.hidden = !SPATIAL_TASKS.includes(task);

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { InternalServerError, Kinetoscope, RateLimitError, ServiceUnavailableError } from '../dist/index.js';
-import { QUICK, SLOW, cancelQuietly, skipReason, startProxy, startServer } from './helpers/server.mjs';
+import { POLL_INTERVAL_S, QUICK, SLOW, cancelQuietly, skipReason, startProxy, startServer } from './helpers/server.mjs';
 
-describe('retries through a failing proxy', { skip: skipReason ?? false, timeout: 300_000 }, () => {
+describe('retries and polling through a proxy', { skip: skipReason ?? false, timeout: 300_000 }, () => {
   let server;
   before(async () => {
     server = await startServer();
@@ -79,6 +79,23 @@ describe('retries through a failing proxy', { skip: skipReason ?? false, timeout
       const repeat = await client.videos.create({ ...QUICK, seed: 32 }, { idempotencyKey: 'my-key-1' });
       assert.equal(repeat.id, explicit.id, 'a key given twice returns the same job');
       await Promise.all([job.id, second.id, explicit.id].map((id) => client.videos.poll(id)));
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('createAndPoll polls at the interval the server suggests', async () => {
+    const proxy = await startProxy(server.url);
+    try {
+      const client = new Kinetoscope({ baseURL: proxy.url });
+      const job = await client.videos.createAndPoll({ ...QUICK, seed: 51, sampler: { method: 'maskgit', steps: 12 } });
+      const polls = proxy.requests.filter((r) => r.method === 'GET' && r.url === `/v1/videos/${job.id}`);
+      assert.ok(polls.length >= 2, `polled ${polls.length} times`);
+      const gaps = polls.slice(1).map((r, i) => r.at - polls[i].at);
+      for (const gap of gaps) {
+        assert.ok(gap >= POLL_INTERVAL_S * 1000 - 30, `gap ${gap} ms is shorter than the suggested interval`);
+        assert.ok(gap < 900, `gap ${gap} ms: the suggestion (${POLL_INTERVAL_S} s), not the 1 s default, should rule`);
+      }
     } finally {
       await proxy.close();
     }

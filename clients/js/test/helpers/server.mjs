@@ -25,6 +25,9 @@ export const skipReason = (() => {
   return null;
 })();
 
+/** The poll interval the test servers suggest (KINETOSCOPE_POLL_INTERVAL_SECONDS; default 1 s). */
+export const POLL_INTERVAL_S = 0.25;
+
 /** A quick request: the demo model's smallest, fastest generation. */
 export const QUICK = Object.freeze({
   task: 'class_conditional',
@@ -65,7 +68,7 @@ export async function startServer({ env = {}, readyTimeoutMs = 120_000 } = {}) {
   const args = ['-m', 'server.api', '--host', '127.0.0.1', '--port', String(port), '--model-repository', MODEL_REPOSITORY];
   const child = spawn(PYTHON, args, {
     cwd: REPO_ROOT,
-    env: { ...process.env, PYTHONUNBUFFERED: '1', ...env },
+    env: { ...process.env, PYTHONUNBUFFERED: '1', KINETOSCOPE_POLL_INTERVAL_SECONDS: String(POLL_INTERVAL_S), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -116,14 +119,14 @@ export async function startServer({ env = {}, readyTimeoutMs = 120_000 } = {}) {
  *   mode 'reject'          the request never reaches the target;
  *   mode 'forward-then-fail' the target handles it, then its answer is thrown away
  *                          (a response lost on the way back: the case idempotency keys exist for).
- * Records every request it sees in `requests` ({ method, url, headers, upstreamBody }).
+ * Records every request it sees in `requests` ({ method, url, headers, at, upstreamBody }).
  */
 export async function startProxy(target, { failFirst = 0, status = 503, retryAfter = '0', mode = 'reject', match = () => true } = {}) {
   const targetURL = new URL(target);
   const requests = [];
   let failed = 0;
   const server = http.createServer((req, res) => {
-    const record = { method: req.method, url: req.url, headers: req.headers, upstreamBody: null };
+    const record = { method: req.method, url: req.url, headers: req.headers, at: Date.now(), upstreamBody: null };
     requests.push(record);
     const fail = match(req) && failed < failFirst;
     if (fail) failed++;
