@@ -1,3 +1,79 @@
+# ==== Jobs: a private redis-server for the queue and worker tests ============================
+# Owned by the job-queue tests (test_jobs_redis.py, test_worker.py). It never touches the
+# shared Redis at 127.0.0.1:6379: it starts its own server on a free port with AOF on.
+import shutil as _jobs_shutil
+import socket as _jobs_socket
+import subprocess as _jobs_subprocess
+import time as _jobs_time
+
+import pytest
+
+REDIS_SERVER_BINARY = "/usr/bin/redis-server"
+
+
+class RedisServer:
+    """A private redis-server with `appendonly yes, appendfsync always`: `kill()` is kill -9,
+    `start()` brings it back on the same port and data folder (so it replays its AOF)."""
+
+    def __init__(self, binary: str, port: int, folder):
+        self.binary, self.port, self.folder = binary, port, folder
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: _jobs_subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = _jobs_subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+             "--maxmemory-policy", "noeviction", "--protected-mode", "yes"],
+            stdout=_jobs_subprocess.DEVNULL, stderr=_jobs_subprocess.DEVNULL)
+        deadline = _jobs_time.monotonic() + 10
+        while _jobs_time.monotonic() < deadline:
+            if self.answers_ping():
+                return
+            if self.process.poll() is not None:
+                break
+            _jobs_time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save, only what the AOF already holds survives."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def answers_ping(self) -> bool:
+        try:
+            with _jobs_socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+def _free_port() -> int:
+    with _jobs_socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A private Redis for the whole session (skips when redis-server is not installed).
+    Tests isolate themselves with a unique key prefix; nothing ever flushes it."""
+    binary = REDIS_SERVER_BINARY if _jobs_shutil.which(REDIS_SERVER_BINARY) else _jobs_shutil.which("redis-server")
+    if not binary:
+        pytest.skip(f"redis-server not found at {REDIS_SERVER_BINARY} or on PATH")
+    server = RedisServer(binary, _free_port(), tmp_path_factory.mktemp("redis-data"))
+    server.start()
+    yield server
+    server.kill()
+# ==== end of the jobs section ==================================================================
+
+
 # ==== API: a fake runtime, a demo-like manifest and an in-process client ========================
 # Owned by the HTTP API tests (tests/test_api_*.py). The fake runtime stands in for
 # server.runtime.Runtime: the API treats generate()'s bytes as opaque, but they are a real MP4

@@ -58,12 +58,32 @@ class Job:
         return self.status in TERMINAL
 
 
+# Error codes the queue itself writes into `Job.error` (workers add their own, e.g. from InputError).
+RETRIES_EXHAUSTED = "retries_exhausted"  # dead letter: the job failed max_attempts times
+WORKER_LOST = "worker_lost"  # the worker running an attempt stopped heartbeating (recorded as last reason)
+
+
 class QueueFull(Exception):
     """The queue holds its maximum number of waiting jobs; the client should retry later."""
 
     def __init__(self, retry_after: int):
         super().__init__(f"queue is full; retry after {retry_after} s")
         self.retry_after = retry_after
+
+
+class JobCanceled(Exception):
+    """Raised by a generate function when `should_stop()` turned true: the job was canceled
+    (or taken away from this worker), so the attempt ends without a result."""
+
+
+class InputError(Exception):
+    """A problem with the job's input that no retry can fix (undecodable video, bad mask...).
+    The worker fails the job at once with this code and message, which the user sees."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
 
 
 class JobQueue(Protocol):
@@ -118,7 +138,10 @@ class JobQueue(Protocol):
         it in_progress; also reclaims jobs whose worker stopped heartbeating. None on timeout."""
         ...
 
-    async def heartbeat(self, job_id: str, worker_id: str) -> None: ...
+    async def heartbeat(self, job_id: str, worker_id: str) -> bool:
+        """Renews the lease of a running job. False when this worker no longer owns it (it was
+        reclaimed by another worker, finished, or deleted): the worker should drop the attempt."""
+        ...
 
     async def set_progress(self, job_id: str, progress: int) -> None: ...
 
@@ -133,5 +156,11 @@ class JobQueue(Protocol):
         ...
 
     async def finish_canceled(self, job_id: str, worker_id: str) -> None: ...
+
+    async def counters(self) -> dict[str, int]:
+        """Totals since the store was created, for metrics: "reclaimed" (attempts taken over from
+        a worker that stopped heartbeating), "retried" (failed attempts sent back to the queue),
+        "dead" (jobs failed for good after max_attempts). Shared by every process of a store."""
+        ...
 
     async def close(self) -> None: ...

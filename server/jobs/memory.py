@@ -1,0 +1,302 @@
+"""The embedded job queue: everything in this process's memory, for `make serve` without Redis.
+
+It keeps the Redis queue's semantics (priorities, idempotency, queue limit, leases with
+reclaim, bounded retries, TTLs) so the worker loop and the API code are the same for both;
+the state rules themselves live in `states.py`. Nothing survives a restart. Expired jobs are
+removed lazily, on the next call that touches the queue.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections import OrderedDict
+from typing import AsyncIterator, Callable
+
+from . import states
+from .base import PRIORITIES, RETRIES_EXHAUSTED, Job, QueueFull
+
+EventCallback = Callable[[str], None]
+
+
+class MemoryQueue:
+    def __init__(self, *, max_queue_length: int = 256, job_ttl_seconds: float = 24 * 3600,
+                 lease_seconds: float = 15.0, max_attempts: int = 3,
+                 retry_after_seconds: int = 5, on_event: EventCallback | None = None):
+        self.max_queue_length = max_queue_length
+        self.ttl = job_ttl_seconds
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.retry_after_seconds = retry_after_seconds
+        self.on_event = on_event
+        self._jobs: dict[str, Job] = {}
+        self._inputs: dict[str, bytes] = {}
+        self._content: dict[tuple[str, str], bytes] = {}
+        self._waiting = {p: OrderedDict() for p in PRIORITIES}  # FIFO of job ids per priority
+        self._idempotency: dict[str, str] = {}  # key -> job id
+        self._key_of: dict[str, str] = {}  # job id -> its idempotency key
+        self._owner: dict[str, str] = {}  # running job id -> worker id
+        self._lease_until: dict[str, float] = {}  # running job id -> monotonic deadline
+        self._counters = {"reclaimed": 0, "retried": 0, "dead": 0}
+        self._changed: asyncio.Condition | None = None
+
+    @classmethod
+    def from_settings(cls, settings, on_event: EventCallback | None = None) -> "MemoryQueue":
+        return cls(max_queue_length=settings.max_queue_length,
+                   job_ttl_seconds=settings.job_ttl_seconds,
+                   lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
+                   retry_after_seconds=settings.retry_after_seconds, on_event=on_event)
+
+    # --- bookkeeping ------------------------------------------------------------------------
+    def _condition(self) -> asyncio.Condition:
+        # Created on first use so the queue can be built outside a running event loop.
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def _notify(self) -> None:
+        cond = self._condition()
+        async with cond:
+            cond.notify_all()
+
+    async def _wait_change(self, timeout: float) -> None:
+        cond = self._condition()
+        async with cond:
+            try:
+                await asyncio.wait_for(cond.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    def _event(self, name: str) -> None:
+        self._counters[name] += 1
+        if self.on_event:
+            self.on_event(name)
+
+    def _purge_expired(self) -> None:
+        now = time.time()
+        for job_id in [j.id for j in self._jobs.values()
+                       if j.expires_at is not None and j.expires_at <= now]:
+            self._drop(job_id)
+
+    def _drop(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+        self._inputs.pop(job_id, None)
+        self._content.pop((job_id, "video"), None)
+        self._content.pop((job_id, "thumbnail"), None)
+        self._owner.pop(job_id, None)
+        self._lease_until.pop(job_id, None)
+        for waiting in self._waiting.values():
+            waiting.pop(job_id, None)
+        key = self._key_of.pop(job_id, None)
+        if key is not None and self._idempotency.get(key) == job_id:
+            del self._idempotency[key]
+
+    def _store(self, job: Job) -> None:
+        """Saves a transition and keeps the side tables in step with the job's status."""
+        self._jobs[job.id] = job
+        if job.status != "queued":
+            self._waiting[job.priority].pop(job.id, None)
+        if job.status != "in_progress":
+            self._owner.pop(job.id, None)
+            self._lease_until.pop(job.id, None)
+
+    def _enqueue(self, job: Job) -> None:
+        self._waiting[job.priority][job.id] = None
+
+    def _owns(self, job_id: str, worker_id: str) -> Job | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.status != "in_progress" or self._owner.get(job_id) != worker_id:
+            return None
+        return job
+
+    @staticmethod
+    def _out(job: Job | None) -> Job | None:
+        return copy.deepcopy(job) if job is not None else None
+
+    # --- API side -----------------------------------------------------------------------------
+    async def submit(self, job: Job, input_video: bytes | None = None,
+                     idempotency_key: str | None = None) -> tuple[Job, bool]:
+        self._purge_expired()
+        if idempotency_key is not None:
+            existing = self._idempotency.get(idempotency_key)
+            if existing in self._jobs:
+                return self._out(self._jobs[existing]), False
+        if sum(len(w) for w in self._waiting.values()) >= self.max_queue_length:
+            raise QueueFull(self.retry_after_seconds)
+        job = copy.deepcopy(job)
+        job.status, job.progress, job.attempts = "queued", 0, 0
+        self._jobs[job.id] = job
+        if input_video is not None:
+            self._inputs[job.id] = input_video
+        if idempotency_key is not None:
+            self._idempotency[idempotency_key] = job.id
+            self._key_of[job.id] = idempotency_key
+        self._enqueue(job)
+        await self._notify()
+        return self._out(job), True
+
+    async def get(self, job_id: str) -> Job | None:
+        self._purge_expired()
+        return self._out(self._jobs.get(job_id))
+
+    async def list(self, after: str | None = None, limit: int = 20) -> tuple[list[Job], bool]:
+        self._purge_expired()
+        ids = sorted((i for i in self._jobs if after is None or i < after), reverse=True)
+        return [self._out(self._jobs[i]) for i in ids[:limit]], len(ids) > limit
+
+    async def queue_position(self, job_id: str) -> int | None:
+        self._purge_expired()
+        ahead = 0
+        for priority in PRIORITIES:
+            waiting = self._waiting[priority]
+            if job_id in waiting:
+                return ahead + list(waiting).index(job_id)
+            ahead += len(waiting)
+        return None
+
+    async def cancel(self, job_id: str) -> Job | None:
+        self._purge_expired()
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        changed = states.request_cancel(job, time.time(), self.ttl)
+        if changed != job:
+            self._store(changed)
+            await self._notify()
+        return self._out(changed)
+
+    async def delete(self, job_id: str) -> bool:
+        self._purge_expired()
+        existed = job_id in self._jobs
+        self._drop(job_id)
+        if existed:
+            await self._notify()
+        return existed
+
+    async def get_content(self, job_id: str, variant: str) -> bytes | None:
+        self._purge_expired()
+        job = self._jobs.get(job_id)
+        if job is None or job.status != "completed":
+            return None
+        return self._content.get((job_id, variant))
+
+    async def get_input(self, job_id: str) -> bytes | None:
+        self._purge_expired()
+        return self._inputs.get(job_id)
+
+    async def watch(self, job_id: str, poll_interval: float = 0.25) -> AsyncIterator[Job]:
+        last = None
+        while True:
+            job = await self.get(job_id)
+            if job is None:
+                return
+            if job != last:
+                yield job
+                last = job
+            if job.terminal:
+                return
+            await self._wait_change(poll_interval)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def depth(self) -> dict[str, int]:
+        self._purge_expired()
+        return {p: len(self._waiting[p]) for p in PRIORITIES}
+
+    async def counters(self) -> dict[str, int]:
+        return dict(self._counters)
+
+    # --- worker side ----------------------------------------------------------------------------
+    async def claim(self, worker_id: str, timeout: float = 1.0) -> Job | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._purge_expired()
+            job = self._reclaim_one(worker_id) or self._take_next(worker_id)
+            if job is not None:
+                await self._notify()
+                if job.status == "in_progress":
+                    return self._out(job)
+                continue  # the reclaimed job ended (dead or canceled); look again
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            # Wake for new jobs at once, and now and then to notice expired leases.
+            await self._wait_change(min(remaining, max(0.05, self.lease_seconds / 4)))
+
+    def _take_next(self, worker_id: str) -> Job | None:
+        for priority in PRIORITIES:
+            waiting = self._waiting[priority]
+            if waiting:
+                job_id, _ = waiting.popitem(last=False)
+                job = states.start(self._jobs[job_id], time.time())
+                self._store(job)
+                self._lease(job_id, worker_id)
+                return job
+        return None
+
+    def _reclaim_one(self, worker_id: str) -> Job | None:
+        now = time.monotonic()
+        for job_id, until in list(self._lease_until.items()):
+            if until > now:
+                continue
+            lost = self._owner.get(job_id, "?")
+            job = states.reclaim(self._jobs[job_id], lost, self.max_attempts, time.time(), self.ttl)
+            self._store(job)
+            if job.status == "in_progress":
+                self._lease(job_id, worker_id)
+                self._event("reclaimed")
+            elif job.error and job.error["code"] == RETRIES_EXHAUSTED:
+                self._event("dead")
+            return job
+        return None
+
+    def _lease(self, job_id: str, worker_id: str) -> None:
+        self._owner[job_id] = worker_id
+        self._lease_until[job_id] = time.monotonic() + self.lease_seconds
+
+    async def heartbeat(self, job_id: str, worker_id: str) -> bool:
+        if self._owns(job_id, worker_id) is None:
+            return False
+        self._lease(job_id, worker_id)
+        return True
+
+    async def set_progress(self, job_id: str, progress: int) -> None:
+        job = self._jobs.get(job_id)
+        changed = states.raise_progress(job, progress) if job else None
+        if changed is not None:
+            self._store(changed)
+            await self._notify()
+
+    async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes) -> None:
+        job = self._owns(job_id, worker_id)
+        if job is None:
+            return  # canceled, deleted or taken over meanwhile: drop the result
+        self._content[(job_id, "video")] = video
+        self._content[(job_id, "thumbnail")] = thumbnail
+        self._store(states.finish(job, "completed", time.time(), self.ttl))
+        await self._notify()
+
+    async def fail(self, job_id: str, worker_id: str, code: str, message: str,
+                   retryable: bool = True) -> None:
+        job = self._owns(job_id, worker_id)
+        if job is None:
+            return
+        changed = states.fail(job, code, message, retryable, self.max_attempts, time.time(), self.ttl)
+        self._store(changed)
+        if changed.status == "queued":
+            self._enqueue(changed)  # back of its priority's line
+            self._event("retried")
+        elif changed.error and changed.error["code"] == RETRIES_EXHAUSTED:
+            self._event("dead")
+        await self._notify()
+
+    async def finish_canceled(self, job_id: str, worker_id: str) -> None:
+        job = self._owns(job_id, worker_id)
+        if job is None:
+            return
+        self._store(states.finish(job, "canceled", time.time(), self.ttl))
+        await self._notify()
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,104 @@
+"""Job state transitions as pure functions: the one place that says what each event does to a job.
+
+Both queues (`memory.py`, `redis.py`) call these and only add storage around them, so they
+behave alike, and tests can check the rules without a store. Each function returns a new Job
+and leaves its argument alone.
+
+    queued -> in_progress -> completed | failed | canceled
+                 |  ^
+                 v  |  (a retryable failure with attempts left goes back to queued)
+               queued
+"""
+from __future__ import annotations
+
+import copy
+
+from .base import RETRIES_EXHAUSTED, TERMINAL, WORKER_LOST, Job
+
+
+def _copy(job: Job) -> Job:
+    return copy.deepcopy(job)
+
+
+def start(job: Job, now: float) -> Job:
+    """A worker begins an attempt. `started_at` is the start of the current attempt."""
+    job = _copy(job)
+    job.status = "in_progress"
+    job.attempts += 1
+    job.started_at = now
+    return job
+
+
+def finish(job: Job, status: str, now: float, ttl: float,
+           error: dict[str, str] | None = None) -> Job:
+    """The job ends; its record and content expire `ttl` seconds from now."""
+    assert status in TERMINAL, status
+    job = _copy(job)
+    job.status = status
+    job.completed_at = now
+    job.expires_at = now + ttl
+    job.error = error
+    if status == "completed":
+        job.progress = 100
+    return job
+
+
+def request_cancel(job: Job, now: float, ttl: float) -> Job:
+    """Queued jobs end at once; running ones are flagged for their worker; finished ones stay."""
+    if job.status == "queued":
+        return finish(job, "canceled", now, ttl)
+    if job.status == "in_progress" and not job.cancel_requested:
+        job = _copy(job)
+        job.cancel_requested = True
+    return job
+
+
+def dead_error(attempts: int, last_error: dict[str, str] | None) -> dict[str, str]:
+    """The error of a job that failed `attempts` times: it names the last reason."""
+    reason = f"{last_error['code']}: {last_error['message']}" if last_error else "unknown"
+    return {"code": RETRIES_EXHAUSTED,
+            "message": f"gave up after {attempts} attempts; last error: {reason}"}
+
+
+def fail(job: Job, code: str, message: str, retryable: bool, max_attempts: int,
+         now: float, ttl: float) -> Job:
+    """An attempt failed. Retryable failures with attempts left go back to the queue (status
+    queued, progress kept so it never goes down); otherwise the job ends failed. A job whose
+    cancel was requested ends canceled instead of being retried."""
+    error = {"code": code, "message": message}
+    if not retryable:
+        return finish(job, "failed", now, ttl, error)
+    if job.cancel_requested:
+        return finish(job, "canceled", now, ttl)
+    if job.attempts >= max_attempts:
+        return finish(job, "failed", now, ttl, dead_error(job.attempts, error))
+    job = _copy(job)
+    job.status = "queued"
+    job.started_at = None
+    return job
+
+
+def worker_lost(worker_id: str) -> dict[str, str]:
+    return {"code": WORKER_LOST,
+            "message": f"worker {worker_id} stopped heartbeating; its lease expired"}
+
+
+def reclaim(job: Job, lost_worker: str, max_attempts: int, now: float, ttl: float) -> Job:
+    """Another worker takes over a running job whose worker stopped heartbeating. The lost
+    attempt counts: with attempts left the job starts again on the new worker, else it dies."""
+    if job.cancel_requested:
+        return finish(job, "canceled", now, ttl)
+    if job.attempts >= max_attempts:
+        return finish(job, "failed", now, ttl, dead_error(job.attempts, worker_lost(lost_worker)))
+    return start(job, now)
+
+
+def raise_progress(job: Job, percent: int) -> Job | None:
+    """Progress only rises, only while running, and stays below 100 until the job completes.
+    None when nothing changes."""
+    percent = max(0, min(99, int(percent)))
+    if job.status != "in_progress" or percent <= job.progress:
+        return None
+    job = _copy(job)
+    job.progress = percent
+    return job
