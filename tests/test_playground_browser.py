@@ -19,6 +19,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("KINETOSCOPE_CHROMIUM", "/usr/bin/chromium"))
+PYTHON = os.environ.get("KINETOSCOPE_PYTHON", sys.executable)  # the interpreter that runs the server
 MODEL_REPOSITORY = Path(os.environ.get("KINETOSCOPE_TEST_MODEL_REPOSITORY", REPO_ROOT / "model_repository"))
 ARTIFACTS = REPO_ROOT / "artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -46,7 +47,7 @@ def server_url():
     ARTIFACTS.mkdir(exist_ok=True)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server.api", "--host", "127.0.0.1", "--port", str(port),
+            [PYTHON, "-m", "server.api", "--host", "127.0.0.1", "--port", str(port),
              "--model-repository", str(MODEL_REPOSITORY)],
             cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
