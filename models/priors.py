@@ -1,0 +1,169 @@
+"""The two token priors over the tokenizer's (t, h, w) grid.
+
+- `MaskedPrior` (MAGVIT's multi-task masked token modeling, MaskGIT decoding): a bidirectional
+  transformer that predicts every masked token at once. One network serves every task.
+- `ARPrior` (VideoGPT): a causal transformer over the same tokens in raster order, with an
+  explicit KV cache so that the exported ONNX graph decodes incrementally.
+
+How given pixels reach the prior (a COMMIT-like design, documented in MODEL_CARD.md): the
+condition video, padded as tasks.md says, is tokenized; each position then gets, besides its
+own input token, the condition token at that position (or a null id) and a state saying whether
+its footprint is fully, partly or not given. Fully given positions are also kept fixed while
+decoding (MaskGIT editing). So frame prediction from one frame still sees that frame, though
+no latent frame is fully given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.layers import TransformerBlock, init_weights
+
+NUM_STATES = 3  # server.tasks.STATE_NONE / PARTIAL / FULL
+
+
+@dataclass
+class PriorConfig:
+    vocab_size: int = 1024
+    num_classes: int = 10
+    grid: tuple[int, int, int] = (4, 8, 8)  # (t, h, w) tokens per window
+    dim: int = 256
+    layers: int = 6
+    heads: int = 8
+    dropout: float = 0.0
+
+    @property
+    def num_tokens(self) -> int:
+        t, h, w = self.grid
+        return t * h * w
+
+    @property
+    def mask_id(self) -> int:  # also the "no condition token" id
+        return self.vocab_size
+
+    @property
+    def null_class(self) -> int:
+        return self.num_classes
+
+
+class GridEmbedding(nn.Module):
+    """Input embedding per grid position: token + condition token + state + spatio-temporal
+    position (factorized t, h, w embeddings, summed)."""
+
+    def __init__(self, cfg: PriorConfig, token_ids: int):
+        super().__init__()
+        self.cfg = cfg
+        self.token = nn.Embedding(token_ids, cfg.dim)
+        self.cond = nn.Embedding(cfg.vocab_size + 1, cfg.dim)  # + null
+        self.state = nn.Embedding(NUM_STATES, cfg.dim)
+        t, h, w = cfg.grid
+        self.pos_t, self.pos_h, self.pos_w = nn.Embedding(t, cfg.dim), nn.Embedding(h, cfg.dim), nn.Embedding(w, cfg.dim)
+        grid = torch.stack(torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij"), -1)
+        self.register_buffer("grid_index", grid.reshape(-1, 3), persistent=False)  # (N, 3)
+
+    def position(self, index: torch.Tensor) -> torch.Tensor:  # index: (n,) raster positions -> (n, D)
+        g = self.grid_index[index]
+        return self.pos_t(g[:, 0]) + self.pos_h(g[:, 1]) + self.pos_w(g[:, 2])
+
+    def forward(self, ids: torch.Tensor, cond: torch.Tensor, state: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return self.token(ids) + self.cond(cond) + self.state(state) + self.position(index)[None]
+
+
+def check_inputs(cfg: PriorConfig, tokens: torch.Tensor, cond: torch.Tensor, state: torch.Tensor,
+                 class_id: torch.Tensor, max_id: int) -> None:
+    if tokens.ndim != 2 or cond.shape != tokens.shape or state.shape != tokens.shape:
+        raise ValueError(f"tokens, cond and state must be (B, n) alike; got {tuple(tokens.shape)}, "
+                         f"{tuple(cond.shape)}, {tuple(state.shape)}")
+    if class_id.shape != tokens.shape[:1]:
+        raise ValueError(f"class_id must be (B,); got {tuple(class_id.shape)}")
+    if tokens.numel() and (tokens.min() < 0 or tokens.max() > max_id):
+        raise ValueError(f"token ids must lie in [0, {max_id}]")
+    if class_id.numel() and (class_id.min() < 0 or class_id.max() > cfg.num_classes):
+        raise ValueError(f"class ids must lie in [0, {cfg.num_classes}] ({cfg.num_classes} = no class)")
+
+
+class MaskedPrior(nn.Module):
+    """Bidirectional transformer: [class] + N grid positions -> logits over the vocabulary."""
+
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = GridEmbedding(cfg, cfg.vocab_size + 1)  # + [MASK]
+        self.class_embed = nn.Embedding(cfg.num_classes + 1, cfg.dim)  # + null class
+        self.blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, dropout=cfg.dropout) for _ in range(cfg.layers))
+        self.ln = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size)
+        init_weights(self)
+
+    def forward(self, tokens: torch.Tensor, cond: torch.Tensor, state: torch.Tensor, class_id: torch.Tensor) -> torch.Tensor:
+        """tokens, cond, state: (B, N) int64; class_id: (B,) -> logits (B, N, V)."""
+        check_inputs(self.cfg, tokens, cond, state, class_id, self.cfg.mask_id)
+        n = tokens.shape[1]
+        if n != self.cfg.num_tokens:
+            raise ValueError(f"the masked prior takes the whole grid of {self.cfg.num_tokens} tokens; got {n}")
+        x = self.embed(tokens, cond, state, torch.arange(n, device=tokens.device))  # (B, N, D)
+        x = torch.cat([self.class_embed(class_id)[:, None], x], dim=1)  # (B, 1+N, D)
+        for block in self.blocks:
+            x, _ = block(x)
+        return self.head(self.ln(x[:, 1:]))
+
+
+class ARPrior(nn.Module):
+    """Causal transformer in raster order. Sequence position s predicts token s; its input is
+    the class (s = 0) or token s-1, plus the condition token and state *of position s* (known
+    before decoding), so given frames steer every prediction. Input ids: tokens are
+    0..V-1, class c is V + c (c = num_classes: no class)."""
+
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = GridEmbedding(cfg, cfg.vocab_size + cfg.num_classes + 1)
+        self.blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, dropout=cfg.dropout) for _ in range(cfg.layers))
+        self.ln = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size)
+        init_weights(self)
+
+    def input_ids(self, tokens: torch.Tensor, class_id: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: (B, N) tokens -> (B, N) inputs [V + class, t_0, ..., t_{N-2}]."""
+        return torch.cat([(class_id + self.cfg.vocab_size)[:, None], tokens[:, :-1]], dim=1)
+
+    def forward(self, ids: torch.Tensor, cond: torch.Tensor, state: torch.Tensor,
+                past_key: torch.Tensor | None = None, past_value: torch.Tensor | None = None):
+        """ids, cond, state: (B, n) for positions P..P+n-1, where P = past length.
+        past_key/value: (L, B, H, P, Dh) or None. Returns logits (B, n, V), present key/value
+        (L, B, H, P+n, Dh)."""
+        if ids.ndim != 2 or cond.shape != ids.shape or state.shape != ids.shape:
+            raise ValueError(f"ids, cond and state must be (B, n) alike; got {tuple(ids.shape)}")
+        past_len = 0 if past_key is None else past_key.shape[3]
+        n = ids.shape[1]
+        index = torch.arange(n, device=ids.device) + past_len
+        x = self.embed(ids, cond, state, index)  # (B, n, D)
+        keys, values = [], []
+        for i, block in enumerate(self.blocks):
+            past = None if past_key is None else (past_key[i], past_value[i])
+            x, (k, v) = block(x, causal=True, past=past)
+            keys.append(k)
+            values.append(v)
+        return self.head(self.ln(x)), torch.stack(keys), torch.stack(values)
+
+    def loss(self, tokens: torch.Tensor, cond: torch.Tensor, state: torch.Tensor, class_id: torch.Tensor,
+             weight: torch.Tensor) -> torch.Tensor:
+        check_inputs(self.cfg, tokens, cond, state, class_id, self.cfg.vocab_size - 1)
+        logits, _, _ = self(self.input_ids(tokens, class_id), cond, state)
+        ce = F.cross_entropy(logits.reshape(-1, self.cfg.vocab_size), tokens.reshape(-1), reduction="none")
+        w = weight.reshape(-1).float()
+        return (ce * w).sum() / w.sum().clamp_min(1.0)
+
+
+class ARPriorExport(nn.Module):
+    """ONNX view with the KV cache always explicit (a prefill passes P = 0 empty tensors)."""
+
+    def __init__(self, prior: ARPrior):
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, ids, cond, state, past_key, past_value):
+        return self.prior(ids, cond, state, past_key, past_value)

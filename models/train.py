@@ -1,0 +1,345 @@
+"""`kinetoscope train tokenizer|prior|ar|sr`: one loop, one config dataclass per stage.
+
+Every stage is seeded and resumable: its run folder (`runs/<name>/`) holds `state.pt`
+(weights, optimizer, step) saved every `save_every` steps and when the time budget ends, so the
+same command continues where it stopped. A GPU is used when present. The trained network is
+written to the run folder as `<name>.safetensors` + `<name>.json`, which `--publish DIR` copies
+to the shipped checkpoint folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models.checkpoint import load_network, save_network
+from models.conditioning import mask_for_training, prior_batch
+from models.data.moving_digits import MovingDigits
+from models.priors import ARPrior, MaskedPrior, PriorConfig
+from models.super_resolution import SRConfig, SuperResolution
+from models.tokenizer import TokenizerConfig, VideoTokenizer
+
+STAGES = ("tokenizer", "prior", "ar", "sr")
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "tokenizer"
+    run_dir: str = ""  # default runs/<name>
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    time_budget_minutes: float = 0.0  # 0 = no limit; else stop (and save) after this long
+    fit_steps_to_budget: bool = False  # measure the first steps, then set `steps` to fill the budget
+    save_every: int = 250
+    eval_every: int = 250
+    data: str = "moving_digits"  # or a folder of MP4/WebM/GIF videos
+    tokenizer_dir: str = "runs/tokenizer"  # prior and ar stages: where the trained tokenizer is
+    init_from: str = ""  # a folder with <name>.safetensors to start from (fine-tuning), when not resuming
+    out_scale: int = 2  # sr stage: output scale of the stage (2: 32->64, 4: 64->128)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    sr: SRConfig = field(default_factory=SRConfig)
+
+    @property
+    def name(self) -> str:
+        return {"tokenizer": "tokenizer", "prior": "masked_prior", "ar": "ar_prior"}.get(
+            self.stage, f"sr_{32 * self.out_scale}")
+
+
+# The demo family: sized so that all stages together train on two CPU cores in about two hours
+# (see MODEL_CARD.md); on a GPU the same commands run with more steps and larger batches.
+DEMO_CPU: dict[str, dict[str, Any]] = {
+    "tokenizer": {"steps": 2500, "batch_size": 8, "lr": 2e-3},
+    "prior": {"steps": 1500, "batch_size": 16, "lr": 1e-3},
+    "ar": {"steps": 800, "batch_size": 16, "lr": 1e-3},
+    "sr": {"steps": 300, "batch_size": 4, "lr": 2e-3},
+}
+
+
+def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
+    """`key=value` or `section.key=value` strings -> a new config, typed like the fields."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not key=value")
+        key, raw = item.split("=", 1)
+        target, parts = cfg, key.split(".")
+        for part in parts[:-1]:
+            if not hasattr(target, part):
+                raise ValueError(f"unknown config section {part!r} in {item!r}")
+            target = getattr(target, part)
+        name = parts[-1]
+        if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
+            raise ValueError(f"unknown config field {key!r}")
+        current = getattr(target, name)
+        if isinstance(current, bool):
+            value: Any = raw.lower() in ("1", "true", "yes")
+        elif isinstance(current, tuple):
+            value = tuple(int(v) for v in raw.split(","))
+        elif current is None:
+            value = raw
+        else:
+            value = type(current)(raw)
+        setattr(target, name, value)
+    return cfg
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def clips_to_tensor(clips: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (B, T, H, W, 3) -> float (B, 3, T, H, W) in [0, 1]."""
+    return torch.from_numpy(clips).to(device).permute(0, 4, 1, 2, 3).float() / 255.0
+
+
+class Batches:
+    """Deterministic training batches: batch s is clips s*B .. s*B+B-1, so resuming at step s
+    continues the same stream."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.folder = None
+        if cfg.data != "moving_digits":
+            from models.data.folder import VideoFolder  # needs imageio-ffmpeg; Moving Digits does not
+
+            self.folder = VideoFolder(cfg.data, seed=cfg.seed)
+        self.digits = MovingDigits("train", seed=cfg.seed)
+
+    def get(self, step: int, scale: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        b = self.cfg.batch_size
+        if self.folder is not None:
+            clips = self.folder.batch(step * b, b, scale)
+            labels = np.zeros(b, dtype=np.int64)
+        else:
+            clips, labels = self.digits.batch(step * b, b, scale)
+        return clips_to_tensor(clips, self.device), torch.from_numpy(labels).to(self.device)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = F.mse_loss(a.clamp(0, 1), b).item()
+    return 10 * math.log10(1.0 / max(mse, 1e-10))
+
+
+def build_stage(cfg: TrainConfig, device: torch.device):
+    """-> (model, kind, loss_fn(step) -> dict of scalars, eval_fn() -> dict)."""
+    batches = Batches(cfg, device)
+    test = MovingDigits("test", seed=1234)
+    if cfg.stage == "tokenizer":
+        model = VideoTokenizer(cfg.tokenizer).to(device)
+        held_out = clips_to_tensor(test.batch(0, 32)[0], device)
+
+        def loss_fn(step):
+            clips, _ = batches.get(step)
+            _, losses = model(clips)
+            return losses
+
+        def eval_fn():
+            with torch.no_grad():
+                recon = model.decode(model.encode(held_out))
+            return {"psnr": psnr(recon, held_out)}
+
+        return model, "tokenizer", loss_fn, eval_fn
+    if cfg.stage in ("prior", "ar"):
+        tokenizer, _ = load_network(cfg.tokenizer_dir, "tokenizer")
+        tokenizer = tokenizer.to(device)
+        pcfg = dataclasses.replace(cfg.prior, vocab_size=tokenizer.cfg.vocab_size)
+        cfg.prior = pcfg
+        model = (MaskedPrior if cfg.stage == "prior" else ARPrior)(pcfg).to(device)
+        rng = np.random.default_rng(cfg.seed)
+        stride = tokenizer.cfg.stride
+
+        def make(clips, labels, generator_rng):
+            return prior_batch(tokenizer, clips, labels, generator_rng, pcfg.null_class, pcfg.mask_id, stride, stride)
+
+        def loss_fn(step):
+            clips, labels = batches.get(step)
+            batch = make(clips, labels, np.random.default_rng([cfg.seed, step]))
+            return {"loss": step_loss(model, batch)}
+
+        held = [test.batch(i * 16, 16) for i in range(2)]
+
+        def eval_fn():
+            with torch.no_grad():
+                losses = [step_loss(model, make(clips_to_tensor(c, device), torch.from_numpy(l).to(device),
+                                                np.random.default_rng([99, i]))).item()
+                          for i, (c, l) in enumerate(held)]
+            return {"val_loss": float(np.mean(losses))}
+
+        del rng
+        return model, ("masked_prior" if cfg.stage == "prior" else "ar_prior"), loss_fn, eval_fn
+    if cfg.stage == "sr":
+        if cfg.out_scale not in (2, 4):
+            raise ValueError(f"out_scale must be 2 (32->64) or 4 (64->128); got {cfg.out_scale}")
+        model = SuperResolution(cfg.sr).to(device)
+        low_scale = cfg.out_scale // 2
+        digits = MovingDigits("train", seed=cfg.seed)
+        test_scenes = [test.scene(i) for i in range(8)]
+
+        def pair(scenes):
+            from models.data.moving_digits import render_clip
+            low = np.stack([render_clip(s, low_scale) for s in scenes])
+            high = np.stack([render_clip(s, cfg.out_scale) for s in scenes])
+            return clips_to_tensor(low, device), clips_to_tensor(high, device)
+
+        def loss_fn(step):
+            b = cfg.batch_size
+            low, high = pair([digits.scene(step * b + i) for i in range(b)])
+            return {"loss": model.loss(low, high)}
+
+        def eval_fn():
+            low, high = pair(test_scenes)
+            with torch.no_grad():
+                pred = model(low, torch.full((low.shape[0],), cfg.sr.serve_noise, device=device))
+            bicubic = F.interpolate(low.transpose(1, 2).flatten(0, 1), scale_factor=2, mode="bicubic",
+                                    align_corners=False).unflatten(0, (low.shape[0], low.shape[2])).transpose(1, 2)
+            return {"psnr": psnr(pred, high), "bicubic_psnr": psnr(bicubic, high)}
+
+        return model, "super_resolution", loss_fn, eval_fn
+    raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
+
+
+def step_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Masked prior: cross-entropy on masked positions. AR prior: on every free position."""
+    if isinstance(model, MaskedPrior):
+        masked = mask_for_training(batch["fixed"])
+        inputs = torch.where(batch["fixed"], batch["cond"], batch["targets"])
+        inputs = torch.where(masked, torch.full_like(inputs, model.cfg.mask_id), inputs)
+        logits = model(inputs, batch["cond"], batch["state"], batch["class_id"])
+        ce = F.cross_entropy(logits.transpose(1, 2), batch["targets"], reduction="none")
+        return (ce * masked).sum() / masked.sum().clamp_min(1)
+    # AR: fixed positions hold their condition tokens (as when serving) and carry no loss.
+    tokens = torch.where(batch["fixed"], batch["cond"], batch["targets"])
+    return model.loss(tokens, batch["cond"], batch["state"], batch["class_id"], ~batch["fixed"])
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], None] = print) -> Path:
+    """Runs (or resumes) one stage; returns the run folder."""
+    if cfg.stage not in STAGES:
+        raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    torch.backends.cudnn.benchmark = True  # conv3d algorithm search pays off over thousands of steps
+    run = Path(cfg.run_dir or f"runs/{cfg.name}")
+    run.mkdir(parents=True, exist_ok=True)
+    model, kind, loss_fn, eval_fn = build_stage(cfg, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    step, elapsed_before = 0, 0.0
+    state_path = run / "state.pt"
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, elapsed_before = state["step"], state.get("elapsed", 0.0)
+        log(f"resuming {cfg.name} at step {step} from {state_path}")
+    elif cfg.init_from:
+        module, _ = load_network(cfg.init_from, cfg.name)
+        model.load_state_dict(module.state_dict())
+        log(f"initialised {cfg.name} from {cfg.init_from}")
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    start = time.time()
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    def save():
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                    "elapsed": elapsed_before + time.time() - start}, state_path)
+        save_network(run, cfg.name, kind, model, meta={
+            "steps": step, "train_seconds": round(elapsed_before + time.time() - start, 1),
+            "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+            "batch_size": cfg.batch_size, "data": cfg.data})
+
+    fit_start = 0.0
+    bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, dynamic_ncols=True, mininterval=2.0)
+    model.train()
+    while step < cfg.steps:
+        if cfg.time_budget_minutes and time.time() - start > cfg.time_budget_minutes * 60:
+            log(f"time budget of {cfg.time_budget_minutes} min reached at step {step}")
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        with amp:
+            losses = loss_fn(step)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        bar.update(1)
+        if cfg.fit_steps_to_budget and cfg.time_budget_minutes and step == 40 and fit_start:
+            # Fill the budget so the learning-rate schedule ends when the time does.
+            per_step = (time.time() - fit_start) / 30
+            cfg.steps = max(step + 1, int(cfg.time_budget_minutes * 60 * 0.93 / per_step))
+            bar.total = cfg.steps
+            log(f"{per_step * 1000:.1f} ms per step: training {cfg.steps} steps")
+        if step == 10:
+            fit_start = time.time()
+        if step % 10 == 0:
+            bar.set_postfix({k: f"{float(v):.4f}" for k, v in losses.items()})
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            model.eval()
+            metrics = eval_fn()
+            model.train()
+            line = {"step": step, "seconds": round(elapsed_before + time.time() - start, 1),
+                    **{k: round(float(v), 5) for k, v in losses.items()}, **{k: round(v, 4) for k, v in metrics.items()}}
+            with open(run / "log.jsonl", "a") as f:
+                f.write(json.dumps(line) + "\n")
+            log(json.dumps(line))
+        if step % cfg.save_every == 0:
+            save()
+    bar.close()
+    model.eval()
+    save()
+    if publish:
+        out = Path(publish)
+        out.mkdir(parents=True, exist_ok=True)
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(run / f"{cfg.name}{suffix}", out / f"{cfg.name}{suffix}")
+        log(f"published {cfg.name} to {out}")
+    return run
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m models.train STAGE [--set key=value ...] [--publish DIR] [--run-dir DIR]`
+    (the same as `kinetoscope train`, for machines without the CLI installed)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("--set", action="append", default=[], dest="overrides", help="config override key=value")
+    parser.add_argument("--demo-cpu", action="store_true", help="start from the CPU demo configuration")
+    parser.add_argument("--publish", default=None)
+    parser.add_argument("--run-dir", default="")
+    args = parser.parse_args(argv)
+    cfg = TrainConfig(stage=args.stage, run_dir=args.run_dir)
+    if args.demo_cpu:
+        cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in DEMO_CPU[args.stage].items()])
+    train(apply_overrides(cfg, args.overrides), publish=args.publish)
+
+
+if __name__ == "__main__":
+    main()
