@@ -81,6 +81,10 @@ def check_inputs(cfg: PriorConfig, tokens: torch.Tensor, cond: torch.Tensor, sta
         raise ValueError(f"class_id must be (B,); got {tuple(class_id.shape)}")
     if tokens.numel() and (tokens.min() < 0 or tokens.max() > max_id):
         raise ValueError(f"token ids must lie in [0, {max_id}]")
+    if cond.numel() and (cond.min() < 0 or cond.max() > cfg.vocab_size):
+        raise ValueError(f"condition token ids must lie in [0, {cfg.vocab_size}] ({cfg.vocab_size} = none)")
+    if state.numel() and (state.min() < 0 or state.max() >= NUM_STATES):
+        raise ValueError(f"token states must lie in [0, {NUM_STATES})")
     if class_id.numel() and (class_id.min() < 0 or class_id.max() > cfg.num_classes):
         raise ValueError(f"class ids must lie in [0, {cfg.num_classes}] ({cfg.num_classes} = no class)")
 

@@ -156,7 +156,8 @@ class VideoTokenizer(nn.Module):
         return self.quantizer.codes_to_tokens(self.encoder(video))
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, t, h, w) -> video (B, 3, s*t, s*h, s*w) in about [0, 1]."""
+        """tokens (B, t, h, w) -> video (B, 3, s*t, s*h, s*w) in about [0, 1]. A clip of T frames
+        encoded to t = ceil(T/s) latent frames is the last T of the decoded frames."""
         if tokens.ndim != 4:
             raise ValueError(f"tokens must be (B, t, h, w); got {tuple(tokens.shape)}")
         if tokens.min() < 0 or tokens.max() >= self.cfg.vocab_size:
@@ -167,7 +168,9 @@ class VideoTokenizer(nn.Module):
         """Reconstruction and losses for training."""
         self.check_video(video, self.cfg.stride)
         q, tokens, aux = self.quantizer(self.encoder(video))
-        recon = self.decoder(q)[:, :, : video.shape[2]]
+        # The encoder pads the past up to a multiple of the stride, so the input's frames are the
+        # last T of the s*t decoded ones.
+        recon = self.decoder(q)[:, :, q.shape[2] * self.cfg.stride - video.shape[2]:]
         mse = F.mse_loss(recon, video)
         loss = mse + 0.1 * F.l1_loss(recon, video) + self.cfg.commit_weight * aux["commit"] \
             + self.cfg.entropy_weight * aux["entropy"]

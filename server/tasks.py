@@ -150,7 +150,7 @@ def token_states(given: np.ndarray, temporal_stride: int, spatial_stride: int) -
     frames, height, width = given.shape
     t = -(-frames // temporal_stride)
     padded = np.zeros((t * temporal_stride, height, width), dtype=bool)
-    padded[:frames] = given
+    padded[t * temporal_stride - frames:] = given  # the padding is in the past, before frame 0
     # (t, ts, h, s, w, s) -> share of given pixels per token
     blocks = padded.reshape(t, temporal_stride, height // spatial_stride, spatial_stride,
                             width // spatial_stride, spatial_stride)

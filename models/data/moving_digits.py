@@ -88,8 +88,10 @@ def render_clip(scene: Scene, scale: int = 1, frames: int = FRAMES) -> np.ndarra
     images, _ = _digits()
     side = BASE * scale
     block = 2 * scale  # each source pixel becomes a 2r x 2r block
-    glyph = np.kron(images[scene.glyph_index], np.ones((block, block), np.float32))  # (16r, 16r)
-    colour = np.array(colorsys.hsv_to_rgb(scene.hue, 1.0, 1.0), dtype=np.float32)
+    glyph = np.kron(images[scene.glyph_index], np.ones((block, block), np.float64))  # (16r, 16r)
+    # float64, as the spec's round(255 * intensity * colour_channel) computes it in Python: in
+    # float32 a product just above k + 0.5 can round to k + 0.5 and then down to k.
+    colour = np.array(colorsys.hsv_to_rgb(scene.hue, 1.0, 1.0), dtype=np.float64)
     sprite = np.round(255.0 * glyph[..., None] * colour).astype(np.uint8)  # (16r, 16r, 3)
     size = GLYPH * scale
     clip = np.zeros((frames, side, side, 3), dtype=np.uint8)

@@ -1,0 +1,311 @@
+"""Training: losses fall on a fixed batch, checkpoints round-trip, `train()` writes its files and
+resumes, batches are deterministic, overrides are typed, and the masked-token training batches
+keep their promises. Tiny configurations only; nothing here reads the shipped checkpoints."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import load_network, save_network
+from models.conditioning import mask_for_training, prior_batch
+from models.data.moving_digits import MovingDigits, render_clip
+from models.priors import ARPrior, MaskedPrior, PriorConfig
+from models.super_resolution import SRConfig, SuperResolution
+from models.tokenizer import TokenizerConfig, VideoTokenizer
+from models.train import Batches, TrainConfig, apply_overrides, clips_to_tensor, step_loss, train
+from server import tasks as T
+
+TOKENIZER = TokenizerConfig(channels=(8, 16, 32), bits=6, mid_blocks=1)
+PRIOR = PriorConfig(vocab_size=64, dim=32, layers=1, heads=2)
+SR = SRConfig(channels=8, blocks=1)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> VideoTokenizer:
+    torch.manual_seed(0)
+    return VideoTokenizer(TOKENIZER).eval()
+
+
+@pytest.fixture(scope="module")
+def clips():
+    video, labels = MovingDigits("train", seed=0).batch(0, 4)
+    return clips_to_tensor(video, torch.device("cpu")), torch.from_numpy(labels)
+
+
+def make_prior_batch(tokenizer, clips, labels, seed=0):
+    return prior_batch(tokenizer, clips, labels, np.random.default_rng(seed), PRIOR.null_class, PRIOR.mask_id, 4, 4)
+
+
+def fit(model, loss_fn, steps=25, lr=3e-3) -> tuple[float, float]:
+    """Loss before and after `steps` AdamW steps on the same batch."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    with torch.no_grad():
+        before = float(loss_fn())
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn().backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(loss_fn())
+    return before, after
+
+
+# -- losses fall ------------------------------------------------------------------------------
+
+def test_tokenizer_loss_falls(clips):
+    torch.manual_seed(0)
+    model = VideoTokenizer(TOKENIZER).train()
+    video = clips[0][:2]
+    before, after = fit(model, lambda: model(video)[1]["loss"], steps=25, lr=3e-3)
+    assert after < 0.8 * before, (before, after)
+    with torch.no_grad():
+        assert model(video)[1]["mse"] < 0.05  # the reconstruction is already close to the dark clip
+
+
+def test_masked_prior_loss_falls(tokenizer, clips):
+    batch = make_prior_batch(tokenizer, *clips)
+    torch.manual_seed(0)
+    model = MaskedPrior(PRIOR).train()
+
+    def loss():
+        torch.manual_seed(1)  # the same training mask every time
+        return step_loss(model, batch)
+
+    before, after = fit(model, loss, steps=25)
+    assert after < 0.8 * before, (before, after)
+
+
+def test_ar_prior_loss_falls(tokenizer, clips):
+    batch = make_prior_batch(tokenizer, *clips)
+    torch.manual_seed(0)
+    model = ARPrior(PRIOR).train()
+    before, after = fit(model, lambda: step_loss(model, batch), steps=25)
+    assert after < 0.8 * before, (before, after)
+
+
+def test_super_resolution_loss_falls():
+    scenes = [MovingDigits("train", seed=0).scene(i) for i in range(2)]
+    cpu = torch.device("cpu")
+    low = clips_to_tensor(np.stack([render_clip(s, 1)[:4] for s in scenes]), cpu)
+    high = clips_to_tensor(np.stack([render_clip(s, 2)[:4] for s in scenes]), cpu)
+    torch.manual_seed(0)
+    model = SuperResolution(SR).train()
+    # A fresh stage is bilinear upsampling; a few steps already beat it on this batch.
+    before, after = fit(model, lambda: model.loss(low, high, torch.Generator().manual_seed(0)), steps=100)
+    assert after < 0.85 * before, (before, after)
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+def _networks():
+    torch.manual_seed(0)
+    video = torch.rand(1, 3, 8, 16, 16)
+    tokens, cond, state = (torch.randint(0, 64, (1, 256)) for _ in range(3))
+    state = state % 3
+    cls = torch.tensor([4])
+    return [
+        ("tokenizer", VideoTokenizer(TOKENIZER), lambda m: m.decoder(m.encoder(video))),
+        ("masked_prior", MaskedPrior(PRIOR), lambda m: m(tokens, cond, state, cls)),
+        ("ar_prior", ARPrior(PRIOR), lambda m: m(tokens, cond, state)[0]),
+        ("super_resolution", SuperResolution(SR), lambda m: m(video, torch.tensor([0.02]))),
+    ]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_checkpoint_round_trip(tmp_path, index):
+    kind, module, run = _networks()[index]
+    for p in module.parameters():  # SR's tail starts at zero: give every weight a value
+        torch.nn.init.normal_(p, std=0.05) if p.ndim > 1 else None
+    module.eval()
+    with torch.no_grad():
+        want = run(module)
+    save_network(tmp_path / "full", "net", kind, module, meta={"steps": 7}, half=False)
+    loaded, info = load_network(tmp_path / "full", "net")
+    assert type(loaded) is type(module) and not loaded.training
+    assert info["kind"] == kind and info["meta"] == {"steps": 7} and loaded.cfg == module.cfg
+    with torch.no_grad():
+        assert torch.equal(run(loaded), want)
+    # fp16 storage (the shipped format): close, and the file is about half the size.
+    save_network(tmp_path / "half", "net", kind, module)
+    half, _ = load_network(tmp_path / "half", "net")
+    assert next(half.parameters()).dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(run(half), want, atol=2e-2, rtol=2e-2)
+    full_size = (tmp_path / "full" / "net.safetensors").stat().st_size
+    assert (tmp_path / "half" / "net.safetensors").stat().st_size < 0.6 * full_size
+
+
+def test_load_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_network(tmp_path, "tokenizer")
+
+
+# -- train() ----------------------------------------------------------------------------------
+
+def tiny_train_config(tmp_path, stage: str, steps: int, **kw) -> TrainConfig:
+    return TrainConfig(stage=stage, run_dir=str(tmp_path / f"run_{stage}"), steps=steps, batch_size=2,
+                       warmup=1, device="cpu", save_every=1000, eval_every=1000,
+                       tokenizer=TokenizerConfig(channels=(8, 16, 32), bits=6, mid_blocks=1),
+                       prior=PriorConfig(dim=32, layers=1, heads=2), sr=SRConfig(channels=8, blocks=1), **kw)
+
+
+def read_log(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_train_writes_files_and_resumes(tmp_path):
+    messages: list[str] = []
+    run = train(tiny_train_config(tmp_path, "tokenizer", 2), log=messages.append)
+    for name in ("state.pt", "tokenizer.safetensors", "tokenizer.json", "config.json", "log.jsonl"):
+        assert (run / name).is_file(), name
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert state["step"] == 2
+    first, info = load_network(run, "tokenizer")
+    assert info["meta"]["steps"] == 2 and first.cfg.channels == (8, 16, 32)
+    assert [line["step"] for line in read_log(run)] == [2]
+    assert "psnr" in read_log(run)[0] and not any("resuming" in m for m in messages)
+
+    messages.clear()
+    train(tiny_train_config(tmp_path, "tokenizer", 4), publish=str(tmp_path / "published"), log=messages.append)
+    assert any("resuming tokenizer at step 2" in m for m in messages), messages
+    assert torch.load(run / "state.pt", weights_only=False)["step"] == 4
+    assert [line["step"] for line in read_log(run)] == [2, 4]
+    second, info = load_network(tmp_path / "published", "tokenizer")
+    assert info["meta"]["steps"] == 4
+    assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def test_train_is_deterministic_for_a_seed(tmp_path):
+    a = read_log(train(tiny_train_config(tmp_path / "a", "tokenizer", 2), log=lambda _: None))
+    b = read_log(train(tiny_train_config(tmp_path / "b", "tokenizer", 2), log=lambda _: None))
+    drop = ("seconds",)
+    assert [{k: v for k, v in x.items() if k not in drop} for x in a] == \
+        [{k: v for k, v in x.items() if k not in drop} for x in b]
+
+
+@pytest.mark.parametrize("stage,name", [("prior", "masked_prior"), ("ar", "ar_prior"), ("sr", "sr_64")])
+def test_train_other_stages(tmp_path, stage, name):
+    torch.manual_seed(0)
+    save_network(tmp_path / "tok", "tokenizer", "tokenizer", VideoTokenizer(TOKENIZER))
+    cfg = tiny_train_config(tmp_path, stage, 2, tokenizer_dir=str(tmp_path / "tok"))
+    run = train(cfg, log=lambda _: None)
+    assert (run / "state.pt").is_file() and (run / f"{name}.safetensors").is_file()
+    net, info = load_network(run, name)
+    assert info["meta"]["steps"] == 2
+    if stage != "sr":
+        assert net.cfg.vocab_size == 64  # taken from the tokenizer
+        assert "val_loss" in read_log(run)[-1]
+    else:
+        assert {"psnr", "bicubic_psnr"} <= set(read_log(run)[-1])
+
+
+def test_train_rejects_unknown_stage(tmp_path):
+    with pytest.raises(ValueError, match="unknown stage 'vae'"):
+        train(TrainConfig(stage="vae", run_dir=str(tmp_path / "x")))
+    with pytest.raises(ValueError, match="out_scale"):
+        train(tiny_train_config(tmp_path, "sr", 1, out_scale=3), log=lambda _: None)
+
+
+# -- determinism of the data --------------------------------------------------------------------
+
+def test_batches_are_deterministic(tmp_path):
+    cfg = tiny_train_config(tmp_path, "tokenizer", 1, seed=3)
+    cpu = torch.device("cpu")
+    a, b = Batches(cfg, cpu), Batches(cfg, cpu)
+    clips, labels = a.get(5)
+    assert clips.shape == (2, 3, 16, 32, 32) and clips.dtype == torch.float32
+    assert 0 <= clips.min() and clips.max() <= 1 and clips.max() > 0.5
+    again, again_labels = b.get(5)
+    assert torch.equal(clips, again) and torch.equal(labels, again_labels)
+    assert not torch.equal(clips, a.get(6)[0])
+    # Batch s is clips s*B .. s*B+B-1 (resuming at step s continues the same stream).
+    want, want_labels = MovingDigits("train", seed=3).batch(10, 2)
+    assert torch.equal(clips, clips_to_tensor(want, cpu)) and labels.tolist() == want_labels.tolist()
+    other = Batches(tiny_train_config(tmp_path, "tokenizer", 1, seed=4), cpu)
+    assert not torch.equal(clips, other.get(5)[0])
+    assert a.get(0, scale=2)[0].shape == (2, 3, 16, 64, 64)
+
+
+def test_prior_batch_is_deterministic_for_an_rng(tokenizer, clips):
+    a = make_prior_batch(tokenizer, *clips, seed=5)
+    b = make_prior_batch(tokenizer, *clips, seed=5)
+    assert a.keys() == b.keys() == {"targets", "cond", "state", "fixed", "class_id"}
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    c = make_prior_batch(tokenizer, *clips, seed=6)
+    assert any(not torch.equal(a[k], c[k]) for k in ("state", "class_id", "cond"))
+
+
+def test_prior_batch_contents(tokenizer):
+    video, labels = MovingDigits("train", seed=1).batch(0, 24)
+    x, y = clips_to_tensor(video, torch.device("cpu")), torch.from_numpy(labels)
+    batch = make_prior_batch(tokenizer, x, y, seed=0)
+    for key in ("targets", "cond", "state", "fixed"):
+        assert batch[key].shape == (24, 256), key
+    assert torch.equal(batch["targets"], tokenizer.encode(x).reshape(24, -1))
+    assert torch.equal(batch["fixed"], batch["state"] == T.STATE_FULL)
+    assert all(c in (int(l), PRIOR.null_class) for c, l in zip(batch["class_id"].tolist(), y.tolist()))
+    # class_conditional clips (nothing given anywhere) get the null condition token everywhere;
+    # every other task gives some pixels and gets real condition tokens.
+    nothing_given = (batch["state"] == T.STATE_NONE).all(dim=1)
+    assert 0 < int(nothing_given.sum()) < 24
+    assert (batch["cond"][nothing_given] == PRIOR.mask_id).all()
+    assert (batch["cond"][~nothing_given] < PRIOR.vocab_size).all()
+    # Some clips keep their class, some train unconditionally.
+    assert (batch["class_id"] == PRIOR.null_class).any() and (batch["class_id"] != PRIOR.null_class).any()
+
+
+# -- training masks ---------------------------------------------------------------------------
+
+def test_mask_for_training_never_masks_fixed_positions():
+    g = torch.Generator().manual_seed(0)
+    for density in (0.0, 0.3, 0.9, 0.995):
+        fixed = torch.rand(64, 256, generator=g) < density
+        fixed[0] = True
+        fixed[0, 17] = False  # one free position
+        fixed[1] = True  # nothing free
+        masked = mask_for_training(fixed, torch.Generator().manual_seed(1))
+        assert masked.shape == fixed.shape and masked.dtype == torch.bool
+        assert not (masked & fixed).any()
+        free_rows = (~fixed).any(dim=1)
+        assert masked[free_rows].any(dim=1).all()
+        assert masked[0, 17] and not masked[1].any()
+    # The cosine schedule: some clips are mostly masked, some only a little.
+    share = mask_for_training(torch.zeros(256, 64, dtype=torch.bool), torch.Generator().manual_seed(2)).float().mean(1)
+    assert share.max() > 0.9 and share.min() < 0.2
+
+
+def test_mask_for_training_is_deterministic_with_a_generator():
+    fixed = torch.rand(8, 256, generator=torch.Generator().manual_seed(0)) < 0.5
+    a = mask_for_training(fixed, torch.Generator().manual_seed(3))
+    b = mask_for_training(fixed, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+# -- configuration overrides ------------------------------------------------------------------
+
+def test_apply_overrides_types_values():
+    cfg = apply_overrides(TrainConfig(), ["steps=12", "lr=3e-4", "batch_size=4", "fit_steps_to_budget=true",
+                                          "run_dir=runs/x", "tokenizer.channels=8,16,32", "prior.dim=64",
+                                          "sr.max_noise=0.2", "time_budget_minutes=5"])
+    assert cfg.steps == 12 and isinstance(cfg.steps, int)
+    assert cfg.lr == 3e-4 and isinstance(cfg.lr, float)
+    assert cfg.fit_steps_to_budget is True and cfg.run_dir == "runs/x"
+    assert cfg.tokenizer.channels == (8, 16, 32) and cfg.prior.dim == 64 and cfg.sr.max_noise == 0.2
+    assert cfg.time_budget_minutes == 5.0 and isinstance(cfg.time_budget_minutes, float)
+    assert apply_overrides(TrainConfig(), ["fit_steps_to_budget=0"]).fit_steps_to_budget is False
+
+
+@pytest.mark.parametrize("item,message", [
+    ("stepz=3", "unknown config field 'stepz'"),
+    ("tokenizer.depth=3", "unknown config field 'tokenizer.depth'"),
+    ("model.dim=3", "unknown config section 'model'"),
+    ("steps", "not key=value"),
+    ("steps=many", "invalid literal"),
+])
+def test_apply_overrides_rejects_unknown_keys(item, message):
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(TrainConfig(), [item])
