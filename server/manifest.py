@@ -35,6 +35,7 @@ class SuperResolutionStage(NetworkFile):
     scale: int = 2
     in_size: tuple[int, int]  # (H, W)
     out_size: tuple[int, int]
+    noise_level: float = 0.0  # the noise-conditioning level the stage is run with
 
 
 class ARSpec(BaseModel):

@@ -1,0 +1,213 @@
+"""`kinetoscope export onnx`: demo checkpoints -> a model repository the server can load.
+
+One ONNX file per network with a dynamic batch dimension, a parity check of each against
+PyTorch on sample inputs (it fails above the tolerances below), and `manifest.json`.
+
+Graph inputs and outputs (the engine contract the server codes against):
+  encoder        video (B, 3, T, H, W) float32 in [0, 1]                 -> tokens (B, t, h, w) int64
+  decoder        tokens (B, t, h, w) int64                               -> video (B, 3, T, H, W) float32
+  prior          tokens, cond, state (B, N) int64; class_id (B,) int64    -> logits (B, N, V) float32
+  ar_prior       ids, cond, state (B, n) int64; past_key, past_value
+                 (L, B, heads, P, head_dim) float32                       -> logits (B, n, V), present_key,
+                                                                             present_value (L, B, heads, P+n, head_dim)
+  sr_WxH         video (B, 3, T, h, w) float32; noise_level (B,) float32  -> video (B, 3, T, 2h, 2w)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from models.checkpoint import load_network
+from models.data.moving_digits import FPS, FRAMES, MovingDigits
+from models.priors import ARPriorExport
+from models.tokenizer import DecoderExport, EncoderExport
+from server.manifest import SCHEMA_VERSION, Manifest, NetworkFile, SuperResolutionStage, sha256_file
+
+log = logging.getLogger("kinetoscope.export")
+
+OPSET = 18
+# Parity tolerances between PyTorch (fp32, CPU) and ONNX Runtime (CPU). Float outputs: max abs
+# difference. Tokens: the share that agree — an LFQ bit whose latent sits within float noise
+# of zero may flip, so a tiny disagreement is allowed.
+FLOAT_TOLERANCE = 2e-3
+TOKEN_AGREEMENT = 0.995
+DEMO_CHECKPOINTS = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "demo"
+
+
+class ParityError(RuntimeError):
+    pass
+
+
+@dataclass
+class Parity:
+    network: str
+    max_abs_diff: float | None = None
+    token_agreement: float | None = None
+
+    def check(self) -> None:
+        if self.max_abs_diff is not None and not self.max_abs_diff <= FLOAT_TOLERANCE:
+            raise ParityError(f"{self.network}: max abs difference {self.max_abs_diff:.2e} > {FLOAT_TOLERANCE:.0e}")
+        if self.token_agreement is not None and self.token_agreement < TOKEN_AGREEMENT:
+            raise ParityError(f"{self.network}: token agreement {self.token_agreement:.4f} < {TOKEN_AGREEMENT}")
+
+
+def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
+            dynamic: dict[str, dict[int, str]], torch_program: bool = True) -> None:
+    """torch.export with named dynamic axes, then ONNX (weights embedded in one file). The
+    exported program itself is saved as `<name>.pt2` for the torch engine backend."""
+    from torch.export import Dim
+
+    dims: dict[str, Dim] = {}
+    shapes = []
+    for name, arg in zip(inputs, args):
+        axes = dynamic.get(name, {})
+        shapes.append({i: dims.setdefault(label, Dim(label, min=0 if label == "past" else 1, max=4096))
+                       for i, label in axes.items()} or None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onnx_program = torch.onnx.export(module, args, dynamic_shapes=tuple(shapes), input_names=inputs,
+                                         output_names=outputs, opset_version=OPSET, dynamo=True, verbose=False)
+        if torch_program and onnx_program.exported_program is not None:
+            torch.export.save(onnx_program.exported_program, str(path.with_suffix(".pt2")))
+    onnx_program.save(str(path), external_data=False)
+    onnx.checker.check_model(str(path))
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _max_diff(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+
+
+def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str | Path = "model_repository/moving-digits",
+                      model_id: str = "moving-digits", check: bool = True) -> Manifest:
+    """Exports every network in `checkpoints` to `out_dir` and writes the manifest."""
+    checkpoints, out = Path(checkpoints), Path(out_dir)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.manual_seed(0)
+    tok, _ = load_network(checkpoints, "tokenizer")
+    prior, _ = load_network(checkpoints, "masked_prior")
+    tcfg, pcfg = tok.cfg, prior.cfg
+    stride = tcfg.stride
+    grid = pcfg.grid
+    side = 32
+    clips, labels = MovingDigits("test", seed=7).batch(0, 2)
+    video = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 255.0  # (2, 3, 16, 32, 32)
+    reports: list[Parity] = []
+    files: dict[str, NetworkFile] = {}
+
+    def add(name: str, module, args, inputs, outputs, dynamic) -> Path:
+        path = tmp / f"{name}.onnx"
+        log.info("exporting %s", name)
+        _export(module, args, path, inputs, outputs, dynamic)
+        files[name] = NetworkFile(file=path.name, sha256=sha256_file(path), inputs=inputs, outputs=outputs)
+        return path
+
+    batch = {0: "batch"}
+    # 1. Tokenizer encoder and decoder.
+    enc = add("encoder", EncoderExport(tok).eval(), (video,), ["video"], ["tokens"], {"video": batch})
+    tokens = tok.encode(video)
+    dec = add("decoder", DecoderExport(tok).eval(), (tokens,), ["tokens"], ["video"], {"tokens": batch})
+    if check:
+        got = _session(enc).run(None, {"video": video.numpy()})[0]
+        reports.append(Parity("encoder", token_agreement=float((got == tokens.numpy()).mean())))
+        with torch.no_grad():
+            want = tok.decode(tokens).numpy()
+        reports.append(Parity("decoder", max_abs_diff=_max_diff(_session(dec).run(None, {"tokens": tokens.numpy()})[0], want)))
+
+    # 2. Masked prior.
+    n = pcfg.num_tokens
+    flat = tokens.reshape(2, -1)
+    masked = torch.where(torch.rand(2, n) < 0.5, torch.full_like(flat, pcfg.mask_id), flat)
+    cond = torch.full_like(flat, pcfg.mask_id)
+    state = torch.zeros_like(flat)
+    cls = torch.from_numpy(labels)
+    p = add("prior", prior, (masked, cond, state, cls), ["tokens", "cond", "state", "class_id"], ["logits"],
+            {k: batch for k in ("tokens", "cond", "state", "class_id")})
+    if check:
+        with torch.no_grad():
+            want = prior(masked, cond, state, cls).numpy()
+        got = _session(p).run(None, {"tokens": masked.numpy(), "cond": cond.numpy(), "state": state.numpy(), "class_id": cls.numpy()})[0]
+        reports.append(Parity("prior", max_abs_diff=_max_diff(got, want)))
+
+    # 3. Autoregressive prior with an explicit KV cache.
+    ar_spec = None
+    if (checkpoints / "ar_prior.json").is_file():
+        ar, _ = load_network(checkpoints, "ar_prior")
+        L, H, D = len(ar.blocks), ar.cfg.heads, ar.cfg.dim // ar.cfg.heads
+        ids = ar.input_ids(flat, cls)
+        seq = {0: "batch", 1: "new"}
+        cache = {1: "batch", 3: "past"}
+        with torch.no_grad():
+            _, pk, pv = ar(ids[:, :3], cond[:, :3], state[:, :3])
+        a = add("ar_prior", ARPriorExport(ar).eval(), (ids[:, 3:7], cond[:, 3:7], state[:, 3:7], pk, pv),
+                ["ids", "cond", "state", "past_key", "past_value"], ["logits", "present_key", "present_value"],
+                {"ids": seq, "cond": seq, "state": seq, "past_key": cache, "past_value": cache})
+        if check:
+            sess = _session(a)
+            with torch.no_grad():
+                full = ar(ids, cond, state)[0].numpy()
+            # Prefill 5 positions from an empty cache, then one position at a time: must match
+            # the full causal pass.
+            empty = np.zeros((L, 2, H, 0, D), np.float32)
+            logits, k, v = sess.run(None, {"ids": ids[:, :5].numpy(), "cond": cond[:, :5].numpy(), "state": state[:, :5].numpy(),
+                                           "past_key": empty, "past_value": empty})
+            diffs = [_max_diff(logits, full[:, :5])]
+            for i in range(5, 9):
+                logits, k, v = sess.run(None, {"ids": ids[:, i:i + 1].numpy(), "cond": cond[:, i:i + 1].numpy(),
+                                               "state": state[:, i:i + 1].numpy(), "past_key": k, "past_value": v})
+                diffs.append(_max_diff(logits, full[:, i:i + 1]))
+            reports.append(Parity("ar_prior", max_abs_diff=max(diffs)))
+        ar_spec = {"num_layers": L, "num_heads": H, "head_dim": D}
+
+    # 4. Super-resolution stages, in order of size.
+    stages: list[SuperResolutionStage] = []
+    low = video
+    size = side
+    while (checkpoints / f"sr_{size * 2}.json").is_file():
+        sr, info = load_network(checkpoints, f"sr_{size * 2}")
+        name = f"sr_{size * 2}x{size * 2}"
+        level = torch.full((2,), sr.cfg.serve_noise)
+        path = add(name, sr, (low, level), ["video", "noise_level"], ["video_hr"], {"video": batch, "noise_level": batch})
+        with torch.no_grad():
+            high = sr(low, level)
+        if check:
+            got = _session(path).run(None, {"video": low.numpy(), "noise_level": level.numpy()})[0]
+            reports.append(Parity(name, max_abs_diff=_max_diff(got, high.numpy())))
+        f = files.pop(name)
+        stages.append(SuperResolutionStage(**f.model_dump(), scale=2, in_size=(size, size), out_size=(size * 2, size * 2),
+                                           noise_level=sr.cfg.serve_noise))
+        low, size = high.clamp(0, 1), size * 2
+
+    for report in reports:
+        log.info("parity %s", report)
+        report.check()
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION, model_id=model_id,
+        description="Moving Digits demo family: causal LFQ tokenizer, masked and autoregressive priors, x2 super-resolution cascade",
+        classes=[str(i) for i in range(pcfg.num_classes)], window_frames=FRAMES, default_condition_frames=4,
+        base_size=(side, side), fps=FPS, token_grid=grid, temporal_stride=stride, spatial_stride=stride,
+        vocab_size=pcfg.vocab_size, mask_token_id=pcfg.mask_id, null_class_id=pcfg.null_class, null_cond_id=pcfg.mask_id,
+        encoder=files["encoder"], decoder=files["decoder"], prior=files["prior"], ar_prior=files.get("ar_prior"),
+        ar=ar_spec, samplers=["maskgit", "autoregressive"] if ar_spec else ["maskgit"],
+        super_resolution=stages, opset=OPSET,
+        exporter={"torch": torch.__version__, "onnx": onnx.__version__, "parity": json.dumps([r.__dict__ for r in reports])},
+    )
+    (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)  # a half-written repository never replaces a good one
+    return manifest

@@ -1,0 +1,41 @@
+"""PyTorch engine for GPUs without TensorRT: runs the `torch.export` programs that
+`kinetoscope export onnx` writes beside each ONNX file (`<name>.pt2`), so it needs no model code
+from `models/`. Imported only when the torch backend is chosen."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from server.engines.base import EngineError, check_feeds
+
+
+class TorchEngine:
+    def __init__(self, name: str, path: Path, *, device: str = "auto"):
+        import torch
+
+        if not path.is_file():
+            raise EngineError(f"{name}: no exported program at {path} (export with the torch programs)")
+        self.torch = torch
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   ("cpu" if device == "auto" else device))
+        program = torch.export.load(str(path))
+        self.module = program.module().to(self.device)
+        self.name = name
+        self.input_names = [spec.arg.name for spec in program.graph_signature.input_specs
+                            if spec.kind.name == "USER_INPUT"]
+        self.output_names = list(program.graph_signature.user_outputs)  # replaced below by manifest names
+        self._output_names_from_manifest: list[str] | None = None
+
+    def set_names(self, inputs: list[str], outputs: list[str]) -> None:
+        """The manifest's names (exported programs keep positional inputs and outputs)."""
+        self.input_names, self.output_names = list(inputs), list(outputs)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_feeds(self.name, self.input_names, feeds)
+        torch = self.torch
+        with torch.inference_mode():
+            args = [torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self.device) for k in self.input_names]
+            out = self.module(*args)
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return {k: v.detach().cpu().numpy() for k, v in zip(self.output_names, out)}

@@ -1,0 +1,213 @@
+"""The generation pipeline of one model: request -> uint8 frames, in numbered steps.
+
+1. condition: the caller's pixels and mask for the whole clip (server.conditioning);
+2. per window: pad the condition, tokenize it, fix the fully given tokens;
+3. sample the free tokens: MaskGIT parallel decoding or autoregressive decoding, one batched
+   network call per step shared with every other request in flight (server.decoding);
+4. decode tokens to pixels and put the given pixels back;
+5. extend: the next window is frame prediction from the last frames made;
+6. super-resolution stages up to the requested size, then the given pixels once more at the
+   output size.
+
+Every network call goes through a `BatchQueue`, so concurrent requests share batches at every
+stage. A request's result depends only on itself (its seed, its own random generators).
+"""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from server import tasks as T
+from server.batching import BatchQueue
+from server.conditioning import clip_condition, plan_windows, upsample_mask, window_condition
+from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper, wrap
+from server.engines.base import Engine
+from server.jobs.base import JobCanceled
+from server.manifest import Manifest
+from server.samplers import ar_init, maskgit_init
+from server.video import fit_to_size, frames_to_float, frames_to_uint8
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    method: str = "maskgit"
+    steps: int = 12
+    temperature: float = 1.0
+    choice_temperature: float = 4.5
+    guidance_scale: float = 0.0
+    top_k: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    task: str
+    num_frames: int
+    size: tuple[int, int]  # (H, W) of the output
+    seed: int
+    class_label: int | None = None
+    preset: str | None = None
+    box: Any = None  # [x0, y0, x1, y1] or one per frame
+    condition_frames: int | None = None
+    sampler: SamplerOptions = SamplerOptions()
+
+    @classmethod
+    def from_dict(cls, request: dict[str, Any], manifest: Manifest) -> "GenerationRequest":
+        """From the API's normalized request (Job.request)."""
+        width, height = (int(v) for v in str(request.get("size") or manifest.sizes[0]).lower().split("x"))
+        mask = request.get("mask") or {}
+        sampler = {k: v for k, v in (request.get("sampler") or {}).items() if v is not None}
+        return cls(task=request["task"], num_frames=int(request.get("num_frames") or manifest.window_frames),
+                   size=(height, width), seed=int(request.get("seed") or 0), class_label=request.get("class_label"),
+                   preset=mask.get("preset"), box=mask.get("box"),
+                   condition_frames=request.get("condition_frames") or (
+                       manifest.default_condition_frames if request["task"] in T.FRAME_TASKS else None),
+                   sampler=SamplerOptions(**sampler))
+
+
+def window_seed(seed: int, window: int) -> int:
+    """An independent, reproducible seed per window of a request."""
+    return int(np.random.SeedSequence([seed, window]).generate_state(1)[0])
+
+
+class Pipeline:
+    def __init__(self, manifest: Manifest, engines: dict[str, Engine], *, max_batch_size: int = 16,
+                 max_wait_ms: float = 2.0, executor: Executor | None = None,
+                 on_batch: Callable[[str, int], None] | None = None):
+        self.manifest = manifest
+        m = manifest
+        self.window = m.window_frames
+        self.base = tuple(m.base_size)
+
+        def queue(name, fn):
+            return BatchQueue(fn, name=name, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                              executor=executor, on_batch=on_batch)
+
+        self.encoder = queue("encoder", engines["encoder"].run)
+        self.decoder = queue("decoder", engines["decoder"].run)
+        self.prior = queue("prior", MaskGITStepper(engines["prior"]))
+        self.ar = queue("ar_prior", ARStepper(engines["ar_prior"])) if "ar_prior" in engines else None
+        self.sr = [(stage, queue(name, engines[name].run)) for name, stage in
+                   ((f"sr_{s.out_size[1]}x{s.out_size[0]}", s) for s in m.super_resolution)]
+
+    def stages_for(self, size: tuple[int, int]) -> list:
+        """Super-resolution stages that lead from the base size to `size` (H, W)."""
+        if tuple(size) == self.base:
+            return []
+        chain = []
+        for stage, q in self.sr:
+            chain.append((stage, q))
+            if tuple(stage.out_size) == tuple(size):
+                return chain
+        raise T.TaskError(f"size {size[1]}x{size[0]} is not one of this model's sizes {self.manifest.sizes}")
+
+    async def generate(self, req: GenerationRequest, frames: np.ndarray | None,
+                       on_progress: Callable[[float], None] = lambda f: None,
+                       should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
+        """-> uint8 (num_frames, H, W, 3). `frames`: the caller's input video, uint8 (T, h, w, 3)."""
+        m, (height, width) = self.manifest, self.base
+        if req.sampler.method == "autoregressive" and self.ar is None:
+            raise T.TaskError("this model has no autoregressive prior")
+        stages = self.stages_for(req.size)
+        # 1. The clip's given pixels at the base resolution.
+        base_in = None if frames is None else frames_to_float(fit_to_size(frames, height, width))
+        given, pixels = clip_condition(req.task, req.num_frames, height, width, base_in, preset=req.preset,
+                                       box=req.box, condition_frames=req.condition_frames)
+        windows = plan_windows(req.num_frames, self.window, m.default_condition_frames)
+        steps = req.sampler.steps if req.sampler.method == "maskgit" else m.num_tokens
+        chunks = -(-req.num_frames // self.window)
+        total, done = len(windows) * (steps + 2) + len(stages) * chunks, 0
+
+        def advance(units: int = 1) -> None:
+            nonlocal done
+            done += units
+            on_progress(min(1.0, done / total))
+
+        out = pixels.copy()
+        for index, win in enumerate(windows):
+            # 2. This window's mask and condition; overlap frames are what was already made.
+            wg = np.zeros((self.window, height, width), dtype=bool)
+            wv = np.zeros((self.window, height, width, 3), dtype=np.float32)
+            wg[:win.length] = given[win.start:win.start + win.length]
+            wv[:win.length] = out[win.start:win.start + win.length]
+            wg[:win.overlap] = True
+            cond_video = window_condition(wv, wg, req.task)
+            # 3. Tokens.
+            tokens = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance, should_stop)
+            # 4. Pixels, with the given ones put back.
+            video = (await self.decoder.submit({"tokens": tokens[None]}))["video"][0]  # (3, T, H, W)
+            video = np.clip(video.transpose(1, 2, 3, 0), 0.0, 1.0)
+            video = np.where(wg[..., None], wv, video)
+            out[win.start + win.overlap:win.start + win.length] = video[win.overlap:win.length]
+            advance()
+        # 6. Super-resolution, chunk by chunk (the stages take windows of frames).
+        for stage, q in stages:
+            out = await self._super_resolve(q, stage.noise_level, out)
+            advance(chunks)
+        if frames is not None and given.any() and stages:
+            out_h, out_w = req.size
+            _, hi = clip_condition(req.task, req.num_frames, out_h, out_w, frames_to_float(fit_to_size(frames, out_h, out_w)),
+                                   preset=req.preset, box=req.box, condition_frames=req.condition_frames)
+            out = np.where(upsample_mask(given, out_h, out_w)[..., None], hi, out)
+        return frames_to_uint8(out)
+
+    async def _sample(self, req: GenerationRequest, cond_video: np.ndarray, given: np.ndarray, seed: int,
+                      advance: Callable[[int], None], should_stop: Callable[[], bool]) -> np.ndarray:
+        m = self.manifest
+        grid = tuple(m.token_grid)
+        if given.any():
+            feeds = {"video": cond_video.transpose(3, 0, 1, 2)[None].astype(np.float32)}  # (1, 3, T, H, W)
+            cond = (await self.encoder.submit(feeds))["tokens"].reshape(-1).astype(np.int64)
+        else:
+            cond = np.full(m.num_tokens, m.null_cond_id, dtype=np.int64)
+        advance(1)
+        token_state = T.token_states(given, m.temporal_stride, m.spatial_stride).reshape(-1)
+        fixed = token_state == T.STATE_FULL
+        class_id = m.null_class_id if req.class_label is None else int(req.class_label)
+        s = req.sampler
+        if s.method == "maskgit":
+            job = MaskGITJob(maskgit_init(np.where(fixed, cond, m.mask_token_id), fixed, mask_id=m.mask_token_id,
+                                          steps=s.steps, temperature=s.temperature, choice_temperature=s.choice_temperature,
+                                          guidance_scale=s.guidance_scale, top_k=s.top_k, seed=seed),
+                             cond, token_state, class_id, m.null_class_id)
+            for _ in range(s.steps):
+                if job.state.done:
+                    break
+                if should_stop():
+                    raise JobCanceled()
+                await self.prior.submit(wrap(job))
+                advance(1)
+            tokens = job.state.tokens
+        else:
+            spec = m.ar
+            job = ARJob(ar_init(np.where(fixed, cond, 0), fixed, vocab_size=m.vocab_size, num_classes=len(m.classes),
+                                class_id=req.class_label, temperature=s.temperature, top_k=s.top_k, seed=seed),
+                        cond, token_state, shape=(spec.num_layers, spec.num_heads, spec.head_dim))
+            before = 0
+            while not job.state.done:
+                if should_stop():
+                    raise JobCanceled()
+                await self.ar.submit(wrap(job), group_key=job.group())
+                advance(job.state.position - before)
+                before = job.state.position
+            advance(m.num_tokens - before)
+            tokens = job.state.tokens
+        return tokens.reshape(grid)
+
+    async def _super_resolve(self, q: BatchQueue, noise_level: float, video: np.ndarray) -> np.ndarray:
+        """video (T, h, w, 3) -> (T, 2h, 2w, 3); windows of frames go through the stage together."""
+        frames = len(video)
+        starts = list(range(0, frames, self.window))
+        pieces = []
+        for start in starts:
+            chunk = video[start:start + self.window]
+            if len(chunk) < self.window:  # the stage takes whole windows: hold the last frame
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.window - len(chunk), axis=0)])
+            pieces.append(q.submit({"video": chunk.transpose(3, 0, 1, 2)[None].astype(np.float32),
+                                    "noise_level": np.array([noise_level], dtype=np.float32)}))
+        results = await asyncio.gather(*pieces)
+        hi = np.concatenate([r["video_hr"][0].transpose(1, 2, 3, 0) for r in results])[:frames]
+        return np.clip(hi, 0.0, 1.0)

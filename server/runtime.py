@@ -1,0 +1,108 @@
+"""The runtime: the models of a repository, their engines and pipelines, and `generate`, the
+one call the worker makes per job (decode input -> pipeline -> MP4 + thumbnail)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from server import metrics
+from server.engines.base import create_engine
+from server.jobs.base import InputError, Job
+from server.manifest import Manifest, load_manifest
+from server.pipeline import GenerationRequest, Pipeline
+from server.settings import Settings
+from server.tasks import TaskError
+from server.video import VideoError, decode_video, encode_mp4, encode_png
+
+log = logging.getLogger("kinetoscope.runtime")
+
+
+def find_repositories(root: Path) -> list[Path]:
+    """`root` itself when it holds a manifest.json, else each sub-folder that does."""
+    root = Path(root)
+    if (root / "manifest.json").is_file():
+        return [root]
+    found = sorted(p.parent for p in root.glob("*/manifest.json"))
+    if not found:
+        raise FileNotFoundError(f"no model repository under {root} (run `kinetoscope export onnx` or `make serve`)")
+    return found
+
+
+class Runtime:
+    def __init__(self, settings: Settings, manifests: dict[str, Manifest], pipelines: dict[str, Pipeline],
+                 executor: ThreadPoolExecutor | None = None):
+        self.settings = settings
+        self.manifests = manifests
+        self.pipelines = pipelines
+        self.backend = settings.backend
+        self.default_model = settings.default_model or next(iter(manifests))
+        if self.default_model not in manifests:
+            raise ValueError(f"default model {self.default_model!r} is not among {sorted(manifests)}")
+        self._executor = executor
+
+    async def generate(self, job: Job, input_video: bytes | None, on_progress: Callable[[float], None],
+                       should_stop: Callable[[], bool]) -> tuple[bytes, bytes]:
+        pipeline = self.pipelines.get(job.model)
+        if pipeline is None:
+            raise InputError("model_not_found", f"model {job.model!r} is not served by this worker")
+        s = self.settings
+        frames = None
+        if input_video is not None and job.request.get("has_input", True) and job.task != "class_conditional":
+            try:
+                frames = (await asyncio.to_thread(decode_video, input_video, max_bytes=s.max_upload_bytes,
+                                                  max_frames=s.max_input_frames, max_pixels=s.max_input_pixels)).frames
+            except VideoError as e:
+                raise InputError(e.code, e.message) from e
+        try:
+            request = GenerationRequest.from_dict(job.request, pipeline.manifest)
+            video = await pipeline.generate(request, frames, on_progress, should_stop)
+        except (TaskError, ValueError) as e:
+            raise InputError("invalid_request", str(e)) from e
+        start = time.perf_counter()
+        mp4 = await asyncio.to_thread(encode_mp4, video, int(job.fps))
+        png = await asyncio.to_thread(encode_png, video[0])
+        metrics.encode_seconds.observe(time.perf_counter() - start)
+        return mp4, png
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def build_pipeline(repo: Path, manifest: Manifest, settings: Settings, executor, on_batch=None) -> Pipeline:
+    engines = {}
+    for name, net in manifest.networks().items():
+        engine = create_engine(settings.backend, repo, name, net.file, threads=settings.intra_op_threads)
+        if hasattr(engine, "set_names"):
+            engine.set_names(net.inputs, net.outputs)
+        engines[name] = engine
+    batch = settings.max_batch_size if settings.batching else 1
+    return Pipeline(manifest, engines, max_batch_size=batch, max_wait_ms=settings.max_batch_wait_ms,
+                    executor=executor, on_batch=on_batch)
+
+
+def observe_batch(name: str, rows: int) -> None:
+    metrics.batch_size.labels(engine=name).observe(rows)
+
+
+def load_runtime(settings: Settings, *, engines: bool = True) -> Runtime:
+    """Reads every manifest under settings.model_repository; with `engines`, opens each network
+    (an API replica that only enqueues for Redis workers needs the manifests alone)."""
+    manifests: dict[str, Manifest] = {}
+    pipelines: dict[str, Pipeline] = {}
+    repos = find_repositories(settings.model_repository)
+    # One thread per batching queue: each queue runs one call at a time, queues run side by side.
+    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="engine") if engines else None
+    for repo in repos:
+        manifest = load_manifest(repo, verify=engines)
+        if manifest.model_id in manifests:
+            raise ValueError(f"two repositories declare model id {manifest.model_id!r}")
+        manifests[manifest.model_id] = manifest
+        if engines:
+            pipelines[manifest.model_id] = build_pipeline(repo, manifest, settings, executor, observe_batch)
+            log.info("loaded model %s from %s on %s", manifest.model_id, repo, settings.backend)
+    return Runtime(settings, manifests, pipelines, executor)
