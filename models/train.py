@@ -299,13 +299,13 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
         if step == 10:
             fit_start = time.time()
         if step % 10 == 0:
-            bar.set_postfix({k: f"{float(v):.4f}" for k, v in losses.items()})
+            bar.set_postfix({k: f"{float(v.detach()):.4f}" for k, v in losses.items()})
         if step % cfg.eval_every == 0 or step == cfg.steps:
             model.eval()
             metrics = eval_fn()
             model.train()
             line = {"step": step, "seconds": round(elapsed_before + time.time() - start, 1),
-                    **{k: round(float(v), 5) for k, v in losses.items()}, **{k: round(v, 4) for k, v in metrics.items()}}
+                    **{k: round(float(v.detach()) if hasattr(v, "detach") else float(v), 5) for k, v in losses.items()}, **{k: round(v, 4) for k, v in metrics.items()}}
             with open(run / "log.jsonl", "a") as f:
                 f.write(json.dumps(line) + "\n")
             log(json.dumps(line))

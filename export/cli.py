@@ -1,0 +1,232 @@
+"""`kinetoscope`: the one command line (serve, worker, generate, train, eval, export, bench).
+
+It sits on top of server/, models/ and export/; each subcommand imports what it needs when it
+runs, so `kinetoscope serve` works in the runtime image that has no torch.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Kinetoscope: serve masked generative video transformers over HTTP.")
+export_app = typer.Typer(no_args_is_help=True, help="Turn checkpoints into a model repository.")
+app.add_typer(export_app, name="export")
+
+ModelRepo = Annotated[Path, typer.Option(help="folder of model folders (each with manifest.json)")]
+
+
+def _settings(**overrides):
+    from server.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def serve(host: Annotated[Optional[str], typer.Option(help="bind address (default 127.0.0.1)")] = None,
+          port: Annotated[Optional[int], typer.Option(help="port (default 8000)")] = None,
+          model_repository: Annotated[Optional[Path], typer.Option(help="model repository folder")] = None,
+          backend: Annotated[Optional[str], typer.Option(help="onnxruntime | tensorrt | torch")] = None,
+          redis_url: Annotated[Optional[str], typer.Option(help="Redis job queue; default: embedded queue and worker")] = None,
+          api_key: Annotated[Optional[list[str]], typer.Option(help="require this Bearer key (repeatable)")] = None,
+          batching: Annotated[Optional[bool], typer.Option(help="step-level batching across requests")] = None):
+    """Run the HTTP API (with an embedded worker unless --redis-url is given)."""
+    from server.api.app import serve as run
+
+    run(_settings(host=host, port=port, model_repository=model_repository, backend=backend, redis_url=redis_url,
+                  api_keys=api_key or None, batching=batching))
+
+
+@app.command()
+def worker(redis_url: Annotated[Optional[str], typer.Option(help="Redis URL (or KINETOSCOPE_REDIS_URL)")] = None,
+           model_repository: Annotated[Optional[Path], typer.Option(help="model repository folder")] = None,
+           backend: Annotated[Optional[str], typer.Option(help="onnxruntime | tensorrt | torch")] = None,
+           concurrency: Annotated[Optional[int], typer.Option(help="jobs run at once (they share batches)")] = None,
+           metrics_port: Annotated[int, typer.Option(help="serve this worker's Prometheus metrics here; 0 = off")] = 0):
+    """Take jobs from Redis and run them; start as many as you like, on any machine."""
+    from server import metrics
+    from server.api.logs import configure_logging
+    from server.jobs import open_queue
+    from server.runtime import load_runtime
+    from server.worker import run_worker
+
+    settings = _settings(redis_url=redis_url, model_repository=model_repository, backend=backend,
+                         worker_concurrency=concurrency)
+    if not settings.redis_url:
+        raise typer.BadParameter("a worker needs --redis-url (or KINETOSCOPE_REDIS_URL)")
+    configure_logging(settings.log_level)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=settings.host)
+
+    async def main():
+        runtime = load_runtime(settings)
+        queue = open_queue(settings, on_event=metrics.on_worker_event)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await run_worker(queue, metrics.instrument_generate(runtime.generate),
+                             worker_id=f"{os.uname().nodename}-{os.getpid()}", concurrency=settings.worker_concurrency,
+                             heartbeat_seconds=settings.heartbeat_seconds, stop=stop, on_event=metrics.on_worker_event)
+        finally:
+            await queue.close()
+            runtime.close()
+
+    asyncio.run(main())
+
+
+def parse_mask(mask: str | None) -> dict | None:
+    """`center` (a preset) or `x0,y0,x1,y1` (a box in relative coordinates)."""
+    if mask is None:
+        return None
+    if "," in mask:
+        try:
+            return {"box": [float(v) for v in mask.split(",")]}
+        except ValueError:
+            raise typer.BadParameter(f"a box is four numbers x0,y0,x1,y1; got {mask!r}")
+    return {"preset": mask}
+
+
+@app.command()
+def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_prediction, inpainting, ...")],
+             output: Annotated[Path, typer.Option(help="the MP4 to write")],
+             class_label: Annotated[Optional[int], typer.Option(help="class for the class-conditional tasks")] = None,
+             input: Annotated[Optional[Path], typer.Option(help="input video (MP4, WebM, GIF, PNG)")] = None,
+             mask: Annotated[Optional[str], typer.Option(help="preset (center, vertical, horizontal, dynamic) or x0,y0,x1,y1")] = None,
+             condition_frames: Annotated[Optional[int], typer.Option(help="given leading frames (frame tasks)")] = None,
+             num_frames: Annotated[Optional[int], typer.Option(help="frames to make; more than the window extends")] = None,
+             size: Annotated[Optional[str], typer.Option(help="WxH, one of the model's sizes")] = None,
+             seed: Annotated[int, typer.Option(help="the same seed gives the same file")] = 0,
+             sampler: Annotated[str, typer.Option(help="maskgit | autoregressive")] = "maskgit",
+             steps: Annotated[int, typer.Option(help="MaskGIT steps")] = 12,
+             guidance_scale: Annotated[float, typer.Option(help="classifier-free guidance (0 = off)")] = 0.0,
+             temperature: Annotated[float, typer.Option(help="sampling temperature")] = 1.0,
+             model: Annotated[Optional[str], typer.Option(help="model id (default: the first)")] = None,
+             model_repository: Annotated[Optional[Path], typer.Option(help="model repository folder")] = None,
+             backend: Annotated[Optional[str], typer.Option(help="onnxruntime | torch")] = None):
+    """Generate one video with no server (ONNX Runtime on the CPU by default)."""
+    from server.api.errors import APIError
+    from server.api.schemas import VideoCreateRequest
+    from server.api.validation import check_input_frames, choose_manifest, normalize_request
+    from server.jobs.base import InputError, Job
+    from server.runtime import load_runtime
+
+    settings = _settings(model_repository=model_repository, backend=backend)
+    runtime = load_runtime(settings)
+    data = input.read_bytes() if input else None
+    try:
+        req = VideoCreateRequest(task=task, class_label=class_label, model=model, mask=parse_mask(mask),
+                                 condition_frames=condition_frames, num_frames=num_frames, size=size, seed=seed,
+                                 input_video="-" if data else None,
+                                 sampler={"method": sampler, "steps": steps, "guidance_scale": guidance_scale,
+                                          "temperature": temperature})
+        manifest = choose_manifest(runtime.manifests, runtime.default_model, model)
+        request = normalize_request(req, manifest, settings)
+        if data is not None and request["has_input"]:
+            from server.video import decode_video
+
+            frames = decode_video(data, max_bytes=settings.max_upload_bytes, max_frames=settings.max_input_frames,
+                                  max_pixels=settings.max_input_pixels).frames
+            check_input_frames(request, len(frames))
+    except APIError as e:
+        typer.echo(f"error: {e.param + ': ' if e.param else ''}{e.message}", err=True)
+        raise typer.Exit(2)
+    except Exception as e:  # pydantic validation, unreadable video
+        typer.echo(f"error: {getattr(e, 'message', e)}", err=True)
+        raise typer.Exit(2)
+    job = Job(id="cli", model=manifest.model_id, task=task, request=request, size=request["size"],
+              num_frames=request["num_frames"], fps=request["fps"], seed=request["seed"])
+    try:
+        mp4, _ = asyncio.run(runtime.generate(job, data, lambda f: None, lambda: False))
+    except InputError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(2)
+    finally:
+        runtime.close()
+    output.write_bytes(mp4)
+    typer.echo(f"wrote {output} ({request['num_frames']} frames, {request['size']}, seed {request['seed']})")
+
+
+@app.command()
+def train(stage: Annotated[str, typer.Argument(help="tokenizer | prior | ar | sr")],
+          set: Annotated[Optional[list[str]], typer.Option("--set", help="config override key=value (repeatable)")] = None,
+          demo_cpu: Annotated[bool, typer.Option(help="the CPU demo configuration of the stage")] = False,
+          run_dir: Annotated[str, typer.Option(help="run folder (default runs/<network>)")] = "",
+          publish: Annotated[Optional[str], typer.Option(help="copy the trained network here")] = None):
+    """Train one stage (resumes from its run folder). GPU when present."""
+    from models.train import main
+
+    args = [stage] + [a for kv in (set or []) for a in ("--set", kv)] + (["--demo-cpu"] if demo_cpu else [])
+    args += (["--run-dir", run_dir] if run_dir else []) + (["--publish", publish] if publish else [])
+    main(args)
+
+
+@app.command("eval")
+def evaluate(model_repository: Annotated[Path, typer.Option(help="exported model repository")] = Path("model_repository/moving-digits"),
+             clips: Annotated[int, typer.Option(help="held-out clips per measurement")] = 64,
+             output: Annotated[Optional[Path], typer.Option(help="write the results as JSON here")] = None):
+    """Measure the served model on the held-out Moving Digits split (prints a Markdown table)."""
+    from models.evaluate import main
+
+    main(model_repository, clips=clips, output=output)
+
+
+@export_app.command("onnx")
+def export_onnx(checkpoints: Annotated[Optional[Path], typer.Option(help="folder of <network>.safetensors/json")] = None,
+                out: Annotated[Path, typer.Option(help="model folder to write")] = Path("model_repository/moving-digits"),
+                model_id: Annotated[str, typer.Option(help="model id in the manifest")] = "moving-digits",
+                check: Annotated[bool, typer.Option(help="parity check against PyTorch")] = True):
+    """Export every network to ONNX (and torch.export programs), check parity, write manifest.json."""
+    from export.onnx import DEMO_CHECKPOINTS, export_repository
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    manifest = export_repository(checkpoints or DEMO_CHECKPOINTS, out, model_id=model_id, check=check)
+    typer.echo(f"wrote {out} ({len(manifest.networks())} networks); parity: {manifest.exporter.get('parity')}")
+
+
+@export_app.command("tensorrt")
+def export_tensorrt(repo: Annotated[Path, typer.Option(help="exported model repository")] = Path("model_repository/moving-digits"),
+                    max_batch: Annotated[int, typer.Option(help="largest batch of the optimization profile")] = 32):
+    """Build TensorRT plans from the ONNX files (needs an NVIDIA GPU and TensorRT)."""
+    from export.tensorrt import build_repository
+
+    for path in build_repository(repo, max_batch=max_batch):
+        typer.echo(f"plan {path}")
+
+
+@app.command()
+def bench(url: Annotated[str, typer.Option(help="base URL of a deployment")] = "http://127.0.0.1:8000",
+          mode: Annotated[str, typer.Option(help="closed (concurrency N) | open (Poisson arrivals at --rate)")] = "closed",
+          concurrency: int = 4, rate: float = 1.0,
+          duration: Annotated[Optional[float], typer.Option(help="seconds to send requests")] = None,
+          requests: Annotated[Optional[int], typer.Option(help="requests to send")] = None,
+          task_mix: Annotated[str, typer.Option(help="e.g. class_conditional=0.5,frame_prediction=0.5")] = "class_conditional=1",
+          size: Optional[str] = None, frames: Optional[int] = None,
+          output_json: Optional[Path] = None, output_png: Optional[Path] = None,
+          api_key: Optional[str] = None, seed: int = 0):
+    """Load-test a deployment: videos/s, latency percentiles, queue/compute split, batch size."""
+    from server.bench import BenchError, bench_command, format_summary
+
+    try:
+        report = bench_command(url=url, mode=mode, concurrency=concurrency, rate=rate, duration=duration,
+                               requests=requests, task_mix=task_mix, size=size, frames=frames, output_json=output_json,
+                               output_png=output_png, api_key=api_key, seed=seed)
+    except BenchError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(format_summary(report))
+
+
+if __name__ == "__main__":
+    app()
