@@ -190,7 +190,8 @@ def export_onnx(checkpoints: Annotated[Optional[Path], typer.Option(help="folder
     """Export every network to ONNX (and torch.export programs), check parity, write manifest.json."""
     from export.onnx import DEMO_CHECKPOINTS, export_repository
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("kinetoscope.export").setLevel(logging.INFO)  # our progress, not the exporter's chatter
     manifest = export_repository(checkpoints or DEMO_CHECKPOINTS, out, model_id=model_id, check=check)
     typer.echo(f"wrote {out} ({len(manifest.networks())} networks); parity: {manifest.exporter.get('parity')}")
 
