@@ -57,7 +57,8 @@ test-js: install model system-deps js-deps
 test: test-python test-js
 
 bench: model
-	$(BIN)/python -m server.benchmarks
+	$(BIN)/python -m server.benchmarks tasks
+	$(BIN)/python -m server.benchmarks serving
 
 clean:
 	rm -rf $(VENV) model_repository runs artifacts clients/js/node_modules clients/js/dist

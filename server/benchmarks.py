@@ -1,8 +1,17 @@
-"""Seconds per clip for every task, on ONNX Runtime CPU and on PyTorch CPU (the torch engine,
+"""Benchmarks of the serving stack, each printed as Markdown for BENCHMARKS.md.
+
+    python -m server.benchmarks tasks [--repo model_repository] [--repeat 3] [--backends onnxruntime,torch]
+
+Seconds per clip for every task, on ONNX Runtime CPU and on PyTorch CPU (the torch engine,
 running the `torch.export` programs), and MaskGIT against autoregressive decoding at equal clip
 size: all measured in one run, one request at a time, through the serving pipeline.
 
-    python -m server.benchmarks [--repo model_repository] [--repeat 3] [--backends onnxruntime,torch]
+    python -m server.benchmarks serving [--repo model_repository] [--requests 48] [--concurrency 16]
+
+`kinetoscope bench` against live `kinetoscope serve` processes started here: throughput with
+step-level batching on and off at concurrency 16 (closed loop), a single request's latency,
+p50/p99 latency in an open loop at half the peak throughput, and the HTTP throughput against
+the pipeline's own throughput in-process at the same concurrency (serving efficiency).
 
 Prints a Markdown table (for BENCHMARKS.md) and JSON lines. Not a test: timings depend on the
 machine; the command and machine go next to the figures.
@@ -11,9 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,17 +93,117 @@ def table(rows: list[dict], backends: list[str]) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def live_server(repo: Path, port: int, batching: bool):
+    """A `kinetoscope serve` subprocess (embedded queue and worker), ready when this yields."""
+    import httpx
+
+    cmd = [sys.executable, "-m", "export.cli", "serve", "--port", str(port), "--model-repository", str(repo),
+           "--batching" if batching else "--no-batching"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("server did not become ready")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def in_process(repo: Path, requests: int, concurrency: int) -> float:
+    """Clips per second of the pipeline itself (no HTTP, no queue, no MP4), same load."""
+    runtime = load_runtime(Settings(model_repository=repo))
+    pipeline = next(iter(runtime.pipelines.values()))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int):
+        async with gate:
+            await pipeline.generate(GenerationRequest(task="class_conditional", num_frames=16, size=(32, 32), seed=i,
+                                                      class_label=i % 10), None)
+
+    await one(-1)  # warm-up
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(requests)))
+    runtime.close()
+    return requests / (time.perf_counter() - start)
+
+
+def serving(repo: Path, requests: int, concurrency: int, port: int) -> dict:
+    from server.bench import run_bench
+
+    def bench(url: str, **kw) -> dict:
+        return asyncio.run(run_bench(url, task_mix={"class_conditional": 1.0}, size="32x32", seed=0, wait="prefer", **kw))
+
+    out: dict = {}
+    for batching in (True, False):
+        with live_server(repo, port, batching) as url:
+            bench(url, mode="closed", concurrency=concurrency, num_requests=8)  # warm-up
+            out["batching_on" if batching else "batching_off"] = bench(url, mode="closed", concurrency=concurrency,
+                                                                       num_requests=requests)
+            print(json.dumps({k: out[k]["videos_per_second"] for k in out}), flush=True)
+    peak = out["batching_on"]["videos_per_second"]
+    with live_server(repo, port, True) as url:
+        out["single"] = bench(url, mode="closed", concurrency=1, num_requests=8)
+        out["half_peak"] = bench(url, mode="open", rate=peak / 2, num_requests=requests)
+    out["in_process_clips_per_second"] = asyncio.run(in_process(repo, requests, concurrency))
+    return out
+
+
+def serving_table(out: dict, concurrency: int) -> str:
+    on, off = out["batching_on"], out["batching_off"]
+    lat = lambda r, q: r["latency_s"][q]  # noqa: E731
+    rows = [
+        "| measurement | value |", "| --- | ---: |",
+        f"| throughput, batching on, closed loop c={concurrency} (videos/s) | {on['videos_per_second']:.2f} |",
+        f"| throughput, batching off, closed loop c={concurrency} (videos/s) | {off['videos_per_second']:.2f} |",
+        f"| ratio on / off | {on['videos_per_second'] / off['videos_per_second']:.2f} |",
+        f"| mean prior batch size, on / off | {(on.get('mean_batch_size') or {}).get('prior', float('nan')):.1f} / "
+        f"{(off.get('mean_batch_size') or {}).get('prior', float('nan')):.1f} |",
+        f"| single request latency p50 (s) | {lat(out['single'], 'p50'):.2f} |",
+        f"| open loop at half peak ({on['videos_per_second'] / 2:.2f}/s): latency p50 / p99 (s) | "
+        f"{lat(out['half_peak'], 'p50'):.2f} / {lat(out['half_peak'], 'p99'):.2f} |",
+        f"| pipeline in-process, c={concurrency} (clips/s) | {out['in_process_clips_per_second']:.2f} |",
+        f"| serving efficiency (HTTP / in-process) | {on['videos_per_second'] / out['in_process_clips_per_second']:.0%} |",
+    ]
+    return "\n".join(rows)
+
+
+def machine() -> str:
+    return (f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
+            f"Python {platform.python_version()}, numpy {np.__version__}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("tasks", "serving"))
     parser.add_argument("--repo", type=Path, default=Path("model_repository"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--backends", default="onnxruntime,torch")
+    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     args = parser.parse_args(argv)
-    backends = [b for b in args.backends.split(",") if b]
-    rows = asyncio.run(run(args.repo, backends, args.repeat))
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, "
-          f"numpy {np.__version__}\n")
-    print(table(rows, backends))
+    if args.what == "tasks":
+        backends = [b for b in args.backends.split(",") if b]
+        rows = asyncio.run(run(args.repo, backends, args.repeat))
+        result: object = rows
+        text = table(rows, backends)
+    else:
+        result = serving(args.repo, args.requests, args.concurrency, args.port)
+        text = serving_table(result, args.concurrency)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+    print(f"\nmachine: {machine()}\n")
+    print(text)
 
 
 if __name__ == "__main__":
