@@ -23,7 +23,7 @@ import numpy as np
 
 from server import tasks as T
 from server.batching import BatchQueue
-from server.conditioning import clip_condition, plan_windows, upsample_mask, window_condition
+from server.conditioning import clip_condition, plan_windows, window_condition
 from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper, wrap
 from server.engines.base import Engine
 from server.jobs.base import JobCanceled
@@ -149,9 +149,13 @@ class Pipeline:
             advance(chunks)
         if frames is not None and given.any() and stages:
             out_h, out_w = req.size
-            _, hi = clip_condition(req.task, req.num_frames, out_h, out_w, frames_to_float(fit_to_size(frames, out_h, out_w)),
-                                   preset=req.preset, box=req.box, condition_frames=req.condition_frames)
-            out = np.where(upsample_mask(given, out_h, out_w)[..., None], hi, out)
+            # The mask at the output size, not the base mask upsampled: boxes and dynamic masks
+            # round differently at each size, and the upsampled one would blank (hi is 0 there)
+            # pixels that are not given at this size and miss some that are.
+            hi_given, hi = clip_condition(req.task, req.num_frames, out_h, out_w,
+                                          frames_to_float(fit_to_size(frames, out_h, out_w)),
+                                          preset=req.preset, box=req.box, condition_frames=req.condition_frames)
+            out = np.where(hi_given[..., None], hi, out)
         return frames_to_uint8(out)
 
     async def _sample(self, req: GenerationRequest, cond_video: np.ndarray, given: np.ndarray, seed: int,
