@@ -76,7 +76,8 @@ class Runtime:
 def build_pipeline(repo: Path, manifest: Manifest, settings: Settings, executor, on_batch=None) -> Pipeline:
     engines = {}
     for name, net in manifest.networks().items():
-        engine = create_engine(settings.backend, repo, name, net.file, threads=settings.intra_op_threads)
+        engine = create_engine(settings.backend, repo, name, net.file, threads=settings.intra_op_threads,
+                               providers=settings.onnx_providers)
         if hasattr(engine, "set_names"):
             engine.set_names(net.inputs, net.outputs)
         engines[name] = engine

@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     model_repository: Path = Field(DEFAULT_MODEL_REPOSITORY, description="folder of model folders, each with manifest.json")
     default_model: str | None = Field(None, description="model id used when a request names none; default: the first")
     backend: str = Field("onnxruntime", description="engine backend: onnxruntime | tensorrt | torch")
-    intra_op_threads: int = Field(0, description="ONNX Runtime threads per session; 0 = cores / sessions")
+    intra_op_threads: int = Field(0, description="ONNX Runtime threads per session; 0 = the CPUs this process may use")
+    onnx_providers: list[str] = Field(default_factory=list, description="ONNX Runtime execution providers in order; "
+                                      "empty = TensorRT, CUDA, CPU, those installed")
 
     # --- batching ------------------------------------------------------------------------------
     max_batch_size: int = Field(16, description="largest batch one network call takes")

@@ -36,12 +36,13 @@ def check_feeds(name: str, expected: list[str], feeds: dict[str, np.ndarray]) ->
         raise EngineError(f"{name}: missing inputs {sorted(missing)}")
 
 
-def create_engine(backend: str, repo: Path, name: str, file: str, *, threads: int = 0, device: str = "auto") -> Engine:
+def create_engine(backend: str, repo: Path, name: str, file: str, *, threads: int = 0, device: str = "auto",
+                  providers: list[str] | None = None) -> Engine:
     """Opens network `name` of a model repository with the chosen backend."""
     if backend == "onnxruntime":
         from server.engines.onnxruntime import OnnxRuntimeEngine
 
-        return OnnxRuntimeEngine(name, repo / file, threads=threads)
+        return OnnxRuntimeEngine(name, repo / file, threads=threads, providers=providers)
     if backend == "torch":
         from server.engines.torch import TorchEngine  # imports torch only when chosen
 

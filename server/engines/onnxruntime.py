@@ -23,7 +23,7 @@ def default_threads() -> int:
 
 
 class OnnxRuntimeEngine:
-    def __init__(self, name: str, path: Path, *, threads: int = 0):
+    def __init__(self, name: str, path: Path, *, threads: int = 0, providers: list[str] | None = None):
         import onnxruntime as ort
 
         if not path.is_file():
@@ -38,7 +38,9 @@ class OnnxRuntimeEngine:
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.name = name
-        self.providers = choose_providers(ort.get_available_providers())
+        # onnxruntime-gpu lists the TensorRT provider even where TensorRT's libraries are missing;
+        # `providers` (setting onnx_providers) lets a deployment name the ones it really has.
+        self.providers = list(providers) if providers else choose_providers(ort.get_available_providers())
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
