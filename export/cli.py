@@ -116,6 +116,8 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
              model_repository: Annotated[Optional[Path], typer.Option(help="model repository folder")] = None,
              backend: Annotated[Optional[str], typer.Option(help="onnxruntime | torch")] = None):
     """Generate one video with no server (ONNX Runtime on the CPU by default)."""
+    from pydantic import ValidationError
+
     from server.api.errors import APIError
     from server.api.schemas import VideoCreateRequest
     from server.api.validation import check_input_frames, choose_manifest, normalize_request
@@ -142,7 +144,11 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
     except APIError as e:
         typer.echo(f"error: {e.param + ': ' if e.param else ''}{e.message}", err=True)
         raise typer.Exit(2)
-    except Exception as e:  # pydantic validation, unreadable video
+    except ValidationError as e:  # a field of the wrong type or value
+        first = e.errors()[0]
+        typer.echo(f"error: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}; got {first.get('input')!r}", err=True)
+        raise typer.Exit(2)
+    except Exception as e:  # an unreadable video
         typer.echo(f"error: {getattr(e, 'message', e)}", err=True)
         raise typer.Exit(2)
     job = Job(id="cli", model=manifest.model_id, task=task, request=request, size=request["size"],
