@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 STATUSES = ("queued", "in_progress", "completed", "failed", "canceled")
 TERMINAL = frozenset({"completed", "failed", "canceled"})
@@ -164,3 +164,20 @@ class JobQueue(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def watch_job(get: Callable[[str], Awaitable["Job | None"]], job_id: str,
+                    wait: Callable[[], Awaitable[object]]) -> AsyncIterator[Job]:
+    """The `watch` of every queue: yields the job now and whenever it changes, ending after a
+    terminal status (or when the job is gone); `wait` sleeps until it may have changed."""
+    last = None
+    while True:
+        job = await get(job_id)
+        if job is None:
+            return
+        if job != last:
+            yield job
+            last = job
+        if job.terminal:
+            return
+        await wait()

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import AsyncIterator, Callable
 
 from . import states
-from .base import PRIORITIES, RETRIES_EXHAUSTED, Job, QueueFull
+from .base import PRIORITIES, RETRIES_EXHAUSTED, Job, QueueFull, watch_job
 
 EventCallback = Callable[[str], None]
 
@@ -185,17 +185,8 @@ class MemoryQueue:
         return self._inputs.get(job_id)
 
     async def watch(self, job_id: str, poll_interval: float = 0.25) -> AsyncIterator[Job]:
-        last = None
-        while True:
-            job = await self.get(job_id)
-            if job is None:
-                return
-            if job != last:
-                yield job
-                last = job
-            if job.terminal:
-                return
-            await self._wait_change(poll_interval)
+        async for job in watch_job(self.get, job_id, lambda: self._wait_change(poll_interval)):
+            yield job
 
     async def ping(self) -> bool:
         return True

@@ -53,7 +53,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, WatchError
 
 from . import states
-from .base import PRIORITIES, RETRIES_EXHAUSTED, Job, QueueFull
+from .base import PRIORITIES, RETRIES_EXHAUSTED, Job, QueueFull, watch_job
 
 log = logging.getLogger("kinetoscope.jobs.redis")
 
@@ -320,17 +320,8 @@ class RedisQueue:
 
     async def watch(self, job_id: str, poll_interval: float = 0.25) -> AsyncIterator[Job]:
         # Polling one key is cheap and survives reconnects; pub/sub would need its own connection.
-        last = None
-        while True:
-            job = await self.get(job_id)
-            if job is None:
-                return
-            if job != last:
-                yield job
-                last = job
-            if job.terminal:
-                return
-            await asyncio.sleep(poll_interval)
+        async for job in watch_job(self.get, job_id, lambda: asyncio.sleep(poll_interval)):
+            yield job
 
     async def ping(self) -> bool:
         try:
