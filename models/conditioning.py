@@ -38,10 +38,15 @@ class TaskSample:
     class_id: int
 
 
-def sample_task(rng: np.random.Generator, clip: np.ndarray, label: int, null_class: int) -> TaskSample:
-    """clip: float32 (T, H, W, 3) in [0, 1]."""
+def sample_task(rng: np.random.Generator, clip: np.ndarray, label: int, null_class: int,
+                class_conditional_share: float | None = None) -> TaskSample:
+    """clip: float32 (T, H, W, 3) in [0, 1]. `class_conditional_share` overrides the share of
+    class_conditional samples in TASK_MIX (the others keep their relative weights)."""
     frames, height, width, _ = clip.shape
     weights = np.array([w for _, _, w in TASK_MIX])
+    if class_conditional_share is not None:
+        cg = np.array([t == "class_conditional" for t, _, _ in TASK_MIX])
+        weights = np.where(cg, class_conditional_share / cg.sum(), weights / weights[~cg].sum() * (1 - class_conditional_share))
     task, preset, _ = TASK_MIX[rng.choice(len(TASK_MIX), p=weights / weights.sum())]
     kwargs: dict = {}
     if task in ("class_conditional_frame_prediction", "frame_prediction"):
@@ -61,12 +66,13 @@ def sample_task(rng: np.random.Generator, clip: np.ndarray, label: int, null_cla
 
 @torch.no_grad()
 def prior_batch(tokenizer, clips: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator,
-                null_class: int, null_cond: int, temporal_stride: int, spatial_stride: int) -> dict[str, torch.Tensor]:
+                null_class: int, null_cond: int, temporal_stride: int, spatial_stride: int,
+                class_conditional_share: float | None = None) -> dict[str, torch.Tensor]:
     """clips: (B, 3, T, H, W) float on the training device -> targets, cond tokens, states,
     fixed positions and class ids, each (B, N) or (B,)."""
     b = clips.shape[0]
     np_clips = clips.permute(0, 2, 3, 4, 1).cpu().numpy()  # (B, T, H, W, 3)
-    samples = [sample_task(rng, np_clips[i], int(labels[i]), null_class) for i in range(b)]
+    samples = [sample_task(rng, np_clips[i], int(labels[i]), null_class, class_conditional_share) for i in range(b)]
     cond_video = torch.from_numpy(np.stack([s.condition for s in samples])).permute(0, 4, 1, 2, 3).to(clips.device)
     targets = tokenizer.encode(clips).reshape(b, -1)
     cond = tokenizer.encode(cond_video).reshape(b, -1)

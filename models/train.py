@@ -51,6 +51,7 @@ class TrainConfig:
     eval_every: int = 250
     data: str = "moving_digits"  # or a folder of MP4/WebM/GIF videos
     tokenizer_dir: str = "runs/tokenizer"  # prior and ar stages: where the trained tokenizer is
+    class_conditional_share: float = -1.0  # prior/ar: share of class_conditional samples; < 0 = TASK_MIX's
     init_from: str = ""  # a folder with <name>.safetensors to start from (fine-tuning), when not resuming
     out_scale: int = 2  # sr stage: output scale of the stage (2: 32->64, 4: 64->128)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -168,7 +169,9 @@ def build_stage(cfg: TrainConfig, device: torch.device):
         stride = tokenizer.cfg.stride
 
         def make(clips, labels, generator_rng):
-            return prior_batch(tokenizer, clips, labels, generator_rng, pcfg.null_class, pcfg.mask_id, stride, stride)
+            share = cfg.class_conditional_share if cfg.class_conditional_share >= 0 else None
+            return prior_batch(tokenizer, clips, labels, generator_rng, pcfg.null_class, pcfg.mask_id, stride, stride,
+                               class_conditional_share=share)
 
         def loss_fn(step):
             clips, labels = batches.get(step)
