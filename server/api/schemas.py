@@ -50,7 +50,11 @@ class VideoCreateRequest(BaseModel):
     model: Optional[str] = Field(None, description="a model id from GET /v1/models; default: the server's default model")
     task: TaskName
     class_label: Optional[int] = Field(None, ge=0, description="required by the two class-conditional tasks")
-    input_video: Optional[str] = Field(None, description="base64 MP4, WebM, GIF or PNG (JSON); a file part in multipart")
+    input_video: Optional[str] = Field(None, description=(
+        "base64 MP4, WebM, GIF or PNG (JSON); a file part in multipart. It is centre-cropped to the model's "
+        "aspect ratio and area-resized to its base size (the output size for pasting given pixels back); frame "
+        "tasks use its first condition_frames frames (frame_interpolation: its first and last frame); spatial "
+        "tasks use input frame t for output frame t, holding the last frame when the input is shorter"))
     input_video_id: Optional[str] = Field(None, description="instead of input_video: a completed job whose output is the input")
     mask: Optional[MaskSpec] = Field(None, description="required by inpainting and outpainting")
     condition_frames: Optional[int] = Field(None, ge=1, description="frame prediction: leading input frames given; default: the model's")
