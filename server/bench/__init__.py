@@ -1,0 +1,56 @@
+"""`kinetoscope bench`: a load tester for any deployment of the HTTP API (spec/api.md).
+
+It speaks only HTTP (httpx, async), so it measures what a user of the deployment gets.
+Each request creates a job (POST /v1/videos), waits for it to finish (polling GET
+/v1/videos/{id} at the interval the server suggests, or holding the request with
+`Prefer: wait=N`), and downloads the MP4.
+
+Two load shapes:
+- closed loop: `concurrency` workers, each sending its next request as soon as its last one
+  finished. The offered load adapts to the server, so this measures the throughput that a
+  fixed number of busy clients gets.
+- open loop: requests arrive as a Poisson process at `rate` per second (exponential gaps from
+  a seeded RNG) whether or not earlier ones finished, as independent users do. Past the
+  server's capacity the queue, and with it the latency, grows without bound.
+
+What the report means:
+- latency: from sending the POST to having the whole MP4; successful requests only. With
+  `wait="poll"` it includes up to one poll interval of waiting after the job finished.
+- queue and compute time: the server's own clock, `started_at - created_at` and
+  `completed_at - started_at` of the job object.
+- videos_per_second: completed videos over the wall time from the first request to the last
+  finish (in-flight requests are drained after the duration ends, and count).
+- mean batch size per engine: the change in sum over the change in count of the Prometheus
+  histogram `kinetoscope_batch_size{engine=...}` between a scrape of /metrics before and after;
+  null when the deployment exposes no such histogram.
+- errors: counted by `"<HTTP status>/<error code>"` for refused requests (e.g. `429/queue_full`),
+  `"failed/<code>"` or `"canceled/..."` for jobs that ended without a video, `"timeout/request"`
+  for requests past `request_timeout_s`, `"transport/<exception>"` for network errors, and
+  `"bad_response/<exception>"` for a success status whose body is not a job object.
+
+Setting up (not measured): one GET /v1/models to learn the number of classes, and, when the
+mix holds a task that needs an input video and none is given, one class_conditional job whose
+MP4 becomes the base64 `input_video` of every conditional request.
+"""
+from __future__ import annotations
+
+from server.bench.client import _TaskDraw, poll_interval, run_bench
+from server.bench.command import bench_command
+from server.bench.options import BenchError, parse_task_mix
+from server.bench.report import format_summary
+from server.bench.stats import RequestRecord, histogram_totals, mean_batch_sizes, percentile, poisson_arrivals, summarize
+
+__all__ = [
+    "BenchError",
+    "RequestRecord",
+    "bench_command",
+    "format_summary",
+    "histogram_totals",
+    "mean_batch_sizes",
+    "parse_task_mix",
+    "percentile",
+    "poisson_arrivals",
+    "poll_interval",
+    "run_bench",
+    "summarize",
+]
