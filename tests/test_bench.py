@@ -1,4 +1,4 @@
-"""server/bench.py: the load tester's pure parts, then whole runs against a small fake API.
+"""server/bench/: the load tester's pure parts, then whole runs against a small fake API.
 
 The fake (FakeAPI below) implements just enough of spec/api.md for the load tester: POST/GET
 /v1/videos, content, /v1/models and /metrics. Its jobs take a fixed queue and compute time and
