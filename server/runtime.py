@@ -58,9 +58,12 @@ class Runtime:
             except VideoError as e:
                 raise InputError(e.code, e.message) from e
         try:
-            request = GenerationRequest.from_dict(job.request, pipeline.manifest)
+            request = GenerationRequest.from_dict(job.request, pipeline.manifest)  # ValueError: a malformed size
+        except ValueError as e:
+            raise InputError("invalid_request", str(e)) from e
+        try:
             video = await pipeline.generate(request, frames, on_progress, should_stop)
-        except (TaskError, ValueError) as e:
+        except TaskError as e:  # the request cannot be served; any other error is ours (logged, retried)
             raise InputError("invalid_request", str(e)) from e
         start = time.perf_counter()
         mp4 = await asyncio.to_thread(encode_mp4, video, int(job.fps))
