@@ -24,8 +24,7 @@ class TorchEngine:
         self.name = name
         self.input_names = [spec.arg.name for spec in program.graph_signature.input_specs
                             if spec.kind.name == "USER_INPUT"]
-        self.output_names = list(program.graph_signature.user_outputs)  # replaced below by manifest names
-        self._output_names_from_manifest: list[str] | None = None
+        self.output_names = list(program.graph_signature.user_outputs)  # set_names puts the manifest's in
 
     def set_names(self, inputs: list[str], outputs: list[str]) -> None:
         """The manifest's names (exported programs keep positional inputs and outputs)."""
