@@ -166,7 +166,6 @@ def build_stage(cfg: TrainConfig, device: torch.device):
         pcfg = dataclasses.replace(cfg.prior, vocab_size=tokenizer.cfg.vocab_size)
         cfg.prior = pcfg
         model = (MaskedPrior if cfg.stage == "prior" else ARPrior)(pcfg).to(device)
-        rng = np.random.default_rng(cfg.seed)
         stride = tokenizer.cfg.stride
 
         def make(clips, labels, generator_rng):
@@ -188,7 +187,6 @@ def build_stage(cfg: TrainConfig, device: torch.device):
                           for i, (c, l) in enumerate(held)]
             return {"val_loss": float(np.mean(losses))}
 
-        del rng
         return model, ("masked_prior" if cfg.stage == "prior" else "ar_prior"), loss_fn, eval_fn
     if cfg.stage == "sr":
         if cfg.out_scale not in (2, 4):
