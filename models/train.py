@@ -193,7 +193,6 @@ def build_stage(cfg: TrainConfig, device: torch.device):
             raise ValueError(f"out_scale must be 2 (32->64) or 4 (64->128); got {cfg.out_scale}")
         model = SuperResolution(cfg.sr).to(device)
         low_scale = cfg.out_scale // 2
-        digits = MovingDigits("train", seed=cfg.seed)
         test_scenes = [test.scene(i) for i in range(8)]
 
         def pair(scenes):
@@ -204,7 +203,7 @@ def build_stage(cfg: TrainConfig, device: torch.device):
 
         def loss_fn(step):
             b = cfg.batch_size
-            low, high = pair([digits.scene(step * b + i) for i in range(b)])
+            low, high = pair([batches.digits.scene(step * b + i) for i in range(b)])
             return {"loss": model.loss(low, high)}
 
         def eval_fn():
