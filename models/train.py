@@ -257,6 +257,8 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed_before = state["step"], state.get("elapsed", 0.0)
+        if cfg.fit_steps_to_budget and "steps" in state:
+            cfg.steps = state["steps"]  # the fitted total, so the schedule continues where it was
         log(f"resuming {cfg.name} at step {step} from {state_path}")
     elif cfg.init_from:
         module, _ = load_network(cfg.init_from, cfg.name)
@@ -267,7 +269,7 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
     def save():
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "steps": cfg.steps,
                     "elapsed": elapsed_before + time.time() - start}, state_path)
         save_network(run, cfg.name, kind, model, meta={
             "steps": step, "train_seconds": round(elapsed_before + time.time() - start, 1),
