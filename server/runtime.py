@@ -100,13 +100,18 @@ def load_runtime(settings: Settings, *, engines: bool = True) -> Runtime:
     pipelines: dict[str, Pipeline] = {}
     repos = find_repositories(settings.model_repository)
     # One thread per batching queue: each queue runs one call at a time, queues run side by side.
-    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="engine") if engines else None
-    for repo in repos:
-        manifest = load_manifest(repo, verify=engines)
-        if manifest.model_id in manifests:
-            raise ValueError(f"two repositories declare model id {manifest.model_id!r}")
-        manifests[manifest.model_id] = manifest
-        if engines:
-            pipelines[manifest.model_id] = build_pipeline(repo, manifest, settings, executor, observe_batch)
-            log.info("loaded model %s from %s on %s", manifest.model_id, repo, settings.backend)
-    return Runtime(settings, manifests, pipelines, executor)
+    executor = ThreadPoolExecutor(max_workers=settings.engine_threads, thread_name_prefix="engine") if engines else None
+    try:
+        for repo in repos:
+            manifest = load_manifest(repo, verify=engines)
+            if manifest.model_id in manifests:
+                raise ValueError(f"two repositories declare model id {manifest.model_id!r}")
+            manifests[manifest.model_id] = manifest
+            if engines:
+                pipelines[manifest.model_id] = build_pipeline(repo, manifest, settings, executor, observe_batch)
+                log.info("loaded model %s from %s on %s", manifest.model_id, repo, settings.backend)
+        return Runtime(settings, manifests, pipelines, executor)
+    except BaseException:
+        if executor is not None:  # nothing will use the engine threads
+            executor.shutdown(wait=False)
+        raise

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
 
     # --- batching ------------------------------------------------------------------------------
     max_batch_size: int = Field(16, description="largest batch one network call takes")
+    engine_threads: int = Field(16, description="threads that run network calls; each batching queue uses one at a time")
     max_batch_wait_ms: float = Field(2.0, description="how long a batch waits for more requests once one is ready")
     batching: bool = Field(True, description="step-level batching across requests; off = one request per call")
 
