@@ -93,11 +93,3 @@ def window_condition(video: np.ndarray, given: np.ndarray, task: str) -> np.ndar
         elif after.size:
             cond[t] = video[after[0]]
     return cond
-
-
-def upsample_mask(given: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of a (T, h, w) mask to (T, height, width)."""
-    _, h, w = given.shape
-    rows = np.arange(height) * h // height
-    cols = np.arange(width) * w // width
-    return given[:, rows][:, :, cols]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from server import tasks as T
-from server.conditioning import Window, clip_condition, plan_windows, upsample_mask, window_condition
+from server.conditioning import Window, clip_condition, plan_windows, window_condition
 
 
 def random_video(frames: int, height: int = 16, width: int = 16, seed: int = 0) -> np.ndarray:
@@ -276,27 +276,3 @@ def test_frames_past_a_short_clip_repeat_its_last_given_frame():
     for t in range(10, 16):
         np.testing.assert_array_equal(cond[t], video[9])
     np.testing.assert_allclose(cond[3], (6 / 9) * video[0] + (3 / 9) * video[9], rtol=0, atol=1e-6)
-
-
-# -- upsample_mask ----------------------------------------------------------------------------
-
-def test_upsample_mask_is_nearest_neighbour():
-    rng = np.random.default_rng(1)
-    mask = rng.random((3, 8, 8)) < 0.5
-    up = upsample_mask(mask, 32, 32)
-    assert up.shape == (3, 32, 32) and up.dtype == bool
-    np.testing.assert_array_equal(up, mask.repeat(4, axis=1).repeat(4, axis=2))
-    np.testing.assert_array_equal(upsample_mask(mask, 8, 8), mask)
-    # Non-square and non-integer factors: each output pixel takes the input pixel it falls in.
-    up = upsample_mask(mask[:, :3, :5], 7, 11)
-    for r in range(7):
-        for c in range(11):
-            np.testing.assert_array_equal(up[:, r, c], mask[:, r * 3 // 7, c * 5 // 11])
-
-
-@pytest.mark.parametrize("task,preset", [("outpainting", "center"), ("outpainting", "vertical"),
-                                         ("outpainting", "horizontal"), ("inpainting", "center")])
-def test_upsampled_preset_masks_match_the_preset_at_the_larger_size(task, preset):
-    small = T.pixel_mask(task, 4, 32, 32, preset=preset)
-    for size in (64, 128):
-        np.testing.assert_array_equal(upsample_mask(small, size, size), T.pixel_mask(task, 4, size, size, preset=preset))
