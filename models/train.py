@@ -53,6 +53,9 @@ class TrainConfig:
     tokenizer_dir: str = "runs/tokenizer"  # prior and ar stages: where the trained tokenizer is
     class_conditional_share: float = -1.0  # prior/ar: share of class_conditional samples; < 0 = TASK_MIX's
     init_from: str = ""  # a folder with <name>.safetensors to start from (fine-tuning), when not resuming
+    # tokenizer stage: train the decoder only. The encoder (so every token id) stays as it was, so
+    # priors trained on this tokenizer stay valid: a fine-tune of `init_from` that sharpens decoding.
+    freeze_encoder: bool = False
     out_scale: int = 2  # sr stage: output scale of the stage (2: 32->64, 4: 64->128)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
@@ -147,6 +150,10 @@ def build_stage(cfg: TrainConfig, device: torch.device):
     test = MovingDigits("test", seed=1234)
     if cfg.stage == "tokenizer":
         model = VideoTokenizer(cfg.tokenizer).to(device)
+        if cfg.freeze_encoder:
+            if not cfg.init_from:
+                raise ValueError("freeze_encoder fine-tunes a trained tokenizer: set init_from too")
+            model.encoder.requires_grad_(False)
         held_out = clips_to_tensor(test.batch(0, 32)[0], device)
 
         def loss_fn(step):
@@ -249,7 +256,8 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
     run = Path(cfg.run_dir or f"runs/{cfg.name}")
     run.mkdir(parents=True, exist_ok=True)
     model, kind, loss_fn, eval_fn = build_stage(cfg, device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step, elapsed_before = 0, 0.0
     state_path = run / "state.pt"
     if state_path.is_file():
@@ -289,7 +297,7 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
             losses = loss_fn(step)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
         opt.step()
         step += 1
         bar.update(1)

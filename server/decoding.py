@@ -32,6 +32,8 @@ class ARJob:
     token_state: np.ndarray
     key: np.ndarray | None = None  # (L, 1, heads, P, head_dim): this request's KV cache
     value: np.ndarray | None = None
+    uncond_key: np.ndarray | None = None  # the null-class row's KV cache (guided requests only)
+    uncond_value: np.ndarray | None = None
     shape: tuple[int, int, int] = field(default=(0, 0, 0))  # (layers, heads, head_dim)
 
     def group(self) -> tuple[int, int]:
@@ -72,7 +74,8 @@ class MaskGITStepper:
 
 class ARStepper:
     """run_batch for the autoregressive prior: feeds every job's next ids with its KV cache
-    (all jobs of a batch share past length and feed length), samples, keeps the new cache."""
+    (all jobs of a batch share past length and feed length), plus a null-class row with its own
+    cache for each job that uses classifier-free guidance; samples, keeps the new caches."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -82,17 +85,29 @@ class ARStepper:
         start, count = jobs[0].group()
         if any(j.group() != (start, count) for j in jobs):
             raise ValueError("autoregressive jobs of one batch must share past and feed lengths")
+        guided = [i for i, j in enumerate(jobs) if j.state.needs_uncond]
+        rows = [(j, False) for j in jobs] + [(jobs[i], True) for i in guided]
         layers, heads, dim = jobs[0].shape
         empty = np.zeros((layers, 1, heads, 0, dim), np.float32)
+
+        def cache(job: ARJob, uncond: bool, which: str) -> np.ndarray:
+            held = getattr(job, f"uncond_{which}" if uncond else which)
+            return empty if held is None else held
+
         out = self.engine.run({
-            "ids": np.stack([ar_input_ids(j.state, start, count) for j in jobs]),
-            "cond": np.stack([j.cond[start:start + count] for j in jobs]),
-            "state": np.stack([j.token_state[start:start + count] for j in jobs]),
-            "past_key": np.concatenate([empty if j.key is None else j.key for j in jobs], axis=1),
-            "past_value": np.concatenate([empty if j.value is None else j.value for j in jobs], axis=1),
+            "ids": np.stack([ar_input_ids(j.state, start, count, unconditional=u) for j, u in rows]),
+            "cond": np.stack([j.cond[start:start + count] for j, _ in rows]),
+            "state": np.stack([j.token_state[start:start + count] for j, _ in rows]),
+            "past_key": np.concatenate([cache(j, u, "key") for j, u in rows], axis=1),
+            "past_value": np.concatenate([cache(j, u, "value") for j, u in rows], axis=1),
         })
-        for b, job in enumerate(jobs):
-            job.key = out["present_key"][:, b:b + 1]
-            job.value = out["present_value"][:, b:b + 1]
-        ar_step([j.state for j in jobs], out["logits"][:, -1])
+        for b, (job, uncond) in enumerate(rows):
+            prefix = "uncond_" if uncond else ""
+            setattr(job, f"{prefix}key", out["present_key"][:, b:b + 1])
+            setattr(job, f"{prefix}value", out["present_value"][:, b:b + 1])
+        last = out["logits"][:, -1]
+        uncond_last: list[np.ndarray | None] = [None] * len(jobs)
+        for extra, i in enumerate(guided):
+            uncond_last[i] = last[len(jobs) + extra]
+        ar_step([j.state for j in jobs], last[:len(jobs)], uncond_last)
         return {"done": np.array([j.state.done for j in jobs])}

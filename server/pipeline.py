@@ -188,7 +188,8 @@ class Pipeline:
         else:
             spec = m.ar
             job = ARJob(ar_init(np.where(fixed, cond, 0), fixed, vocab_size=m.vocab_size, num_classes=len(m.classes),
-                                class_id=req.class_label, temperature=s.temperature, top_k=s.top_k, seed=seed),
+                                class_id=req.class_label, temperature=s.temperature, top_k=s.top_k,
+                                guidance_scale=s.guidance_scale, seed=seed),
                         cond, token_state, shape=(spec.num_layers, spec.num_heads, spec.head_dim))
             before = 0
             while not job.state.done:

@@ -83,6 +83,8 @@ CASES: dict[str, tuple[GenerationRequest, np.ndarray | None]] = {
     "inpainting_box_per_frame": (R("inpainting", 22, 4, box=PER_FRAME_BOXES), WIDE_CLIP),
     "guided": (R("class_conditional", 23, sampler=S(3, guidance_scale=2.0), class_label=5), None),
     "autoregressive": (R("frame_prediction", 24, sampler=SamplerOptions(method="autoregressive"), condition_frames=4), CLIP),
+    "autoregressive_guided": (R("class_conditional_frame_prediction", 27, class_label=2, condition_frames=4,
+                                sampler=SamplerOptions(method="autoregressive", guidance_scale=3.0)), CLIP),
     "size_64": (R("class_conditional", 25, 2, size=(64, 64), class_label=1), None),
     "extension_48": (R("frame_prediction", 26, 2, num_frames=48, condition_frames=4), CLIP),
 }
@@ -190,6 +192,13 @@ def test_same_seed_same_frames_other_seed_other_frames(pipeline, alone):
     again, other = asyncio.run(run())
     np.testing.assert_array_equal(again, alone["class_conditional"][0])
     assert not np.array_equal(other, again)
+
+
+def test_guidance_steers_the_autoregressive_sampler(pipeline, alone):
+    """guidance_scale reaches the autoregressive sampler (it was once accepted and ignored)."""
+    req, frames = CASES["autoregressive_guided"]
+    plain = asyncio.run(pipeline.generate(replace(req, sampler=replace(req.sampler, guidance_scale=0.0)), frames))
+    assert not np.array_equal(plain, alone["autoregressive_guided"][0])
 
 
 def test_batching_never_changes_a_request_result(pipeline, alone, monkeypatch):

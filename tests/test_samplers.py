@@ -315,3 +315,34 @@ def test_ar_all_fixed_needs_no_call_and_bad_inputs_are_refused():
         ar_input_ids(free, 0, 3)
     with pytest.raises(ValueError):
         ar_init(np.zeros(N), np.zeros(N, dtype=bool), vocab_size=VOCAB, num_classes=NUM_CLASSES, class_id=3, seed=0)
+
+
+def test_ar_guidance_feeds_the_null_class_and_samples_from_guided_logits():
+    s = ar_init(np.zeros(4), np.zeros(4, dtype=bool), vocab_size=VOCAB, num_classes=NUM_CLASSES, class_id=1,
+                temperature=0.0, guidance_scale=2.0, seed=0)
+    assert s.needs_uncond
+    np.testing.assert_array_equal(ar_input_ids(s, 0, 1), [VOCAB + 1])
+    np.testing.assert_array_equal(ar_input_ids(s, 0, 1, unconditional=True), [VOCAB + NUM_CLASSES])
+    # The class raises token 1 a little over the null class, which prefers token 1 even more:
+    # conditionally token 1 wins, guided (2 + 2 * (2 - 3) = 0 < 1) token 2 wins.
+    cond, uncond = np.zeros(VOCAB), np.zeros(VOCAB)
+    cond[1], cond[2], uncond[1], uncond[2] = 2.0, 1.0, 3.0, 1.0
+    ar_step([s], cond[None], [uncond])
+    assert s.tokens[0] == 2
+    # Later calls feed the sampled tokens, the same in both rows.
+    np.testing.assert_array_equal(ar_input_ids(s, 1, 1), ar_input_ids(s, 1, 1, unconditional=True))
+    with pytest.raises(ValueError, match="unconditional logits"):
+        ar_step([s], cond[None])
+
+
+def test_ar_without_guidance_ignores_uncond_rows_bit_for_bit():
+    def run(uncond):
+        s = ar_init(np.zeros(N), np.zeros(N, dtype=bool), vocab_size=VOCAB, num_classes=NUM_CLASSES, class_id=0,
+                    seed=5)
+        assert not s.needs_uncond
+        rng = np.random.default_rng(1)
+        while not s.done:
+            logits, other = rng.normal(size=(1, VOCAB)), rng.normal(size=VOCAB)
+            ar_step([s], logits, [other] if uncond else None)
+        return s.tokens
+    np.testing.assert_array_equal(run(False), run(True))

@@ -3,9 +3,9 @@
 No I/O and no torch: a scheduler calls the network, these turn logits into tokens."""
 from .autoregressive import (UNKNOWN, ARState, ar_init, ar_input_ids, ar_next_positions,
                              ar_step)
-from .maskgit import (DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS, MaskGITState, guided_logits,
-                      mask_schedule, masked_after_step, maskgit_init, maskgit_step)
-from .sampling import log_softmax, sample_categorical, sample_with_log_prob, top_k_filter
+from .maskgit import (DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS, MaskGITState, mask_schedule,
+                      masked_after_step, maskgit_init, maskgit_step)
+from .sampling import guided_logits, log_softmax, sample_categorical, sample_with_log_prob, top_k_filter
 
 __all__ = [
     "ARState", "UNKNOWN", "ar_init", "ar_input_ids", "ar_next_positions", "ar_step",

@@ -20,8 +20,13 @@ runs up to the next position that must be sampled, so the first call is the pref
 id and every leading fixed token at once), and a run of fixed tokens in the middle (frame
 interpolation's last frame, a spatial task's given columns) rides along with the call that
 reaches past it; between free positions it is one id per call. Trailing fixed tokens need no
-call at all. Classifier-free guidance is not offered for this sampler (it would need a second
-KV cache per request).
+call at all.
+
+Classifier-free guidance (the same `cond + g (cond - uncond)` as MaskGIT): a guided request is
+decoded twice in lockstep, once with its class and once with the null class in x_0, each with
+its own KV cache; the tokens sampled from the guided logits are fed to both. `needs_uncond`
+says whether the caller must run that second row; `ar_input_ids(..., unconditional=True)`
+gives its ids.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .sampling import sample_categorical
+from .sampling import guided_logits, sample_categorical
 
 UNKNOWN = -1  # a token not decided yet; never a valid input id
 
@@ -38,7 +43,8 @@ UNKNOWN = -1  # a token not decided yet; never a valid input id
 @dataclass
 class ARState:
     """One request's autoregressive decoding. tokens [N] int64 (UNKNOWN where not decided),
-    fixed [N] bool (teacher-forced positions), class_token = vocab_size + class id."""
+    fixed [N] bool (teacher-forced positions), class_token = vocab_size + class id,
+    null_class_token = vocab_size + num_classes (what the unconditional row of guidance feeds)."""
 
     tokens: np.ndarray
     fixed: np.ndarray
@@ -47,6 +53,8 @@ class ARState:
     temperature: float
     top_k: int | None
     rng: np.random.Generator
+    guidance_scale: float = 0.0
+    null_class_token: int = -1
     position: int = 0
     # next_free[i]: the first position >= i that must be sampled (N if none). [N + 1]
     next_free: np.ndarray = field(init=False, repr=False)
@@ -58,6 +66,8 @@ class ARState:
             raise ValueError(f"tokens {self.tokens.shape} and fixed {self.fixed.shape} must be the same [N]")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0; got {self.temperature}")
+        if self.guidance_scale != 0.0 and self.null_class_token < self.vocab_size:
+            raise ValueError("classifier-free guidance needs the null class token (>= vocab_size)")
         n = self.tokens.shape[0]
         free_at = np.where(~self.fixed, np.arange(n), n)
         # A reversed running minimum gives each position the nearest free position at or after it.
@@ -72,10 +82,15 @@ class ARState:
         """No position left to sample (trailing fixed tokens are already in `tokens`)."""
         return int(self.next_free[self.position]) >= self.num_tokens
 
+    @property
+    def needs_uncond(self) -> bool:
+        """Whether each call also runs the unconditional row (guidance_scale != 0)."""
+        return self.guidance_scale != 0.0
+
 
 def ar_init(tokens_init: np.ndarray, fixed: np.ndarray, *, vocab_size: int, num_classes: int,
             class_id: int | None = None, temperature: float = 1.0, top_k: int | None = None,
-            seed: int) -> ARState:
+            guidance_scale: float = 0.0, seed: int) -> ARState:
     """A fresh state. Fixed positions keep `tokens_init`; the others start UNKNOWN. class_id
     None is the null class (unconditional), fed as vocab_size + num_classes."""
     tokens = np.asarray(tokens_init, dtype=np.int64).reshape(-1)
@@ -90,7 +105,8 @@ def ar_init(tokens_init: np.ndarray, fixed: np.ndarray, *, vocab_size: int, num_
         raise ValueError(f"class_id must lie in [0, {num_classes}); got {class_id}")
     return ARState(tokens=np.where(fixed, tokens, UNKNOWN), fixed=fixed.copy(),
                    class_token=int(vocab_size + class_id), vocab_size=int(vocab_size),
-                   temperature=float(temperature), top_k=top_k, rng=np.random.default_rng(seed))
+                   temperature=float(temperature), top_k=top_k, rng=np.random.default_rng(seed),
+                   guidance_scale=float(guidance_scale), null_class_token=int(vocab_size + num_classes))
 
 
 def ar_next_positions(state: ARState) -> int:
@@ -102,9 +118,10 @@ def ar_next_positions(state: ARState) -> int:
     return target - state.position + 1
 
 
-def ar_input_ids(state: ARState, start: int, count: int) -> np.ndarray:
-    """Input ids for input positions start..start+count-1: x_0 = class_token, x_i = t_{i-1}.
-    int64 [count]. Raises if one of those tokens is not decided yet."""
+def ar_input_ids(state: ARState, start: int, count: int, unconditional: bool = False) -> np.ndarray:
+    """Input ids for input positions start..start+count-1: x_0 = class_token (null_class_token
+    for the unconditional row of guidance), x_i = t_{i-1}. int64 [count]. Raises if one of
+    those tokens is not decided yet."""
     if start < 0 or count < 0 or start + count > state.num_tokens:
         raise ValueError(f"input positions {start}..{start + count - 1} outside 0..{state.num_tokens - 1}")
     ids = np.empty(count, dtype=np.int64)
@@ -114,7 +131,7 @@ def ar_input_ids(state: ARState, start: int, count: int) -> np.ndarray:
     tok_lo = max(start - 1, 0)
     body = state.tokens[tok_lo:start + count - 1]
     if start == 0:
-        ids[0] = state.class_token
+        ids[0] = state.null_class_token if unconditional else state.class_token
         ids[1:] = body
     else:
         ids[:] = body
@@ -123,18 +140,26 @@ def ar_input_ids(state: ARState, start: int, count: int) -> np.ndarray:
     return ids
 
 
-def ar_step(states: Sequence[ARState], logits_last: np.ndarray) -> None:
+def ar_step(states: Sequence[ARState], logits_last: np.ndarray,
+            uncond_last: Sequence[np.ndarray | None] | None = None) -> None:
     """Advances each state past one `ar_next_positions` call, in place: the fixed tokens that
     call fed are kept (teacher forcing) and the next free token is sampled from that state's
     row of logits_last [B, V] (the output at the last fed position) with its temperature,
-    top_k and Generator. Ids >= vocab_size (if the head has them) are never sampled."""
+    top_k and Generator. Ids >= vocab_size (if the head has them) are never sampled.
+    uncond_last: None, or one [V]-row-or-None per state: the unconditional row's logits, read
+    only by states with guidance_scale != 0."""
     logits_last = np.asarray(logits_last)
     if logits_last.ndim != 2 or logits_last.shape[0] != len(states):
         raise ValueError(f"logits_last must be [B={len(states)}, V]; got {logits_last.shape}")
+    if uncond_last is not None and len(uncond_last) != len(states):
+        raise ValueError(f"uncond_last has {len(uncond_last)} rows for {len(states)} states")
     for b, state in enumerate(states):
         target = int(state.next_free[state.position])
         if target >= state.num_tokens:
             raise ValueError("state already finished")
-        row = logits_last[b, None, :state.vocab_size]                  # [1, V]
+        uncond = None if uncond_last is None or uncond_last[b] is None else np.asarray(uncond_last[b])
+        row = guided_logits(logits_last[b, None, :state.vocab_size],
+                            None if uncond is None else uncond[None, :state.vocab_size],
+                            state.guidance_scale)                      # [1, V]
         state.tokens[target] = sample_categorical(row, state.temperature, state.top_k, state.rng)[0]
         state.position = target + 1

@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .sampling import sample_with_log_prob
+from .sampling import guided_logits, sample_with_log_prob
 
 DEFAULT_STEPS = 12
 DEFAULT_CHOICE_TEMPERATURE = 4.5
@@ -121,18 +121,6 @@ def maskgit_init(tokens_init: np.ndarray, fixed: np.ndarray, *, mask_id: int, st
                         temperature=float(temperature), choice_temperature=float(choice_temperature),
                         guidance_scale=float(guidance_scale), top_k=top_k,
                         rng=np.random.default_rng(seed), mask_id=int(mask_id))
-
-
-def guided_logits(cond: np.ndarray, uncond: np.ndarray | None, guidance_scale: float) -> np.ndarray:
-    """cond + g * (cond - uncond); exactly `cond` (uncond unread) when g == 0."""
-    if guidance_scale == 0.0:
-        return cond
-    if uncond is None:
-        raise ValueError(f"guidance_scale {guidance_scale} needs unconditional logits")
-    if uncond.shape != cond.shape:
-        raise ValueError(f"unconditional logits {uncond.shape} differ from conditional {cond.shape}")
-    cond = cond.astype(np.float64)
-    return cond + guidance_scale * (cond - uncond.astype(np.float64))
 
 
 def maskgit_step(states: Sequence[MaskGITState], logits: np.ndarray,

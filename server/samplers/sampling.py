@@ -36,6 +36,19 @@ def top_k_filter(logits: np.ndarray, top_k: int | None) -> np.ndarray:
     return np.where(logits >= kth, logits, -np.inf)
 
 
+def guided_logits(cond: np.ndarray, uncond: np.ndarray | None, guidance_scale: float) -> np.ndarray:
+    """Classifier-free guidance, shared by both samplers: cond + g * (cond - uncond); exactly
+    `cond` (uncond unread) when g == 0."""
+    if guidance_scale == 0.0:
+        return cond
+    if uncond is None:
+        raise ValueError(f"guidance_scale {guidance_scale} needs unconditional logits")
+    if uncond.shape != cond.shape:
+        raise ValueError(f"unconditional logits {uncond.shape} differ from conditional {cond.shape}")
+    cond = cond.astype(np.float64)
+    return cond + guidance_scale * (cond - uncond.astype(np.float64))
+
+
 def sample_categorical(logits: np.ndarray, temperature: float, top_k: int | None,
                        rng: np.random.Generator) -> np.ndarray:
     """One draw per row of `logits` [M, V] from softmax(top_k(logits) / temperature); int64 [M].
