@@ -188,9 +188,12 @@ def build_stage(cfg: TrainConfig, device: torch.device):
         held = [test.batch(i * 16, 16) for i in range(2)]
 
         def eval_fn():
+            # Fixed masks from a generator of their own: the validation loss is comparable across
+            # evaluations, and evaluating leaves the training RNG (so a resumed run) untouched.
             with torch.no_grad():
                 losses = [step_loss(model, make(clips_to_tensor(c, device), torch.from_numpy(l).to(device),
-                                                np.random.default_rng([99, i]))).item()
+                                                np.random.default_rng([99, i])),
+                                    torch.Generator(device).manual_seed(99 + i)).item()
                           for i, (c, l) in enumerate(held)]
             return {"val_loss": float(np.mean(losses))}
 
@@ -225,10 +228,11 @@ def build_stage(cfg: TrainConfig, device: torch.device):
     raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
 
 
-def step_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Masked prior: cross-entropy on masked positions. AR prior: on every free position."""
+def step_loss(model, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+    """Masked prior: cross-entropy on masked positions (masks from `generator`, else torch's
+    global RNG). AR prior: on every free position."""
     if isinstance(model, MaskedPrior):
-        masked = mask_for_training(batch["fixed"])
+        masked = mask_for_training(batch["fixed"], generator)
         inputs = torch.where(batch["fixed"], batch["cond"], batch["targets"])
         inputs = torch.where(masked, torch.full_like(inputs, model.cfg.mask_id), inputs)
         logits = model(inputs, batch["cond"], batch["state"], batch["class_id"])
@@ -265,6 +269,10 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed_before = state["step"], state.get("elapsed", 0.0)
+        if "torch_rng" in state:  # training masks continue as in an uninterrupted run
+            torch.set_rng_state(state["torch_rng"].cpu())
+            if device.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"].cpu())
         if cfg.fit_steps_to_budget and "steps" in state:
             cfg.steps = state["steps"]  # the fitted total, so the schedule continues where it was
         log(f"resuming {cfg.name} at step {step} from {state_path}")
@@ -277,8 +285,11 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
     def save():
+        rng = {"torch_rng": torch.get_rng_state()}
+        if device.type == "cuda":
+            rng["cuda_rng"] = torch.cuda.get_rng_state()
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "steps": cfg.steps,
-                    "elapsed": elapsed_before + time.time() - start}, state_path)
+                    "elapsed": elapsed_before + time.time() - start, **rng}, state_path)
         save_network(run, cfg.name, kind, model, meta={
             "steps": step, "train_seconds": round(elapsed_before + time.time() - start, 1),
             "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",

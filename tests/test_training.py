@@ -178,6 +178,40 @@ def test_train_writes_files_and_resumes(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
 
 
+def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    """Masked-prior training draws its masks from torch's RNG: its state travels with the run, so
+    2 steps + resume to 4 give the same weights as 4 steps in one go (constant learning rate, so
+    that the schedule does not depend on the step total)."""
+    torch.manual_seed(0)
+    save_network(tmp_path / "tok", "tokenizer", "tokenizer", VideoTokenizer(TOKENIZER))
+
+    def cfg(where, steps):
+        return tiny_train_config(tmp_path / where, "prior", steps, tokenizer_dir=str(tmp_path / "tok"),
+                                 min_lr_ratio=1.0)
+
+    straight = train(cfg("straight", 4), log=lambda _: None)
+    train(cfg("resumed", 2), log=lambda _: None)
+    resumed = train(cfg("resumed", 4), log=lambda _: None)
+    a, _ = load_network(straight, "masked_prior")
+    b, _ = load_network(resumed, "masked_prior")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+
+
+def test_freeze_encoder_trains_the_decoder_only(tmp_path):
+    torch.manual_seed(0)
+    save_network(tmp_path / "tok", "tokenizer", "tokenizer", VideoTokenizer(TOKENIZER))
+    with pytest.raises(ValueError, match="init_from"):
+        train(tiny_train_config(tmp_path, "tokenizer", 1, freeze_encoder=True), log=lambda _: None)
+    run = train(tiny_train_config(tmp_path, "tokenizer", 3, freeze_encoder=True, init_from=str(tmp_path / "tok")),
+                log=lambda _: None)
+    before, _ = load_network(tmp_path / "tok", "tokenizer")
+    after, _ = load_network(run, "tokenizer")
+    for name, x in before.encoder.state_dict().items():
+        assert torch.equal(x, after.encoder.state_dict()[name]), name  # token ids stay the same
+    assert any(not torch.equal(x, after.decoder.state_dict()[k]) for k, x in before.decoder.state_dict().items())
+
+
 def test_train_is_deterministic_for_a_seed(tmp_path):
     a = read_log(train(tiny_train_config(tmp_path / "a", "tokenizer", 2), log=lambda _: None))
     b = read_log(train(tiny_train_config(tmp_path / "b", "tokenizer", 2), log=lambda _: None))
