@@ -125,15 +125,16 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
     from server.runtime import load_runtime
 
     settings = _settings(model_repository=model_repository, backend=backend)
-    runtime = load_runtime(settings)
+    catalog = load_runtime(settings, engines=False)  # manifests only: a bad request fails before any engine loads
     data = input.read_bytes() if input else None
+    frames = None
     try:
         req = VideoCreateRequest(task=task, class_label=class_label, model=model, mask=parse_mask(mask),
                                  condition_frames=condition_frames, num_frames=num_frames, size=size, seed=seed,
                                  input_video="-" if data else None,
                                  sampler={"method": sampler, "steps": steps, "guidance_scale": guidance_scale,
                                           "temperature": temperature})
-        manifest = choose_manifest(runtime.manifests, runtime.default_model, model)
+        manifest = choose_manifest(catalog.manifests, catalog.default_model, model)
         request = normalize_request(req, manifest, settings)
         if data is not None and request["has_input"]:
             from server.video import decode_video
@@ -153,8 +154,9 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
         raise typer.Exit(2)
     job = Job(id="cli", model=manifest.model_id, task=task, request=request, size=request["size"],
               num_frames=request["num_frames"], fps=request["fps"], seed=request["seed"])
+    runtime = load_runtime(settings)
     try:
-        mp4, _ = asyncio.run(runtime.generate(job, data, lambda f: None, lambda: False))
+        mp4, _ = asyncio.run(runtime.generate(job, data, lambda f: None, lambda: False, frames=frames))
     except InputError as e:
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2)

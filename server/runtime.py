@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from server import metrics
 from server.engines.base import create_engine
 from server.jobs.base import InputError, Job
@@ -45,13 +47,13 @@ class Runtime:
         self._executor = executor
 
     async def generate(self, job: Job, input_video: bytes | None, on_progress: Callable[[float], None],
-                       should_stop: Callable[[], bool]) -> tuple[bytes, bytes]:
+                       should_stop: Callable[[], bool], frames: np.ndarray | None = None) -> tuple[bytes, bytes]:
+        """`frames`: the input already decoded (uint8 (T, H, W, 3)), when the caller has done it."""
         pipeline = self.pipelines.get(job.model)
         if pipeline is None:
             raise InputError("model_not_found", f"model {job.model!r} is not served by this worker")
         s = self.settings
-        frames = None
-        if input_video is not None and job.request.get("has_input", True) and job.task != "class_conditional":
+        if frames is None and input_video is not None and job.request.get("has_input", True) and job.task != "class_conditional":
             try:
                 frames = (await asyncio.to_thread(decode_video, input_video, max_bytes=s.max_upload_bytes,
                                                   max_frames=s.max_input_frames, max_pixels=s.max_input_pixels)).frames

@@ -145,7 +145,11 @@ def test_same_seed_same_file_other_seed_other_file(tmp_path):
     (["--task", "class_conditional", "--class-label", "1", "--size", "48x48"], None, "sizes 32x32, 64x64, 128x128"),
     (["--task", "class_conditional", "--class-label", "1", "--sampler", "beam"], None, ("sampler", "beam", "autoregressive")),
 ])
-def test_bad_input_exits_2_with_a_clear_message(tmp_path, inputs, args, source, message):
+def test_bad_input_exits_2_with_a_clear_message(tmp_path, inputs, args, source, message, monkeypatch):
+    def no_engines(*a, **kw):
+        raise AssertionError("engines were loaded for a request that is refused")
+
+    monkeypatch.setattr("server.runtime.build_pipeline", no_engines)  # refused before any engine loads
     out = tmp_path / "never.mp4"
     extra = ["--input", str(inputs[source])] if source else []
     result = generate(*args, *extra, "--output", str(out))
