@@ -111,9 +111,9 @@ def test_open_queue_with_a_url_is_redis():
 
 async def test_reclaim_looks_past_many_long_running_jobs(make_queue, monkeypatch):
     """A lapsed lease is found even behind more live long-running jobs than one XPENDING page."""
-    import server.jobs.redis as redis_queue
+    import server.jobs.redis_claims as claims
 
-    monkeypatch.setattr(redis_queue, "RECLAIM_PAGE", 2)
+    monkeypatch.setattr(claims, "RECLAIM_PAGE", 2)
     q = make_queue(lease_seconds=0.3)
     jobs = [(await q.submit(make_job()))[0] for _ in range(4)]
     for job in jobs[:3]:

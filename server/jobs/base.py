@@ -1,7 +1,8 @@
 """The job model and the queue interface that the API and the workers share.
 
 Two implementations follow this interface: `memory.py` (the embedded, in-process queue that
-`make serve` uses) and `redis.py` (Redis Streams; the only module that knows Redis).
+`make serve` uses) and `redis.py` (Redis Streams; with `redis_claims.py` and `redis_store.py`,
+the only modules that know Redis).
 The API process only submits, reads, cancels and deletes; workers claim, report and finish.
 """
 from __future__ import annotations
