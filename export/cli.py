@@ -206,11 +206,18 @@ def export_onnx(checkpoints: Annotated[Optional[Path], typer.Option(help="folder
 
 @export_app.command("tensorrt")
 def export_tensorrt(repo: Annotated[Path, typer.Option(help="exported model repository")] = Path("model_repository/moving-digits"),
-                    max_batch: Annotated[int, typer.Option(help="largest batch of the optimization profile")] = 32):
+                    max_batch: Annotated[int, typer.Option(help="largest batch of the optimization profile")] = 32,
+                    opt_batch: Annotated[Optional[int], typer.Option(help="batch TensorRT tunes for (default max/2)")] = None,
+                    precision: Annotated[str, typer.Option(help="auto | fp32 | fp16 | bf16 (what this TensorRT version can build)")] = "auto"):
     """Build TensorRT plans from the ONNX files (needs an NVIDIA GPU and TensorRT)."""
     from export.tensorrt import build_repository
 
-    for path in build_repository(repo, max_batch=max_batch):
+    try:
+        paths = build_repository(repo, max_batch=max_batch, opt_batch=opt_batch, precision=precision)
+    except ValueError as e:  # a precision this TensorRT cannot build, a batch out of range
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    for path in paths:
         typer.echo(f"plan {path}")
 
 

@@ -82,7 +82,7 @@ def build_pipeline(repo: Path, manifest: Manifest, settings: Settings, executor,
     engines = {}
     for name, net in manifest.networks().items():
         engine = create_engine(settings.backend, repo, name, net.file, threads=settings.intra_op_threads,
-                               providers=settings.onnx_providers)
+                               providers=settings.onnx_providers, plan_max_batch=settings.tensorrt_max_batch)
         if hasattr(engine, "set_names"):
             engine.set_names(net.inputs, net.outputs)
         engines[name] = engine

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(0, description="ONNX Runtime threads per session; 0 = the CPUs this process may use")
     onnx_providers: list[str] = Field(default_factory=list, description="ONNX Runtime execution providers in order; "
                                       "empty = TensorRT, CUDA, CPU, those installed")
+    tensorrt_max_batch: int | None = Field(None, ge=1, description="TensorRT backend: use the plans built with this "
+                                           "max batch (`export tensorrt --max-batch`); none = the largest built")
 
     # --- batching ------------------------------------------------------------------------------
     max_batch_size: int = Field(16, description="largest batch one network call takes")

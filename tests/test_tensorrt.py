@@ -383,6 +383,35 @@ def test_server_without_a_plan_for_this_machine_names_the_build_command(monkeypa
         create_engine("tensorrt", repo, "prior", "prior.onnx")
 
 
+def test_the_server_can_ask_for_plans_of_one_max_batch(monkeypatch, tmp_path):
+    """Settings.tensorrt_max_batch reaches the engine: plans of another max batch do not count."""
+    from server.engines import tensorrt as server_trt
+
+    repo = make_fake_repo(tmp_path / "fake")
+    _fake_machine(monkeypatch, "10.13.0.35")
+    build_repository(repo, max_batch=2)
+    monkeypatch.setattr(server_trt, "require_tensorrt", lambda: FakeTensorRT("10.13.0.35"))
+    monkeypatch.setattr(server_trt, "gpu_identity", lambda device=0: GPU)
+    with pytest.raises(server_trt.EngineError, match="no TensorRT plan with max batch 4 .*--max-batch 4`"):
+        create_engine("tensorrt", repo, "prior", "prior.onnx", plan_max_batch=4)
+
+
+def test_export_tensorrt_command_refuses_a_precision_this_version_cannot_build(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from export.cli import app
+
+    repo = make_fake_repo(tmp_path / "fake")
+    _fake_machine(monkeypatch, "10.13.0.35")  # strongly typed: precision comes from the ONNX types
+    result = CliRunner().invoke(app, ["export", "tensorrt", "--repo", str(repo), "--precision", "fp16"])
+    assert result.exit_code == 2 and "error:" in result.output and "ONNX" in result.output, result.output
+    result = CliRunner().invoke(app, ["export", "tensorrt", "--repo", str(repo), "--max-batch", "4",
+                                      "--opt-batch", "3"])
+    assert result.exit_code == 0, result.output
+    keys = [json.loads(p.read_text()) for p in (repo / "tensorrt").glob("*/key.json")]
+    assert keys and all(k["max_batch"] == 4 and k["opt_batch"] == 3 for k in keys)
+
+
 # ---- With TensorRT and a GPU ----------------------------------------------------------------
 
 def _need_tensorrt_gpu():

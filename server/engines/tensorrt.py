@@ -197,9 +197,11 @@ class TensorRTEngine:
         entry = choose_plan(read_keys(repo, name), gpu, cc, trt.__version__, sha256_file(onnx_file),
                             max_batch, precision)
         if entry is None:
-            raise EngineError(f"{name}: no TensorRT plan in {repo / PLAN_FOLDER} for {gpu} (sm {_capability(cc)}), "
+            wanted = "" if max_batch is None else f" with max batch {max_batch}"
+            flag = "" if max_batch is None else f" --max-batch {max_batch}"
+            raise EngineError(f"{name}: no TensorRT plan{wanted} in {repo / PLAN_FOLDER} for {gpu} (sm {_capability(cc)}), "
                               f"TensorRT {trt.__version__} and this {file}; build one with "
-                              f"`kinetoscope export tensorrt --repo {repo}`")
+                              f"`kinetoscope export tensorrt --repo {repo}{flag}`")
         self.plan = plan_path(repo, entry["key"], name)
         self.device = torch.device("cuda", device)
         with torch.cuda.device(self.device):
