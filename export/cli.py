@@ -6,11 +6,9 @@ runs, so `kinetoscope serve` works in the runtime image that has no torch.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -183,11 +181,14 @@ def train(stage: Annotated[str, typer.Argument(help="tokenizer | prior | ar | sr
 @app.command("eval")
 def evaluate(model_repository: Annotated[Path, typer.Option(help="exported model repository")] = Path("model_repository/moving-digits"),
              clips: Annotated[int, typer.Option(help="held-out clips per measurement")] = 64,
-             output: Annotated[Optional[Path], typer.Option(help="write the results as JSON here")] = None):
+             output: Annotated[Optional[Path], typer.Option(help="write the results as JSON here")] = None,
+             eval_seed: Annotated[Optional[int], typer.Option(help="which held-out clips (another seed: another sample); default 20240")] = None,
+             request_seed: Annotated[Optional[int], typer.Option(help="request i gets this seed + i; default 7000")] = None):
     """Measure the served model on the held-out Moving Digits split (prints a Markdown table)."""
     from models.evaluate import main
 
-    main(model_repository, clips=clips, output=output)
+    seeds = {k: v for k, v in (("eval_seed", eval_seed), ("request_seed", request_seed)) if v is not None}
+    main(model_repository, clips=clips, output=output, **seeds)
 
 
 @export_app.command("onnx")

@@ -1,5 +1,5 @@
-"""The pure parts of models/evaluate.py: PSNR, region masks, baselines and the digit reader.
-Seconds, not minutes: the full evaluation (`kinetoscope eval`) is never run here."""
+"""models/evaluate.py: PSNR, region masks, baselines and the digit reader, and one run of the
+whole evaluation on a single clip per measurement (the real run, `kinetoscope eval`, uses 64)."""
 from __future__ import annotations
 
 import math
@@ -121,3 +121,25 @@ def test_majority_and_class_scores():
     assert s.clip_accuracy == 0.5
     assert s.frame_agreement == pytest.approx((1.0 + 0.4) / 2)
     assert s.all_frames == 0.5
+
+
+@pytest.mark.slow
+def test_the_whole_evaluation_runs_on_one_clip_and_writes_every_row(tmp_path):
+    import json
+    from pathlib import Path
+
+    from models.evaluate import BAR_TOKENIZER_DB, main
+
+    repo = Path(__file__).resolve().parent.parent / "model_repository" / "moving-digits"
+    if not (repo / "manifest.json").is_file():
+        pytest.skip(f"no demo model at {repo}: run `make model` first")
+    out = tmp_path / "eval.json"
+    rows = main(repo, clips=1, output=out, eval_seed=5, request_seed=100)
+    saved = json.loads(out.read_text())
+    assert saved["eval_seed"] == 5 and saved["request_seed"] == 100 and saved["clips"] == 1
+    sections = {r["section"] for r in saved["rows"]}
+    assert {"reader", "tokenizer", "class_conditional", "frame_prediction", "inpainting", "outpainting",
+            "super_resolution", "samplers"} <= sections
+    assert len(saved["rows"]) == len(rows)
+    tokenizer = next(r for r in saved["rows"] if r["section"] == "tokenizer")
+    assert 10 < tokenizer["extra"]["psnr_db"] < 60 and tokenizer["met"] == (tokenizer["extra"]["psnr_db"] >= BAR_TOKENIZER_DB)
