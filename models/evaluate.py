@@ -453,9 +453,11 @@ async def run(pipe: Pipeline, clips: int, log: Callable[[str], None], eval_seed:
             await ev.class_conditional(options, label)
         await ev.frame_prediction(ar, "autoregressive")
         t_mg, t_ar = await ev.seconds_per_clip(mg), await ev.seconds_per_clip(ar)
+        t_guided = await ev.seconds_per_clip(CLASS_SAMPLER)
         ev.add("samplers", "seconds per clip, one class-conditional request at a time (median of "
-               f"{TIMING_REQUESTS})", f"MaskGIT {t_mg:.2f} s; autoregressive {t_ar:.2f} s", "", "", None,
-               {"maskgit_seconds": t_mg, "autoregressive_seconds": t_ar})
+               f"{TIMING_REQUESTS})", f"MaskGIT {t_mg:.2f} s; autoregressive {t_ar:.2f} s; autoregressive with "
+               f"guidance {t_guided:.2f} s", "", "", None,
+               {"maskgit_seconds": t_mg, "autoregressive_seconds": t_ar, "autoregressive_guided_seconds": t_guided})
 
     steps = [("reader", reader_sanity), ("tokenizer", ev.tokenizer), ("class_conditional", cg_rows),
              ("frame_prediction", lambda: ev.frame_prediction(SamplerOptions(), "MaskGIT")),

@@ -99,6 +99,9 @@ def test_playground_generates_and_plays_a_video(server_url):
             page.select_option("#size", "32x32")
             page.fill("#seed", "7")
             page.fill("#steps", "2")
+            page.select_option("#sampler", "autoregressive")  # what the docs recommend for classes
+            page.fill("#temperature", "0.5")
+            page.fill("#guidance", "3")
             page.click("#generate")
 
             # The result plays: the element has decoded data and knows the clip's duration.
@@ -121,6 +124,9 @@ def test_playground_generates_and_plays_a_video(server_url):
             assert job["seed"] == 7
             assert job["request"]["class_label"] == 3
             assert job["request"]["sampler"]["steps"] == 2
+            assert job["request"]["sampler"]["method"] == "autoregressive"
+            assert job["request"]["sampler"]["temperature"] == 0.5
+            assert job["request"]["sampler"]["guidance_scale"] == 3.0
             download = page.locator("#download")
             assert download.is_visible()
             assert download.get_attribute("href").startswith("blob:")

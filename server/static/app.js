@@ -19,7 +19,7 @@ const el = {
   classRow: $('class-row'), inputRow: $('input-row'), inputFile: $('input-file'), inputPrevious: $('input-previous'),
   conditionRow: $('condition-row'), conditionFrames: $('condition-frames'), maskRow: $('mask-row'),
   maskPreset: $('mask-preset'), boxRow: $('box-row'), size: $('size'), numFrames: $('num-frames'), seed: $('seed'),
-  sampler: $('sampler'), steps: $('steps'), generate: $('generate'), cancel: $('cancel'), status: $('status'),
+  sampler: $('sampler'), steps: $('steps'), temperature: $('temperature'), guidance: $('guidance'), generate: $('generate'), cancel: $('cancel'), status: $('status'),
   progress: $('progress'), video: $('result'), download: $('download'), jobId: $('job-id'), jobJson: $('job-json'),
 };
 
@@ -123,7 +123,10 @@ function readParams() {
   const params = { model: el.model.value, task, size: el.size.value, num_frames: Number(el.numFrames.value) };
   if (el.classLabel.value !== '') params.class_label = Number(el.classLabel.value);
   if (el.seed.value !== '') params.seed = Number(el.seed.value);
-  params.sampler = { method: el.sampler.value, steps: Number(el.steps.value) };
+  params.sampler = {
+    method: el.sampler.value, steps: Number(el.steps.value),
+    temperature: Number(el.temperature.value), guidance_scale: Number(el.guidance.value),
+  };
   if (FRAME_TASKS.includes(task)) params.condition_frames = Number(el.conditionFrames.value);
   if (SPATIAL_TASKS.includes(task)) {
     params.mask = el.maskPreset.value === 'box'
