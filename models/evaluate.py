@@ -330,6 +330,11 @@ class Evaluation:
         value = mean_psnr(recon, self.clips)
         self.add("tokenizer", "reconstruction PSNR (encoder -> decoder)", fmt(value, "dB"), "",
                  f">= {BAR_TOKENIZER_DB:.0f} dB", value >= BAR_TOKENIZER_DB, {"psnr_db": value})
+        # What the tokenizer leaves of the digit caps every generated clip's readability.
+        read = class_scores([self.reader.read_frames(r) for r in recon], self.labels)
+        self.add("tokenizer", "reconstructions read as the clip's digit: clips / frames",
+                 f"{fmt(read.clip_accuracy, '%')} / {fmt(read.frame_agreement, '%')}", "real clips: see reader row",
+                 "", None, vars(read))
 
     def reader_sanity(self) -> None:
         n = max(self.n, 300)
