@@ -50,6 +50,10 @@ CASES: list[tuple[str, dict]] = [
 ]
 EXTRA: list[tuple[str, str, dict, SamplerOptions, tuple[int, int], int]] = [
     ("class_conditional, autoregressive", "class_conditional", {"class_label": 3}, SamplerOptions(method="autoregressive"), (32, 32), 16),
+    ("class_conditional, autoregressive, guidance 3", "class_conditional", {"class_label": 3},
+     SamplerOptions(method="autoregressive", temperature=0.5, guidance_scale=3.0), (32, 32), 16),
+    ("class_conditional, MaskGIT, guidance 3", "class_conditional", {"class_label": 3},
+     SamplerOptions(guidance_scale=3.0), (32, 32), 16),
     ("class_conditional, 128x128", "class_conditional", {"class_label": 3}, SamplerOptions(), (128, 128), 16),
     ("frame_prediction, 48 frames", "frame_prediction", {"condition_frames": 4}, SamplerOptions(), (32, 32), 48),
 ]
