@@ -143,6 +143,39 @@ def test_the_exported_repository_serves_both_samplers_and_every_size(exported):
     assert ar.shape == (8, 32, 32, 3) and ar.dtype == np.uint8
 
 
+def test_torch_and_onnxruntime_engines_agree_and_cast_feeds_alike(exported):
+    """The torch backend runs the .pt2 programs: same outputs as ONNX Runtime for every network,
+    and both cast feeds to the graph's dtypes (int32 ids, float64 video)."""
+    from server.engines.base import create_engine
+
+    _, repo, manifest = exported
+    rng = np.random.default_rng(0)
+    n = manifest.num_tokens
+    ids = rng.integers(0, manifest.vocab_size, (2, n)).astype(np.int32)  # not the graph's int64
+    feeds = {
+        "encoder": {"video": rng.random((2, 3, 16, 32, 32))},  # float64, not float32
+        "decoder": {"tokens": ids.reshape(2, *manifest.token_grid)},
+        "prior": {"tokens": ids, "cond": ids, "state": np.zeros((2, n), np.int32),
+                  "class_id": np.array([1, manifest.null_class_id], np.int32)},
+        "sr_64x64": {"video": rng.random((2, 3, 16, 32, 32)), "noise_level": np.array([0.02, 0.0])},
+    }
+    for name, feed in feeds.items():
+        net = manifest.networks()[name]
+        outputs = {}
+        for backend in ("onnxruntime", "torch"):
+            engine = create_engine(backend, repo, name, net.file)
+            if hasattr(engine, "set_names"):  # as the runtime does: the manifest's names
+                engine.set_names(net.inputs, net.outputs)
+            outputs[backend] = engine.run(feed)
+        for key, value in outputs["onnxruntime"].items():
+            other = outputs["torch"][key]
+            assert other.dtype == value.dtype and other.shape == value.shape, (name, key)
+            if value.dtype.kind == "f":
+                np.testing.assert_allclose(other, value, atol=1e-4, err_msg=f"{name}.{key}")
+            else:
+                assert (other == value).mean() > 0.99, (name, key)  # ids from thresholds: rare ties
+
+
 # -- a network whose ONNX disagrees with PyTorch fails the export -------------------------------
 
 def reuse_onnx(good_repo: Path, broken: str | None):

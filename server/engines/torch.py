@@ -25,6 +25,10 @@ class TorchEngine:
         self.input_names = [spec.arg.name for spec in program.graph_signature.input_specs
                             if spec.kind.name == "USER_INPUT"]
         self.output_names = list(program.graph_signature.user_outputs)  # set_names puts the manifest's in
+        # The graph's input dtypes, by position: feeds are cast to them as ONNX Runtime's engine
+        # does, so a caller's int32 tokens or float64 video work on every backend alike.
+        placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+        self.input_dtypes = [placeholders[n].meta["val"].dtype for n in self.input_names]
 
     def set_names(self, inputs: list[str], outputs: list[str]) -> None:
         """The manifest's names (exported programs keep positional inputs and outputs)."""
@@ -34,7 +38,8 @@ class TorchEngine:
         check_feeds(self.name, self.input_names, feeds)
         torch = self.torch
         with torch.inference_mode():
-            args = [torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self.device) for k in self.input_names]
+            args = [torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self.device, dtype)
+                    for k, dtype in zip(self.input_names, self.input_dtypes)]
             out = self.module(*args)
         out = out if isinstance(out, (tuple, list)) else (out,)
         return {k: v.detach().cpu().numpy() for k, v in zip(self.output_names, out)}
