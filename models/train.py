@@ -35,7 +35,7 @@ STAGES = ("tokenizer", "prior", "ar", "sr")
 @dataclass
 class TrainConfig:
     stage: str = "tokenizer"
-    run_dir: str = ""  # default runs/<name>
+    run_dir: str = ""  # default runs/<name> (runs/tokenizer_decoder with freeze_encoder)
     steps: int = 3000
     batch_size: int = 16
     lr: float = 1e-3
@@ -65,6 +65,12 @@ class TrainConfig:
     def name(self) -> str:
         return {"tokenizer": "tokenizer", "prior": "masked_prior", "ar": "ar_prior"}.get(
             self.stage, f"sr_{32 * self.out_scale}")
+
+    @property
+    def default_run_dir(self) -> str:
+        # A decoder-only fine-tune trains other parameters than a full run: its own folder, so
+        # it neither resumes nor overwrites runs/tokenizer.
+        return "runs/tokenizer_decoder" if self.freeze_encoder else f"runs/{self.name}"
 
 
 # The demo family's CPU configuration: sized so that all stages together train on two CPU cores
@@ -257,7 +263,9 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     torch.backends.cudnn.benchmark = True  # conv3d algorithm search pays off over thousands of steps
-    run = Path(cfg.run_dir or f"runs/{cfg.name}")
+    if cfg.freeze_encoder and cfg.stage != "tokenizer":
+        raise ValueError("freeze_encoder applies to the tokenizer stage only")
+    run = Path(cfg.run_dir or cfg.default_run_dir)
     run.mkdir(parents=True, exist_ok=True)
     model, kind, loss_fn, eval_fn = build_stage(cfg, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -267,7 +275,11 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
     if state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        try:
+            opt.load_state_dict(state["optimizer"])
+        except ValueError as e:  # e.g. a full run's optimizer and a decoder-only run's
+            raise ValueError(f"{run} holds a run that trained other parameters ({e}); "
+                             f"pass another --run-dir") from e
         step, elapsed_before = state["step"], state.get("elapsed", 0.0)
         if "torch_rng" in state:  # training masks continue as in an uninterrupted run
             torch.set_rng_state(state["torch_rng"].cpu())

@@ -78,15 +78,28 @@ class Runtime:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+GUIDED_NETWORKS = ("prior", "ar_prior")  # classifier-free guidance adds a null-class row per request
+
+
 def build_pipeline(repo: Path, manifest: Manifest, settings: Settings, executor, on_batch=None) -> Pipeline:
+    batch = settings.max_batch_size if settings.batching else 1
     engines = {}
     for name, net in manifest.networks().items():
         engine = create_engine(settings.backend, repo, name, net.file, threads=settings.intra_op_threads,
-                               providers=settings.onnx_providers, plan_max_batch=settings.tensorrt_max_batch)
+                               providers=settings.onnx_providers, plan_max_batch=settings.tensorrt_max_batch,
+                               plan_precision=settings.tensorrt_precision)
         if hasattr(engine, "set_names"):
             engine.set_names(net.inputs, net.outputs)
+        # An engine with a batch limit (a TensorRT plan) must take the largest batch the queues
+        # send: checked here, at start-up, rather than failing every job of a full batch later.
+        rows = batch * (2 if name in GUIDED_NETWORKS else 1)
+        limit = getattr(engine, "max_batch", None)
+        if limit is not None and limit < rows:
+            raise ValueError(f"{name}: the engine takes batches of at most {limit}, but max_batch_size {batch} "
+                             f"can send {rows} rows{' (guidance doubles them)' if rows > batch else ''}: "
+                             f"build plans with --max-batch {rows} (and set tensorrt_max_batch), or lower "
+                             f"max_batch_size")
         engines[name] = engine
-    batch = settings.max_batch_size if settings.batching else 1
     return Pipeline(manifest, engines, max_batch_size=batch, max_wait_ms=settings.max_batch_wait_ms,
                     executor=executor, on_batch=on_batch)
 

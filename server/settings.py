@@ -25,6 +25,8 @@ class Settings(BaseSettings):
                                       "empty = TensorRT, CUDA, CPU, those installed")
     tensorrt_max_batch: int | None = Field(None, ge=1, description="TensorRT backend: use the plans built with this "
                                            "max batch (`export tensorrt --max-batch`); none = the largest built")
+    tensorrt_precision: str | None = Field(None, description="TensorRT backend: use the plans of this precision label "
+                                           "(typed, fp32, fp16, bf16: key.json's `precision`); none = any")
 
     # --- batching ------------------------------------------------------------------------------
     max_batch_size: int = Field(16, description="largest batch one network call takes")

@@ -396,6 +396,28 @@ def test_the_server_can_ask_for_plans_of_one_max_batch(monkeypatch, tmp_path):
         create_engine("tensorrt", repo, "prior", "prior.onnx", plan_max_batch=4)
 
 
+def test_the_server_refuses_plans_smaller_than_its_batches(monkeypatch, tmp_path):
+    """A plan must take max_batch_size rows, twice that for the priors (guidance rows): refused at
+    start-up, naming the fix, instead of failing every job of a full batch under load."""
+    import server.runtime as runtime
+    from server.settings import Settings
+
+    repo = make_fake_repo(tmp_path / "fake")
+    opened = []
+
+    def plan(backend, repo, name, file, **kw):
+        opened.append((name, kw["plan_max_batch"], kw["plan_precision"]))
+        return types.SimpleNamespace(max_batch=16, run=None)
+
+    monkeypatch.setattr(runtime, "create_engine", plan)
+    settings = Settings(model_repository=repo, backend="tensorrt", max_batch_size=16, tensorrt_max_batch=16,
+                        tensorrt_precision="fp16")
+    with pytest.raises(ValueError, match=r"prior: .* at most 16, .* 32 rows \(guidance doubles them\).*--max-batch 32"):
+        runtime.load_runtime(settings)
+    assert opened[0] == ("encoder", 16, "fp16")  # the settings reach the engine
+    runtime.load_runtime(settings.model_copy(update={"max_batch_size": 8})).close()  # 16 rows fit
+
+
 def test_export_tensorrt_command_refuses_a_precision_this_version_cannot_build(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 

@@ -3,6 +3,7 @@ resumes, batches are deterministic, overrides are typed, and the masked-token tr
 keep their promises. Tiny configurations only; nothing here reads the shipped checkpoints."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -210,6 +211,17 @@ def test_freeze_encoder_trains_the_decoder_only(tmp_path):
     for name, x in before.encoder.state_dict().items():
         assert torch.equal(x, after.encoder.state_dict()[name]), name  # token ids stay the same
     assert any(not torch.equal(x, after.decoder.state_dict()[k]) for k, x in before.decoder.state_dict().items())
+    # Resuming a full run's folder as a decoder-only run (other trainable parameters) is refused
+    # with a clear message; the default folders keep the two apart.
+    full = train(tiny_train_config(tmp_path / "full", "tokenizer", 1), log=lambda _: None)
+    with pytest.raises(ValueError, match="trained other parameters.*--run-dir"):
+        train(dataclasses.replace(tiny_train_config(tmp_path, "tokenizer", 2, freeze_encoder=True,
+                                                    init_from=str(tmp_path / "tok")), run_dir=str(full)),
+              log=lambda _: None)
+    assert TrainConfig(freeze_encoder=True).default_run_dir == "runs/tokenizer_decoder"
+    assert TrainConfig().default_run_dir == "runs/tokenizer"
+    with pytest.raises(ValueError, match="tokenizer stage only"):
+        train(tiny_train_config(tmp_path, "prior", 1, freeze_encoder=True), log=lambda _: None)
 
 
 def test_train_is_deterministic_for_a_seed(tmp_path):

@@ -37,9 +37,11 @@ def check_feeds(name: str, expected: list[str], feeds: dict[str, np.ndarray]) ->
 
 
 def create_engine(backend: str, repo: Path, name: str, file: str, *, threads: int = 0, device: str = "auto",
-                  providers: list[str] | None = None, plan_max_batch: int | None = None) -> Engine:
-    """Opens network `name` of a model repository with the chosen backend. `plan_max_batch`
-    (TensorRT): use the plans built with this max batch; default the largest built."""
+                  providers: list[str] | None = None, plan_max_batch: int | None = None,
+                  plan_precision: str | None = None) -> Engine:
+    """Opens network `name` of a model repository with the chosen backend. `plan_max_batch`,
+    `plan_precision` (TensorRT): use the plans built with this max batch / precision label;
+    default the largest max batch built, any precision."""
     if backend == "onnxruntime":
         from server.engines.onnxruntime import OnnxRuntimeEngine
 
@@ -51,5 +53,5 @@ def create_engine(backend: str, repo: Path, name: str, file: str, *, threads: in
     if backend == "tensorrt":
         from server.engines.tensorrt import TensorRTEngine
 
-        return TensorRTEngine(name, repo, file, max_batch=plan_max_batch)
+        return TensorRTEngine(name, repo, file, max_batch=plan_max_batch, precision=plan_precision)
     raise EngineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
