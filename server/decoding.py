@@ -56,7 +56,9 @@ class MaskGITStepper:
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         jobs: list[MaskGITJob] = list(feeds["job"])
-        guided = [i for i, j in enumerate(jobs) if j.state.needs_uncond]
+        # A guided job without a class needs no second row: its unconditional logits are its own
+        # (cond + g * 0), so they are passed back as they are.
+        guided = [i for i, j in enumerate(jobs) if j.state.needs_uncond and j.class_id != j.null_class]
         rows = list(range(len(jobs))) + guided
         out = self.engine.run({
             "tokens": np.stack([jobs[i].state.tokens for i in rows]),
@@ -65,7 +67,7 @@ class MaskGITStepper:
             "class_id": np.array([jobs[i].class_id for i in range(len(jobs))] + [jobs[i].null_class for i in guided],
                                  dtype=np.int64),
         })["logits"]
-        uncond: list[np.ndarray | None] = [None] * len(jobs)
+        uncond: list[np.ndarray | None] = [out[i] if j.state.needs_uncond else None for i, j in enumerate(jobs)]
         for extra, i in enumerate(guided):
             uncond[i] = out[len(jobs) + extra]
         maskgit_step([j.state for j in jobs], out[:len(jobs)], uncond)

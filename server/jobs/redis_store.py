@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Self
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -71,7 +71,7 @@ class RedisStore:
         self._next_sweep = time.monotonic() + RESULTS_SWEEP_SECONDS
 
     @classmethod
-    def from_settings(cls, settings, on_event: EventCallback | None = None, **kwargs) -> "RedisStore":
+    def from_settings(cls, settings, on_event: EventCallback | None = None, **kwargs) -> Self:
         return cls(settings.redis_url, max_queue_length=settings.max_queue_length,
                    job_ttl_seconds=settings.job_ttl_seconds, lease_seconds=settings.lease_seconds,
                    max_attempts=settings.max_attempts, retry_after_seconds=settings.retry_after_seconds,

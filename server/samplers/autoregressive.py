@@ -84,8 +84,10 @@ class ARState:
 
     @property
     def needs_uncond(self) -> bool:
-        """Whether each call also runs the unconditional row (guidance_scale != 0)."""
-        return self.guidance_scale != 0.0
+        """Whether each call also runs the unconditional row: guidance_scale != 0 and a class to
+        guide towards (with the null class the two rows would be the same, and guiding them
+        would change nothing)."""
+        return self.guidance_scale != 0.0 and self.class_token != self.null_class_token
 
 
 def ar_init(tokens_init: np.ndarray, fixed: np.ndarray, *, vocab_size: int, num_classes: int,
@@ -160,6 +162,6 @@ def ar_step(states: Sequence[ARState], logits_last: np.ndarray,
         uncond = None if uncond_last is None or uncond_last[b] is None else np.asarray(uncond_last[b])
         row = guided_logits(logits_last[b, None, :state.vocab_size],
                             None if uncond is None else uncond[None, :state.vocab_size],
-                            state.guidance_scale)                      # [1, V]
+                            state.guidance_scale if state.needs_uncond else 0.0)  # [1, V]
         state.tokens[target] = sample_categorical(row, state.temperature, state.top_k, state.rng)[0]
         state.position = target + 1

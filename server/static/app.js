@@ -123,10 +123,10 @@ function readParams() {
   const params = { model: el.model.value, task, size: el.size.value, num_frames: Number(el.numFrames.value) };
   if (el.classLabel.value !== '') params.class_label = Number(el.classLabel.value);
   if (el.seed.value !== '') params.seed = Number(el.seed.value);
-  params.sampler = {
-    method: el.sampler.value, steps: Number(el.steps.value),
-    temperature: Number(el.temperature.value), guidance_scale: Number(el.guidance.value),
-  };
+  params.sampler = { method: el.sampler.value, steps: Number(el.steps.value) };
+  // An empty field means the server's default (as for the seed).
+  if (el.temperature.value !== '') params.sampler.temperature = Number(el.temperature.value);
+  if (el.guidance.value !== '') params.sampler.guidance_scale = Number(el.guidance.value);
   if (FRAME_TASKS.includes(task)) params.condition_frames = Number(el.conditionFrames.value);
   if (SPATIAL_TASKS.includes(task)) {
     params.mask = el.maskPreset.value === 'box'

@@ -1,0 +1,130 @@
+"""server/decoding.py: the batched steppers, against fake networks that record what they are
+fed. A guided request adds one null-class row (with its own KV cache for the autoregressive
+prior), a request with no class to guide towards adds none, and every request gets the same
+tokens alone as in any batch."""
+from __future__ import annotations
+
+import numpy as np
+
+from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper, wrap
+from server.samplers import ar_init, maskgit_init
+
+V, CLASSES, N = 12, 3, 10
+NULL_CLASS = CLASSES
+L, H, D = 1, 1, 1
+
+
+def logits_of(seq: np.ndarray) -> np.ndarray:
+    """Deterministic logits [V] from a sequence of ids (any length)."""
+    rng = np.random.default_rng([int(x) for x in seq] + [len(seq)])
+    return rng.normal(size=V).astype(np.float32) * 3
+
+
+class FakeMaskedPrior:
+    def __init__(self):
+        self.rows: list[int] = []
+
+    def run(self, feeds):
+        self.rows.append(len(feeds["tokens"]))
+        out = [np.stack([logits_of(np.append(t, [c, i])) for i, _ in enumerate(t)])
+               for t, c in zip(feeds["tokens"], feeds["class_id"])]
+        return {"logits": np.stack(out)}
+
+
+class FakeARPrior:
+    """The KV cache holds the fed ids themselves, so logits depend on the whole sequence."""
+
+    def __init__(self):
+        self.rows: list[int] = []
+        self.first_ids: list[int] = []
+
+    def run(self, feeds):
+        ids = feeds["ids"]
+        self.rows.append(len(ids))
+        new = ids.astype(np.float32)[None, :, None, :, None]  # (L, B, H, n, D)
+        key = np.concatenate([feeds["past_key"], new], axis=3)
+        if feeds["past_key"].shape[3] == 0:
+            self.first_ids += [int(x) for x in ids[:, 0]]
+        logits = np.stack([np.stack([logits_of(key[0, b, 0, :p + 1, 0]) for p in range(key.shape[3] - ids.shape[1],
+                                                                                        key.shape[3])])
+                           for b in range(len(ids))])
+        return {"logits": logits, "present_key": key, "present_value": key}
+
+
+def maskgit_job(class_id: int | None, g: float, seed: int) -> MaskGITJob:
+    state = maskgit_init(np.full(N, V), np.zeros(N, bool), mask_id=V, steps=3, guidance_scale=g, seed=seed)
+    return MaskGITJob(state, np.full(N, V), np.zeros(N, np.int64), NULL_CLASS if class_id is None else class_id,
+                      NULL_CLASS)
+
+
+def ar_job(class_id: int | None, g: float, seed: int) -> ARJob:
+    fixed = np.zeros(N, bool)
+    fixed[4:6] = True
+    state = ar_init(np.arange(N) % V, fixed, vocab_size=V, num_classes=CLASSES, class_id=class_id,
+                    guidance_scale=g, seed=seed)
+    return ARJob(state, np.full(N, V), np.zeros(N, np.int64), shape=(L, H, D))
+
+
+def run_maskgit(jobs):
+    net = FakeMaskedPrior()
+    stepper = MaskGITStepper(net)
+    while not all(j.state.done for j in jobs):
+        stepper({"job": np.concatenate([wrap(j)["job"] for j in jobs if not j.state.done])})
+    return net
+
+
+def run_ar(jobs):
+    net = FakeARPrior()
+    stepper = ARStepper(net)
+    while not all(j.state.done for j in jobs):
+        live = [j for j in jobs if not j.state.done]
+        for group in {j.group() for j in live}:
+            stepper({"job": np.concatenate([wrap(j)["job"] for j in live if j.group() == group])})
+    return net
+
+
+def test_maskgit_guidance_rows_and_batch_independence():
+    specs = [(1, 2.0), (None, 2.0), (2, 0.0)]
+    alone = []
+    for i, (c, g) in enumerate(specs):
+        job = maskgit_job(c, g, i)
+        net = run_maskgit([job])
+        assert set(net.rows) == {2 if (c is not None and g) else 1}  # no second row without a class
+        alone.append(job.state.tokens)
+    together = [maskgit_job(c, g, i) for i, (c, g) in enumerate(specs)]
+    net = run_maskgit(together)
+    assert net.rows[0] == 4  # three jobs + one null-class row
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b.state.tokens)
+    # Guidance with no class changes nothing.
+    plain = maskgit_job(None, 0.0, 1)
+    run_maskgit([plain])
+    np.testing.assert_array_equal(plain.state.tokens, alone[1])
+
+
+def test_autoregressive_guidance_rows_caches_and_batch_independence():
+    specs = [(1, 3.0), (None, 3.0), (2, 0.0)]
+    alone = []
+    for i, (c, g) in enumerate(specs):
+        job = ar_job(c, g, i)
+        net = run_ar([job])
+        guided = c is not None and g != 0
+        assert set(net.rows) == {2 if guided else 1}
+        # The null-class row's cache starts with the null class, the request's with its class.
+        assert net.first_ids == [V + (c if c is not None else NULL_CLASS)] + ([V + NULL_CLASS] if guided else [])
+        assert (job.uncond_key is not None) == guided
+        if guided:
+            assert job.uncond_key[0, 0, 0, 0, 0] == V + NULL_CLASS and job.key[0, 0, 0, 0, 0] == V + c
+        alone.append(job.state.tokens.copy())
+    together = [ar_job(c, g, i) for i, (c, g) in enumerate(specs)]
+    net = run_ar(together)
+    assert net.rows[0] == 4
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b.state.tokens)
+    np.testing.assert_array_equal(alone[0][4:6], [4, 5])  # teacher-forced tokens stay
+    plain = ar_job(None, 0.0, 1)
+    run_ar([plain])
+    np.testing.assert_array_equal(plain.state.tokens, alone[1])
+    unguided = ar_job(1, 0.0, 0)
+    run_ar([unguided])
+    assert not np.array_equal(unguided.state.tokens, alone[0])  # guidance does steer
