@@ -5,6 +5,7 @@ tokens alone as in any batch."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper, wrap
 from server.samplers import ar_init, maskgit_init
@@ -83,48 +84,39 @@ def run_ar(jobs):
     return net
 
 
-def test_maskgit_guidance_rows_and_batch_independence():
-    specs = [(1, 2.0), (None, 2.0), (2, 0.0)]
+SPECS = [(1, 3.0), (None, 3.0), (2, 0.0)]  # (class, guidance_scale) per request
+SAMPLERS = {"maskgit": (maskgit_job, run_maskgit), "autoregressive": (ar_job, run_ar)}
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_guidance_adds_a_row_only_with_a_class_and_batching_changes_nothing(sampler):
+    make, run = SAMPLERS[sampler]
     alone = []
-    for i, (c, g) in enumerate(specs):
-        job = maskgit_job(c, g, i)
-        net = run_maskgit([job])
+    for i, (c, g) in enumerate(SPECS):
+        job = make(c, g, i)
+        net = run([job])
         assert set(net.rows) == {2 if (c is not None and g) else 1}  # no second row without a class
-        alone.append(job.state.tokens)
-    together = [maskgit_job(c, g, i) for i, (c, g) in enumerate(specs)]
-    net = run_maskgit(together)
-    assert net.rows[0] == 4  # three jobs + one null-class row
+        alone.append(job.state.tokens.copy())
+    together = [make(c, g, i) for i, (c, g) in enumerate(SPECS)]
+    assert run(together).rows[0] == 4  # three requests + one null-class row
     for a, b in zip(alone, together):
         np.testing.assert_array_equal(a, b.state.tokens)
-    # Guidance with no class changes nothing.
-    plain = maskgit_job(None, 0.0, 1)
-    run_maskgit([plain])
+    plain = make(None, 0.0, 1)  # guidance with no class changes nothing
+    run([plain])
     np.testing.assert_array_equal(plain.state.tokens, alone[1])
+    unguided = make(1, 0.0, 0)  # and with a class it steers
+    run([unguided])
+    assert not np.array_equal(unguided.state.tokens, alone[0])
 
 
-def test_autoregressive_guidance_rows_caches_and_batch_independence():
-    specs = [(1, 3.0), (None, 3.0), (2, 0.0)]
-    alone = []
-    for i, (c, g) in enumerate(specs):
-        job = ar_job(c, g, i)
+def test_autoregressive_guidance_keeps_a_null_class_cache():
+    for c, g in SPECS:
+        job = ar_job(c, g, 0)
         net = run_ar([job])
         guided = c is not None and g != 0
-        assert set(net.rows) == {2 if guided else 1}
         # The null-class row's cache starts with the null class, the request's with its class.
         assert net.first_ids == [V + (c if c is not None else NULL_CLASS)] + ([V + NULL_CLASS] if guided else [])
         assert (job.uncond_key is not None) == guided
         if guided:
             assert job.uncond_key[0, 0, 0, 0, 0] == V + NULL_CLASS and job.key[0, 0, 0, 0, 0] == V + c
-        alone.append(job.state.tokens.copy())
-    together = [ar_job(c, g, i) for i, (c, g) in enumerate(specs)]
-    net = run_ar(together)
-    assert net.rows[0] == 4
-    for a, b in zip(alone, together):
-        np.testing.assert_array_equal(a, b.state.tokens)
-    np.testing.assert_array_equal(alone[0][4:6], [4, 5])  # teacher-forced tokens stay
-    plain = ar_job(None, 0.0, 1)
-    run_ar([plain])
-    np.testing.assert_array_equal(plain.state.tokens, alone[1])
-    unguided = ar_job(1, 0.0, 0)
-    run_ar([unguided])
-    assert not np.array_equal(unguided.state.tokens, alone[0])  # guidance does steer
+        np.testing.assert_array_equal(job.state.tokens[4:6], [4, 5])  # teacher-forced tokens stay
