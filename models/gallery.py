@@ -32,7 +32,8 @@ GAP = 2  # white pixels between frames and between the two rows (in the upscaled
 GAP_COLOUR = np.array([255, 255, 255], np.uint8)
 # The demo masked prior ignores the class (see the model card): class tasks use the sampler the
 # docs recommend for them.
-CLASS_NOTE = "; autoregressive sampler, temperature 0.5, guidance 3"
+CLASS_NOTE = (f"; {CLASS_SAMPLER.method} sampler, temperature {CLASS_SAMPLER.temperature:g}, "
+              f"guidance {CLASS_SAMPLER.guidance_scale:g}")
 
 
 @dataclass(frozen=True)

@@ -157,8 +157,6 @@ def build_stage(cfg: TrainConfig, device: torch.device):
     if cfg.stage == "tokenizer":
         model = VideoTokenizer(cfg.tokenizer).to(device)
         if cfg.freeze_encoder:
-            if not cfg.init_from:
-                raise ValueError("freeze_encoder fine-tunes a trained tokenizer: set init_from too")
             model.encoder.requires_grad_(False)
         held_out = clips_to_tensor(test.batch(0, 32)[0], device)
 
@@ -265,6 +263,8 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
     torch.backends.cudnn.benchmark = True  # conv3d algorithm search pays off over thousands of steps
     if cfg.freeze_encoder and cfg.stage != "tokenizer":
         raise ValueError("freeze_encoder applies to the tokenizer stage only")
+    if cfg.freeze_encoder and not cfg.init_from:
+        raise ValueError("freeze_encoder fine-tunes a trained tokenizer: set init_from too")
     run = Path(cfg.run_dir or cfg.default_run_dir)
     run.mkdir(parents=True, exist_ok=True)
     model, kind, loss_fn, eval_fn = build_stage(cfg, device)

@@ -36,9 +36,27 @@ class ARJob:
     uncond_value: np.ndarray | None = None
     shape: tuple[int, int, int] = field(default=(0, 0, 0))  # (layers, heads, head_dim)
 
+    def cache(self, uncond: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(key, value) of the request's row, or of its null-class row when `uncond`."""
+        return (self.uncond_key, self.uncond_value) if uncond else (self.key, self.value)
+
+    def keep_cache(self, uncond: bool, key: np.ndarray, value: np.ndarray) -> None:
+        if uncond:
+            self.uncond_key, self.uncond_value = key, value
+        else:
+            self.key, self.value = key, value
+
     def group(self) -> tuple[int, int]:
         """Requests share a call only with the same past length and feed length."""
         return self.state.position, ar_next_positions(self.state)
+
+
+def guided_rows(out: np.ndarray, base: list, guided: list[int]) -> list:
+    """Both steppers append one null-class row per guided job after the jobs' own rows: job
+    guided[k]'s unconditional output is out[len(base) + k]. Returns `base` with those filled in."""
+    for extra, i in enumerate(guided):
+        base[i] = out[len(base) + extra]
+    return base
 
 
 def wrap(job) -> dict[str, np.ndarray]:
@@ -67,9 +85,7 @@ class MaskGITStepper:
             "class_id": np.array([jobs[i].class_id for i in range(len(jobs))] + [jobs[i].null_class for i in guided],
                                  dtype=np.int64),
         })["logits"]
-        uncond: list[np.ndarray | None] = [out[i] if j.state.needs_uncond else None for i, j in enumerate(jobs)]
-        for extra, i in enumerate(guided):
-            uncond[i] = out[len(jobs) + extra]
+        uncond = guided_rows(out, [out[i] if j.state.needs_uncond else None for i, j in enumerate(jobs)], guided)
         maskgit_step([j.state for j in jobs], out[:len(jobs)], uncond)
         return {"done": np.array([j.state.done for j in jobs])}
 
@@ -91,25 +107,16 @@ class ARStepper:
         rows = [(j, False) for j in jobs] + [(jobs[i], True) for i in guided]
         layers, heads, dim = jobs[0].shape
         empty = np.zeros((layers, 1, heads, 0, dim), np.float32)
-
-        def cache(job: ARJob, uncond: bool, which: str) -> np.ndarray:
-            held = getattr(job, f"uncond_{which}" if uncond else which)
-            return empty if held is None else held
-
+        pasts = [job.cache(uncond) for job, uncond in rows]
         out = self.engine.run({
             "ids": np.stack([ar_input_ids(j.state, start, count, unconditional=u) for j, u in rows]),
             "cond": np.stack([j.cond[start:start + count] for j, _ in rows]),
             "state": np.stack([j.token_state[start:start + count] for j, _ in rows]),
-            "past_key": np.concatenate([cache(j, u, "key") for j, u in rows], axis=1),
-            "past_value": np.concatenate([cache(j, u, "value") for j, u in rows], axis=1),
+            "past_key": np.concatenate([empty if key is None else key for key, _ in pasts], axis=1),
+            "past_value": np.concatenate([empty if value is None else value for _, value in pasts], axis=1),
         })
         for b, (job, uncond) in enumerate(rows):
-            prefix = "uncond_" if uncond else ""
-            setattr(job, f"{prefix}key", out["present_key"][:, b:b + 1])
-            setattr(job, f"{prefix}value", out["present_value"][:, b:b + 1])
+            job.keep_cache(uncond, out["present_key"][:, b:b + 1], out["present_value"][:, b:b + 1])
         last = out["logits"][:, -1]
-        uncond_last: list[np.ndarray | None] = [None] * len(jobs)
-        for extra, i in enumerate(guided):
-            uncond_last[i] = last[len(jobs) + extra]
-        ar_step([j.state for j in jobs], last[:len(jobs)], uncond_last)
+        ar_step([j.state for j in jobs], last[:len(jobs)], guided_rows(last, [None] * len(jobs), guided))
         return {"done": np.array([j.state.done for j in jobs])}
