@@ -106,10 +106,12 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
              num_frames: Annotated[Optional[int], typer.Option(help="frames to make; more than the window extends")] = None,
              size: Annotated[Optional[str], typer.Option(help="WxH, one of the model's sizes")] = None,
              seed: Annotated[int, typer.Option(help="the same seed gives the same file")] = 0,
-             sampler: Annotated[str, typer.Option(help="maskgit | autoregressive")] = "maskgit",
-             steps: Annotated[int, typer.Option(help="MaskGIT steps")] = 12,
-             guidance_scale: Annotated[float, typer.Option(help="classifier-free guidance (0 = off)")] = 0.0,
-             temperature: Annotated[float, typer.Option(help="sampling temperature")] = 1.0,
+             sampler: Annotated[Optional[str], typer.Option(
+                 help="maskgit | autoregressive (default: the model's recommendation for the task)")] = None,
+             steps: Annotated[Optional[int], typer.Option(help="MaskGIT steps (default: the model's)")] = None,
+             guidance_scale: Annotated[Optional[float], typer.Option(
+                 help="classifier-free guidance, 0 = off (default: the model's)")] = None,
+             temperature: Annotated[Optional[float], typer.Option(help="sampling temperature (default: the model's)")] = None,
              model: Annotated[Optional[str], typer.Option(help="model id (default: the first)")] = None,
              model_repository: Annotated[Optional[Path], typer.Option(help="model repository folder")] = None,
              backend: Annotated[Optional[str], typer.Option(help="onnxruntime | torch")] = None):

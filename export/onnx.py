@@ -91,6 +91,19 @@ def _max_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
 
 
+SAMPLER_DEFAULTS_FILE = "sampler_defaults.json"
+
+
+def _sampler_defaults(checkpoints: Path) -> dict:
+    """The family's recommended sampler per task (the checkpoint folder's sampler_defaults.json,
+    written from what its evaluation measured best), or none: requests then get the built-in ones."""
+    path = checkpoints / SAMPLER_DEFAULTS_FILE
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return {task: entry for task, entry in data.items() if not task.startswith("_")}  # "_comment" keys
+
+
 def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str | Path = "model_repository/moving-digits",
                       model_id: str = "moving-digits", check: bool = True) -> Manifest:
     """Exports every network in `checkpoints` to `out_dir` and writes the manifest."""
@@ -204,7 +217,7 @@ def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str |
         vocab_size=pcfg.vocab_size, mask_token_id=pcfg.mask_id, null_class_id=pcfg.null_class, null_cond_id=pcfg.mask_id,
         encoder=files["encoder"], decoder=files["decoder"], prior=files["prior"], ar_prior=files.get("ar_prior"),
         ar=ar_spec, samplers=["maskgit", "autoregressive"] if ar_spec else ["maskgit"],
-        super_resolution=stages, opset=OPSET,
+        super_resolution=stages, sampler_defaults=_sampler_defaults(checkpoints), opset=OPSET,
         exporter={"torch": torch.__version__, "onnx": onnx.__version__, "parity": json.dumps([r.__dict__ for r in reports])},
     )
     (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")

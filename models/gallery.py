@@ -12,16 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from models.data.moving_digits import MovingDigits
-from models.evaluate import CLASS_SAMPLER, bounded, request
+from models.evaluate import bounded, describe, request
 from server import tasks as T
 from server.conditioning import clip_condition
+from server.manifest import Manifest
 from server.pipeline import GenerationRequest, Pipeline
 from server.video import fit_to_size, frames_to_float, frames_to_uint8
 
@@ -30,10 +31,6 @@ REQUEST_SEED = 1  # every request's sampler seed
 NOT_GIVEN = np.array([72, 72, 72], np.uint8)  # grey: pixels the request does not give
 GAP = 2  # white pixels between frames and between the two rows (in the upscaled strip)
 GAP_COLOUR = np.array([255, 255, 255], np.uint8)
-# The demo masked prior ignores the class (see the model card): class tasks use the sampler the
-# docs recommend for them.
-CLASS_NOTE = (f"; {CLASS_SAMPLER.method} sampler, temperature {CLASS_SAMPLER.temperature:g}, "
-              f"guidance {CLASS_SAMPLER.guidance_scale:g}")
 
 
 @dataclass(frozen=True)
@@ -46,38 +43,47 @@ class Entry:
     zoom: int = 3  # nearest-neighbour upscaling of each frame
 
 
-def entries() -> list[Entry]:
+def entries(manifest: Manifest) -> list[Entry]:
+    """Every request uses what a request without sampler fields gets: the model's defaults for its
+    task, named in the caption."""
     data = MovingDigits("test", GALLERY_SEED)
     label = data.scene(1).label  # the class of clip 1, for class-conditional frame prediction
     r = REQUEST_SEED
+
+    def req(task: str, **kw) -> GenerationRequest:
+        return request(task, r, sampler=manifest.sampler_for(task), **kw)
+
+    def note(task: str) -> str:
+        return f"; sampler: {describe(manifest.sampler_for(task))}"
+
     out = [
-        Entry("class_conditional", f"class-conditional generation (CG), class 3{CLASS_NOTE}",
-              request("class_conditional", r, class_label=3, sampler=CLASS_SAMPLER), None),
+        Entry("class_conditional", f"class-conditional generation (CG), class 3{note('class_conditional')}",
+              req("class_conditional", class_label=3), None),
         Entry("class_conditional_frame_prediction",
-              f"class-conditional frame prediction (CFP), class {label}, 4 frames given{CLASS_NOTE}",
-              request("class_conditional_frame_prediction", r, class_label=label, condition_frames=4,
-                      sampler=CLASS_SAMPLER), 1),
-        Entry("frame_prediction", "frame prediction (FP), 4 frames given",
-              request("frame_prediction", r, condition_frames=4), 2),
-        Entry("frame_interpolation", "frame interpolation (FI), first and last frame given",
-              request("frame_interpolation", r), 3),
+              f"class-conditional frame prediction (CFP), class {label}, 4 frames given"
+              f"{note('class_conditional_frame_prediction')}",
+              req("class_conditional_frame_prediction", class_label=label, condition_frames=4), 1),
+        Entry("frame_prediction", f"frame prediction (FP), 4 frames given{note('frame_prediction')}",
+              req("frame_prediction", condition_frames=4), 2),
+        Entry("frame_interpolation", f"frame interpolation (FI), first and last frame given{note('frame_interpolation')}",
+              req("frame_interpolation"), 3),
     ]
     for i, preset in enumerate(T.PRESETS):
-        out.append(Entry(f"outpainting_{preset}", f"outpainting, {preset} (OP{preset[0].upper()})",
-                         request("outpainting", r, preset=preset), 4 + i))
+        out.append(Entry(f"outpainting_{preset}", f"outpainting, {preset} (OP{preset[0].upper()}){note('outpainting')}",
+                         req("outpainting", preset=preset), 4 + i))
     out += [
-        Entry("inpainting_center", "inpainting, center (IPC)", request("inpainting", r, preset="center"), 8),
-        Entry("inpainting_dynamic", "inpainting, dynamic (IPD)", request("inpainting", r, preset="dynamic"), 9),
-        Entry("inpainting_box", "inpainting, caller's box [0.1, 0.5, 0.6, 0.9]",
-              GenerationRequest("inpainting", 16, (32, 32), r, box=[0.1, 0.5, 0.6, 0.9]), 10),
-        Entry("outpainting_box", "outpainting, caller's box [0.2, 0.1, 0.8, 0.6]",
-              GenerationRequest("outpainting", 16, (32, 32), r, box=[0.2, 0.1, 0.8, 0.6]), 11),
-        Entry("extension_48", "48 frames by autoregressive extension (frame prediction, 4 frames given); 16 of the 48 frames, evenly spaced",
-              request("frame_prediction", r, num_frames=48, condition_frames=4), 12, frames_shown=16),
+        Entry("inpainting_center", f"inpainting, center (IPC){note('inpainting')}", req("inpainting", preset="center"), 8),
+        Entry("inpainting_dynamic", f"inpainting, dynamic (IPD){note('inpainting')}", req("inpainting", preset="dynamic"), 9),
+        Entry("inpainting_box", f"inpainting, caller's box [0.1, 0.5, 0.6, 0.9]{note('inpainting')}",
+              replace(req("inpainting"), box=[0.1, 0.5, 0.6, 0.9]), 10),
+        Entry("outpainting_box", f"outpainting, caller's box [0.2, 0.1, 0.8, 0.6]{note('outpainting')}",
+              replace(req("outpainting"), box=[0.2, 0.1, 0.8, 0.6]), 11),
+        Entry("extension_48", "48 frames by autoregressive extension (frame prediction, 4 frames given); 16 of the 48 "
+              f"frames, evenly spaced{note('frame_prediction')}",
+              req("frame_prediction", num_frames=48, condition_frames=4), 12, frames_shown=16),
         Entry("class_conditional_128", "class-conditional 128x128 (class 7): prior at 32x32, then 32->64->128 "
-              f"super-resolution{CLASS_NOTE}",
-              request("class_conditional", r, class_label=7, size=(128, 128), sampler=CLASS_SAMPLER), None,
-              frames_shown=8, zoom=1),
+              f"super-resolution{note('class_conditional')}",
+              req("class_conditional", class_label=7, size=(128, 128)), None, frames_shown=8, zoom=1),
     ]
     return out
 
@@ -131,7 +137,7 @@ def main(out: Path, model_repository: Path = Path("model_repository/moving-digit
     runtime = load_runtime(Settings(model_repository=Path(model_repository), backend="onnxruntime"))
     try:
         pipe = runtime.pipelines[runtime.default_model]
-        items = entries()
+        items = entries(pipe.manifest)
         videos = asyncio.run(make(pipe, items))
     finally:
         runtime.close()

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from server.pipeline import GenerationRequest, SamplerOptions
+from server.pipeline import GenerationRequest
+from server.samplers import SamplerOptions
 from server.runtime import load_runtime
 from server.settings import Settings
 

@@ -9,19 +9,14 @@ import hashlib
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from server.samplers.options import SAMPLERS, SamplerOptions, TaskSamplerDefaults, resolve_sampler
+from server.tasks import ALL_TASKS
 
 SCHEMA_VERSION = 1
 
-TASKS = (
-    "class_conditional",
-    "class_conditional_frame_prediction",
-    "frame_prediction",
-    "frame_interpolation",
-    "inpainting",
-    "outpainting",
-)
-SAMPLERS = ("maskgit", "autoregressive")
+TASKS = ALL_TASKS
 
 
 class NetworkFile(BaseModel):
@@ -70,8 +65,24 @@ class Manifest(BaseModel):
     ar_prior: NetworkFile | None = None
     ar: ARSpec | None = None
     super_resolution: list[SuperResolutionStage] = Field(default_factory=list)
+    # The model's recommended sampler per task (see server/samplers/options.py); optional.
+    sampler_defaults: dict[str, TaskSamplerDefaults] = Field(default_factory=dict)
     opset: int
     exporter: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_sampler_defaults(self) -> "Manifest":
+        for task, defaults in self.sampler_defaults.items():
+            if task not in self.tasks:
+                raise ValueError(f"sampler_defaults names task {task!r}, which the model does not serve")
+            for method in [defaults.method, *defaults.methods]:
+                if method is not None and method not in self.samplers:
+                    raise ValueError(f"sampler_defaults[{task!r}] names sampler {method!r}; the model has {self.samplers}")
+        return self
+
+    def sampler_for(self, task: str, requested: dict | None = None) -> SamplerOptions:
+        """The sampler a request for `task` runs with, given the fields it set (`requested`)."""
+        return resolve_sampler(requested or {}, self.sampler_defaults.get(task), self.samplers)
 
     @property
     def sizes(self) -> list[str]:

@@ -28,18 +28,8 @@ from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper, wrap
 from server.engines.base import Engine
 from server.jobs.base import JobCanceled
 from server.manifest import Manifest
-from server.samplers import ar_init, maskgit_init
+from server.samplers import SamplerOptions, ar_init, maskgit_init
 from server.video import fit_to_size, frames_to_float, frames_to_uint8
-
-
-@dataclass(frozen=True)
-class SamplerOptions:
-    method: str = "maskgit"
-    steps: int = 12
-    temperature: float = 1.0
-    choice_temperature: float = 4.5
-    guidance_scale: float = 0.0
-    top_k: int | None = None
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,9 @@ async def test_bad_inputs_are_refused_and_other_jobs_keep_running(make_api, api_
                                        data={"task": "inpainting", "mask": '{"preset": "center"}'}),
                      413, "upload_too_large", "input_video")
         assert_error(await client.post("/v1/videos", files={"input_video": ("x.png", png, "image/png")},
-                                       data={"task": "inpainting", "mask": "center"}), 422, "invalid_value", "mask")
+                                       data={"task": "inpainting", "mask": "{center"}), 422, "invalid_value", "mask")
+        assert_error(await client.post("/v1/videos", files={"input_video": ("x.png", png, "image/png")},
+                                       data={"task": "inpainting", "mask": "nowhere"}), 422, "invalid_value", "mask.preset")
         # too few frames for the task
         assert_error(await client.post("/v1/videos", json={"task": "frame_interpolation", "input_video": B64(png)}),
                      422, "invalid_value", "input_video")

@@ -23,6 +23,10 @@ async def test_models_list_describes_each_model(make_api):
         body = r.json()
         assert body["object"] == "list" and [m["id"] for m in body["data"]] == ["demo", "alpha"]
         demo = body["data"][0]
+        builtin = {"steps": 12, "temperature": 1.0, "choice_temperature": 4.5, "guidance_scale": 0.0, "top_k": None}
+        assert demo.pop("sampler_defaults") == {  # no defaults in the manifest: the built-in ones, for every task
+            task: {"method": "maskgit", "methods": {m: {"method": m, **builtin} for m in ("maskgit", "autoregressive")}}
+            for task in demo["tasks"]}
         assert demo == {"id": "demo", "object": "model", "description": "test model",
                         "tasks": ["class_conditional", "class_conditional_frame_prediction", "frame_prediction",
                                   "frame_interpolation", "inpainting", "outpainting"],

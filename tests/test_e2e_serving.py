@@ -534,6 +534,20 @@ def _error(r: httpx.Response, status: int) -> dict:
     return err
 
 
+def _cut_inside_moov(mp4: bytes) -> bytes:
+    """The file up to the middle of its `moov` box (the index of every sample): corrupt by
+    construction, whatever the encoder wrote (half of a file may still hold a few whole frames)."""
+    offset = 0
+    while offset + 8 <= len(mp4):
+        size, kind = int.from_bytes(mp4[offset:offset + 4], "big"), mp4[offset + 4:offset + 8]
+        if kind == b"moov":
+            return mp4[: offset + size // 2]
+        if size < 8:
+            break
+        offset += size
+    raise AssertionError("the source MP4 has no moov box")
+
+
 def test_bad_inputs_are_refused_and_the_server_keeps_serving(live, source):
     c = live.client
     base = {"task": "frame_prediction", "size": "32x32", "seed": 1, "sampler": sampler(2)}
@@ -544,9 +558,9 @@ def test_bad_inputs_are_refused_and_the_server_keeps_serving(live, source):
     # the same, as a file part
     _error(c.post("/v1/videos", files={"input_video": ("x.mp4", corrupt, "video/mp4")},
                   data={k: json.dumps(v) if isinstance(v, dict) else str(v) for k, v in base.items()}), 400)
-    # a truncated MP4 (half of a real one)
-    half = source["mp4"][: len(source["mp4"]) // 2]
-    _error(c.post("/v1/videos", json={**base, "input_video": base64.b64encode(half).decode()}), 400)
+    # a truncated MP4: cut inside its moov box, so no encoder's bytes can make it decodable
+    cut = _cut_inside_moov(source["mp4"])
+    _error(c.post("/v1/videos", json={**base, "input_video": base64.b64encode(cut).decode()}), 400)
     _error(c.post("/v1/videos", json={**base, "input_video": "not base64 at all!"}), 400)
     _error(c.post("/v1/videos", json={**base, "input_video": base64.b64encode(b"hello world").decode()}), 415)
     _error(c.post("/v1/videos", content=b"{not json", headers={"content-type": "application/json"}), 400)

@@ -12,7 +12,7 @@ pytest.importorskip("sklearn")
 from models.data.moving_digits import MovingDigits, Scene, render_clip  # noqa: E402
 from models.evaluate import (MAX_PSNR, bicubic, black_fill, class_scores, edge_fill,  # noqa: E402
                              generated_region, glyph_features, locate, majority, mean_psnr, psnr,
-                             reader, repeat_last)
+                             reader, repeat_last, to_base)
 from server import tasks as T  # noqa: E402
 
 
@@ -49,6 +49,14 @@ def test_psnr_mask_counts_only_marked_pixels():
 def test_mean_psnr_averages_per_clip_values():
     t = np.zeros((1, 2, 2, 3))
     assert mean_psnr([t + 0.1, t + 0.01], [t, t]) == pytest.approx((20.0 + 40.0) / 2)
+
+
+def test_to_base_averages_blocks():
+    clip = np.zeros((2, 8, 8, 3), np.uint8)
+    clip[:, :4, :4] = 200  # one 4x4 block lit
+    small = to_base(clip, 4)
+    assert small.shape == (2, 2, 2, 3) and (small[:, 0, 0] == 200).all() and (small[:, 1, 1] == 0).all()
+    assert to_base(clip, 1) is clip
 
 
 # ---- regions and baselines ----------------------------------------------------------------------
@@ -138,8 +146,16 @@ def test_the_whole_evaluation_runs_on_one_clip_and_writes_every_row(tmp_path):
     saved = json.loads(out.read_text())
     assert saved["eval_seed"] == 5 and saved["request_seed"] == 100 and saved["clips"] == 1
     sections = {r["section"] for r in saved["rows"]}
-    assert {"reader", "tokenizer", "class_conditional", "frame_prediction", "inpainting", "outpainting",
-            "super_resolution", "samplers"} <= sections
+    assert {"reader", "tokenizer", "class_conditional", "frame_prediction", "class_conditional_frame_prediction",
+            "inpainting", "outpainting", "super_resolution", "samplers"} <= sections
+    # every generation row ran with what a request gets: the manifest's defaults for its task
+    from server.manifest import load_manifest
+
+    manifest = load_manifest(repo, verify=False)
+    first_cg = next(r for r in saved["rows"] if r["section"] == "class_conditional")
+    assert first_cg["extra"]["sampler"] == vars(manifest.sampler_for("class_conditional"))
+    inpaint = next(r for r in saved["rows"] if r["section"] == "inpainting")
+    assert inpaint["extra"]["sampler"] == vars(manifest.sampler_for("inpainting"))
     assert len(saved["rows"]) == len(rows)
     tokenizer = next(r for r in saved["rows"] if r["section"] == "tokenizer")
     assert 10 < tokenizer["extra"]["psnr_db"] < 60 and tokenizer["met"] == (tokenizer["extra"]["psnr_db"] >= BAR_TOKENIZER_DB)

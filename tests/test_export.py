@@ -120,7 +120,8 @@ def test_load_manifest_verifies_and_detects_tampering(exported, tmp_path):
 
 
 def test_the_exported_repository_serves_both_samplers_and_every_size(exported):
-    from server.pipeline import GenerationRequest, SamplerOptions
+    from server.pipeline import GenerationRequest
+    from server.samplers import SamplerOptions
     from server.runtime import load_runtime
     from server.settings import Settings
 

@@ -17,7 +17,8 @@ import pytest
 from server import tasks as T
 from server.conditioning import clip_condition
 from server.jobs.base import InputError, Job, JobCanceled
-from server.pipeline import GenerationRequest, Pipeline, SamplerOptions
+from server.pipeline import GenerationRequest, Pipeline
+from server.samplers import SamplerOptions
 from server.runtime import load_runtime
 from server.settings import Settings
 from server.video import decode_video, fit_to_size, frames_to_float

@@ -98,10 +98,15 @@ def test_playground_generates_and_plays_a_video(server_url):
             page.select_option("#class-label", "3")
             page.select_option("#size", "32x32")
             page.fill("#seed", "7")
-            page.fill("#steps", "2")
-            page.select_option("#sampler", "autoregressive")  # what the docs recommend for classes
-            page.fill("#temperature", "0.5")
-            page.fill("#guidance", "3")
+            # The sampler fields start from what the model recommends for the task.
+            with urllib.request.urlopen(f"{server_url}/v1/models", timeout=10) as response:
+                card = json.loads(response.read())["data"][0]
+            recommended = card["sampler_defaults"]["class_conditional"]
+            settings = recommended["methods"][recommended["method"]]
+            assert page.input_value("#sampler") == recommended["method"]
+            assert recommended["method"] in page.text_content("#sampler-note")
+            assert float(page.input_value("#temperature")) == settings["temperature"]
+            assert float(page.input_value("#guidance")) == settings["guidance_scale"]
             page.click("#generate")
 
             # The result plays: the element has decoded data and knows the clip's duration.
@@ -123,10 +128,7 @@ def test_playground_generates_and_plays_a_video(server_url):
             assert job["task"] == "class_conditional"
             assert job["seed"] == 7
             assert job["request"]["class_label"] == 3
-            assert job["request"]["sampler"]["steps"] == 2
-            assert job["request"]["sampler"]["method"] == "autoregressive"
-            assert job["request"]["sampler"]["temperature"] == 0.5
-            assert job["request"]["sampler"]["guidance_scale"] == 3.0
+            assert job["request"]["sampler"] == settings
             download = page.locator("#download")
             assert download.is_visible()
             assert download.get_attribute("href").startswith("blob:")

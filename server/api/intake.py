@@ -68,7 +68,7 @@ def _from_json(body: bytes) -> VideoCreateRequest:
         errors = exc.errors()
         if errors[0]["type"] == "json_invalid":
             raise APIError(400, "invalid_json", f"the body is not valid JSON: {errors[0]['msg']}") from None
-        if errors[0]["type"] == "model_type":
+        if errors[0]["type"] == "model_type" and not errors[0]["loc"]:  # the body itself, not a nested field
             raise APIError(400, "invalid_json", "the body must be a JSON object") from None
         raise validation_error(errors) from None
 
@@ -102,9 +102,11 @@ async def _from_multipart(request: Request, settings: Settings) -> ParsedRequest
 
 
 def _json_field(name: str, value: str) -> Any:
+    if not value.lstrip().startswith(("{", "[")):
+        return value  # a short form (mask=center, sampler=autoregressive); the schema judges it
     try:
         return json.loads(value)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep to be a mask or sampler
         raise APIError(422, "invalid_value", f"form field {name} must be JSON text, e.g. "
                        + ('{"preset": "center"}' if name == "mask" else '{"steps": 12}'), param=name) from None
 

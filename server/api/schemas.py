@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from server.tasks import PRESETS
 
@@ -17,6 +17,14 @@ SamplerName = Literal["maskgit", "autoregressive"]
 Priority = Literal["high", "normal", "low"]
 Status = Literal["queued", "in_progress", "completed", "failed", "canceled"]
 MAX_SEED = 2**53 - 1  # the largest integer every JSON client (JavaScript included) keeps exact
+# Bounds of the sampler's numbers: far beyond any useful value, low enough that no value can
+# overflow the sampler's arithmetic (a guidance of 1e308 would make every logit infinite).
+MAX_TEMPERATURE = 100.0
+MAX_GUIDANCE_SCALE = 100.0
+MAX_TOP_K = 2**31 - 1
+# Every request body refuses NaN and +-Infinity (JSON `Infinity`, form text "inf"): they would
+# pass `ge`/`le` checks and fail in the worker.
+FINITE = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 Box = list[float]
 
@@ -25,28 +33,33 @@ class MaskSpec(BaseModel):
     """Either a preset or a box; a box is [x0, y0, x1, y1] in relative coordinates, or one per
     output frame."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FINITE
     preset: Optional[Literal[PRESETS]] = Field(None, description="center | vertical | horizontal | dynamic")  # type: ignore[valid-type]
     box: Optional[Union[Box, list[Box]]] = Field(
         None, description="[x0, y0, x1, y1] in [0, 1] with x0 < x1 and y0 < y1, or a list of such boxes, one per output frame")
 
 
 class SamplerSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    method: Optional[SamplerName] = Field(None, description="default: maskgit (if the model has it)")
-    steps: int = Field(12, ge=1, description="MaskGIT decoding steps; at most the server's max_steps")
-    temperature: float = Field(1.0, gt=0, description="token sampling temperature")
-    choice_temperature: float = Field(4.5, ge=0, description="MaskGIT confidence noise, annealed over the steps")
-    guidance_scale: float = Field(0.0, ge=0, description="classifier-free guidance; 0 = off")
-    top_k: Optional[int] = Field(None, ge=1, description="sample from the k most likely tokens; null = all")
+    """Every field is optional: one left out gets the model's recommended value for the task and
+    method (GET /v1/models, `sampler_defaults`), else the built-in default named below."""
+
+    model_config = FINITE
+    method: Optional[SamplerName] = Field(None, description="default: the model's recommended sampler for the task, else maskgit")
+    steps: Optional[int] = Field(None, ge=1, description="MaskGIT decoding steps; at most the server's max_steps (built-in default 12)")
+    temperature: Optional[float] = Field(None, gt=0, le=MAX_TEMPERATURE, description="token sampling temperature (built-in default 1.0)")
+    choice_temperature: Optional[float] = Field(None, ge=0, le=MAX_TEMPERATURE,
+                                                description="MaskGIT confidence noise, annealed over the steps (built-in default 4.5)")
+    guidance_scale: Optional[float] = Field(None, ge=0, le=MAX_GUIDANCE_SCALE, description="classifier-free guidance; 0 = off (built-in default 0)")
+    top_k: Optional[int] = Field(None, ge=1, le=MAX_TOP_K, description="sample from the k most likely tokens; null = all (built-in default)")
 
 
 class VideoCreateRequest(BaseModel):
     """POST /v1/videos. As JSON, `input_video` is base64 (a `data:` URL is accepted too). As
     multipart/form-data, `input_video` is a file part and every other field a form field;
-    `mask` and `sampler` are JSON strings there (e.g. `mask={"preset":"center"}`)."""
+    `mask` and `sampler` are JSON strings there (e.g. `mask={"preset":"center"}`) or short forms
+    (`mask=center`, `sampler=autoregressive`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FINITE
     model: Optional[str] = Field(None, description="a model id from GET /v1/models; default: the server's default model")
     task: TaskName
     class_label: Optional[int] = Field(None, ge=0, description="required by the two class-conditional tasks")
@@ -56,14 +69,28 @@ class VideoCreateRequest(BaseModel):
         "tasks use its first condition_frames frames (frame_interpolation: its first and last frame); spatial "
         "tasks use input frame t for output frame t, holding the last frame when the input is shorter"))
     input_video_id: Optional[str] = Field(None, description="instead of input_video: a completed job whose output is the input")
-    mask: Optional[MaskSpec] = Field(None, description="required by inpainting and outpainting")
+    mask: Optional[MaskSpec] = Field(None, description='required by inpainting and outpainting; an object, or the short form '
+                                     '"center" (= {"preset": "center"})')
     condition_frames: Optional[int] = Field(None, ge=1, description="frame prediction: leading input frames given; default: the model's")
     num_frames: Optional[int] = Field(None, ge=1, description="default: the model's window; at most the server's max_num_frames")
     size: Optional[str] = Field(None, pattern=r"^\d+x\d+$", description='"WxH", one of the model\'s sizes; default: the base size')
     fps: Optional[int] = Field(None, ge=1, le=120, description="default: the model's")
     seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="default: random (returned in the job)")
-    sampler: Optional[SamplerSpec] = None
+    sampler: Optional[SamplerSpec] = Field(None, description='an object, or the short form "maskgit" / "autoregressive" '
+                                           '(= {"method": ...})')
     priority: Priority = "normal"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, data: Any) -> Any:
+        """`"mask": "center"` means `{"preset": "center"}`; `"sampler": "autoregressive"` means
+        `{"method": "autoregressive"}` (the command line's forms)."""
+        if isinstance(data, dict):
+            if isinstance(data.get("mask"), str):
+                data = {**data, "mask": {"preset": data["mask"]}}
+            if isinstance(data.get("sampler"), str):
+                data = {**data, "sampler": {"method": data["sampler"]}}
+        return data
 
 
 class VideoCreateMultipart(BaseModel):
@@ -163,8 +190,19 @@ class ModelCard(BaseModel):
     fps: int
     classes: list[str]
     samplers: list[str]
+    sampler_defaults: dict[str, "TaskSamplerCard"] = Field(
+        description="per task: the sampler a request without sampler fields gets (`method`), and every method's "
+                    "settings as a request naming only that method gets them")
     backend: str
     max_num_frames: int = Field(description="the server's longest output, autoregressive extension included")
+
+
+class TaskSamplerCard(BaseModel):
+    method: SamplerName
+    methods: dict[str, NormalizedSampler]
+
+
+ModelCard.model_rebuild()
 
 
 class ModelList(BaseModel):

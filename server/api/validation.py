@@ -7,6 +7,7 @@ Reading the input video (base64, upload, or a previous job's output) is I/O and 
 from __future__ import annotations
 
 import secrets
+from dataclasses import asdict
 from typing import Any, Callable, Mapping
 
 from server.api.errors import APIError
@@ -87,16 +88,17 @@ def _check_mask(req: VideoCreateRequest, num_frames: int) -> dict[str, Any] | No
     return {"preset": mask.preset} if mask.preset is not None else {"box": mask.box}
 
 
-def _check_sampler(spec: SamplerSpec | None, manifest: Manifest, settings: Settings) -> dict[str, Any]:
-    spec = spec or SamplerSpec()
-    method = spec.method or ("maskgit" if "maskgit" in manifest.samplers else manifest.samplers[0])
-    if method not in manifest.samplers:
+def _check_sampler(task: str, spec: SamplerSpec | None, manifest: Manifest, settings: Settings) -> dict[str, Any]:
+    """Fields the request leaves out get the model's recommendation for the task (manifest
+    `sampler_defaults`), then the built-in defaults: see server/samplers/options.py."""
+    requested = spec.model_dump(exclude_none=True) if spec is not None else {}
+    method = requested.get("method")
+    if method is not None and method not in manifest.samplers:
         raise invalid("sampler.method", f"model {manifest.model_id} has samplers {', '.join(manifest.samplers)}; got {method!r}")
-    if spec.steps > settings.max_steps:
-        raise invalid("sampler.steps", f"sampler.steps must be in 1..{settings.max_steps}; got {spec.steps}")
-    return {"method": method, "steps": spec.steps, "temperature": spec.temperature,
-            "choice_temperature": spec.choice_temperature, "guidance_scale": spec.guidance_scale,
-            "top_k": spec.top_k}
+    chosen = manifest.sampler_for(task, requested)
+    if chosen.steps > settings.max_steps:
+        raise invalid("sampler.steps", f"sampler.steps must be in 1..{settings.max_steps}; got {chosen.steps}")
+    return asdict(chosen)
 
 
 def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Settings, *,
@@ -122,7 +124,7 @@ def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Set
         "size": size,
         "fps": req.fps if req.fps is not None else manifest.fps,
         "seed": req.seed if req.seed is not None else new_seed(),
-        "sampler": _check_sampler(req.sampler, manifest, settings),
+        "sampler": _check_sampler(req.task, req.sampler, manifest, settings),
         "priority": req.priority,
         "input_video_id": req.input_video_id if has_input else None,
         "has_input": has_input,

@@ -5,11 +5,14 @@ from .autoregressive import (UNKNOWN, ARState, ar_init, ar_input_ids, ar_next_po
                              ar_step)
 from .maskgit import (DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS, MaskGITState, mask_schedule,
                       masked_after_step, maskgit_init, maskgit_step)
+from .options import (SAMPLERS, SamplerOptions, SamplerSettings, TaskSamplerDefaults, default_method,
+                      resolve_sampler)
 from .sampling import guided_logits, log_softmax, sample_categorical, sample_with_log_prob, top_k_filter
 
 __all__ = [
     "ARState", "UNKNOWN", "ar_init", "ar_input_ids", "ar_next_positions", "ar_step",
     "DEFAULT_CHOICE_TEMPERATURE", "DEFAULT_STEPS", "MaskGITState", "guided_logits", "mask_schedule",
     "masked_after_step", "maskgit_init", "maskgit_step",
+    "SAMPLERS", "SamplerOptions", "SamplerSettings", "TaskSamplerDefaults", "default_method", "resolve_sampler",
     "log_softmax", "sample_categorical", "sample_with_log_prob", "top_k_filter",
 ]

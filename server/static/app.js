@@ -19,7 +19,7 @@ const el = {
   classRow: $('class-row'), inputRow: $('input-row'), inputFile: $('input-file'), inputPrevious: $('input-previous'),
   conditionRow: $('condition-row'), conditionFrames: $('condition-frames'), maskRow: $('mask-row'),
   maskPreset: $('mask-preset'), boxRow: $('box-row'), size: $('size'), numFrames: $('num-frames'), seed: $('seed'),
-  sampler: $('sampler'), steps: $('steps'), temperature: $('temperature'), guidance: $('guidance'), generate: $('generate'), cancel: $('cancel'), status: $('status'),
+  sampler: $('sampler'), samplerNote: $('sampler-note'), steps: $('steps'), temperature: $('temperature'), guidance: $('guidance'), generate: $('generate'), cancel: $('cancel'), status: $('status'),
   progress: $('progress'), video: $('result'), download: $('download'), jobId: $('job-id'), jobJson: $('job-json'),
 };
 
@@ -76,7 +76,6 @@ function onModelChange() {
   const task = model.tasks.includes(el.task.value) ? el.task.value : model.tasks[0];
   fillSelect(el.task, model.tasks.map((t) => [t, t.replaceAll('_', ' ')]), task);
   fillSelect(el.size, model.sizes.map((s) => [s, s]), model.sizes[0]);
-  fillSelect(el.sampler, model.samplers.map((s) => [s, s]), model.samplers[0]);
   el.numFrames.value = model.window_frames;
   el.numFrames.max = model.max_num_frames;
   el.conditionFrames.value = model.default_condition_frames;
@@ -97,6 +96,22 @@ function onTaskChange() {
   el.conditionRow.hidden = !FRAME_TASKS.includes(task);
   el.maskRow.hidden = !SPATIAL_TASKS.includes(task);
   el.boxRow.hidden = el.maskPreset.value !== 'box';
+  // The sampler the model recommends for this task (GET /v1/models, sampler_defaults).
+  const recommended = model.sampler_defaults?.[task]?.method ?? model.samplers[0];
+  fillSelect(el.sampler, model.samplers.map((s) => [s, s === recommended ? `${s} (recommended)` : s]), recommended);
+  el.samplerNote.textContent = `${model.id} recommends ${recommended} for ${task.replaceAll('_', ' ')}.`;
+  onSamplerChange();
+}
+
+// The fields start from the model's settings for the task and the chosen method.
+function onSamplerChange() {
+  const model = currentModel();
+  const settings = model.sampler_defaults?.[el.task.value]?.methods?.[el.sampler.value];
+  if (!settings) return;
+  el.steps.value = settings.steps;
+  el.temperature.value = settings.temperature;
+  el.guidance.value = settings.guidance_scale;
+  el.steps.disabled = el.sampler.value !== 'maskgit';  // the autoregressive sampler takes one step per token
 }
 
 function onInputSourceChange() {
@@ -123,7 +138,8 @@ function readParams() {
   const params = { model: el.model.value, task, size: el.size.value, num_frames: Number(el.numFrames.value) };
   if (el.classLabel.value !== '') params.class_label = Number(el.classLabel.value);
   if (el.seed.value !== '') params.seed = Number(el.seed.value);
-  params.sampler = { method: el.sampler.value, steps: Number(el.steps.value) };
+  params.sampler = { method: el.sampler.value };
+  if (el.sampler.value === 'maskgit' && el.steps.value !== '') params.sampler.steps = Number(el.steps.value);
   // An empty field means the server's default (as for the seed).
   if (el.temperature.value !== '') params.sampler.temperature = Number(el.temperature.value);
   if (el.guidance.value !== '') params.sampler.guidance_scale = Number(el.guidance.value);
@@ -240,7 +256,8 @@ el.apiKey.addEventListener('change', () => {
 });
 el.model.addEventListener('change', onModelChange);
 el.task.addEventListener('change', onTaskChange);
-el.maskPreset.addEventListener('change', onTaskChange);
+el.maskPreset.addEventListener('change', () => { el.boxRow.hidden = el.maskPreset.value !== 'box'; });
+el.sampler.addEventListener('change', onSamplerChange);
 for (const radio of document.querySelectorAll('input[name="input-source"]')) radio.addEventListener('change', onInputSourceChange);
 el.form.addEventListener('submit', onSubmit);
 el.cancel.addEventListener('click', onCancel);

@@ -136,10 +136,17 @@ export interface Model {
   /** Class names; a class label is an index into this list. */
   classes: string[];
   samplers: string[];
+  /** Per task: the sampler a request without sampler fields gets, and each method's settings. */
+  sampler_defaults: Record<string, TaskSamplerDefaults>;
   /** The engine backend: onnxruntime, tensorrt or torch. */
   backend: string;
   /** The server's longest output in frames, autoregressive extension included. */
   max_num_frames: number;
+}
+
+export interface TaskSamplerDefaults {
+  method: 'maskgit' | 'autoregressive';
+  methods: Record<string, Required<SamplerParams>>;
 }
 
 export interface ModelList {

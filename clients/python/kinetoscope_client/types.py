@@ -165,6 +165,9 @@ class Model(_Response):
     fps: Optional[int] = None
     classes: List[str] = Field(default_factory=list)
     samplers: List[str] = Field(default_factory=list)
+    # Per task: {"method": the recommended sampler, "methods": {method: its settings}}; a request
+    # that leaves sampler fields out gets these.
+    sampler_defaults: dict[str, Any] = Field(default_factory=dict)
     backend: Optional[str] = None
     max_num_frames: Optional[int] = None  # the server's longest output, extension included
 

@@ -1,6 +1,7 @@
 """/v1/models: what this server can generate, read from the model manifests."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
@@ -14,11 +15,19 @@ from server.settings import Settings
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=Authenticated)
 
 
+def sampler_defaults(manifest: Manifest) -> dict[str, Any]:
+    """Per task: the recommended method and each method's resolved settings."""
+    return {task: {"method": manifest.sampler_for(task).method,
+                   "methods": {m: asdict(manifest.sampler_for(task, {"method": m})) for m in manifest.samplers}}
+            for task in manifest.tasks}
+
+
 def model_card(manifest: Manifest, backend: str, settings: Settings) -> dict[str, Any]:
     return {"id": manifest.model_id, "object": "model", "description": manifest.description,
             "tasks": list(manifest.tasks), "sizes": manifest.sizes, "window_frames": manifest.window_frames,
             "default_condition_frames": manifest.default_condition_frames, "fps": manifest.fps,
-            "classes": list(manifest.classes), "samplers": list(manifest.samplers), "backend": backend,
+            "classes": list(manifest.classes), "samplers": list(manifest.samplers),
+            "sampler_defaults": sampler_defaults(manifest), "backend": backend,
             "max_num_frames": settings.max_num_frames}
 
 

@@ -1,0 +1,98 @@
+"""Defects an outside test campaign found in request intake (issue: jobs that never lose work,
+D1-D3, D8, D9) and the short forms a newcomer types; each answered 500 or a misleading error
+before its fix."""
+from __future__ import annotations
+
+import pytest
+
+from server.api.ranges import RangeNotSatisfiable, parse_range
+from test_api_errors import assert_error
+
+CG = {"task": "class_conditional", "class_label": 1}
+
+
+@pytest.mark.parametrize("raw,param", [
+    (b'{"task": "class_conditional", "class_label": 1, "sampler": {"temperature": Infinity}}', "sampler.temperature"),
+    (b'{"task": "class_conditional", "class_label": 1, "sampler": {"guidance_scale": NaN}}', "sampler.guidance_scale"),
+    (b'{"task": "inpainting", "input_video": "AAAA", "mask": {"box": [0, 0, Infinity, 1]}}', "mask.box"),
+])
+async def test_non_finite_numbers_are_refused_before_a_job_exists(make_api, raw, param):
+    async with make_api() as api:
+        r = await api.client.post("/v1/videos", content=raw, headers={"content-type": "application/json"})
+        err = assert_error(r, 422, "invalid_value")
+        assert err["param"].startswith(param)
+        assert (await api.client.get("/v1/videos")).json()["data"] == []  # nothing was queued
+
+
+async def test_non_finite_numbers_in_a_form_are_refused(make_api):
+    async with make_api() as api:
+        r = await api.client.post("/v1/videos", files={"task": (None, "class_conditional"), "class_label": (None, "1"),
+                                                       "sampler": (None, '{"guidance_scale": "inf"}')})
+        assert_error(r, 422, "invalid_value", "sampler.guidance_scale")
+
+
+@pytest.mark.parametrize("sampler,param", [
+    ({"guidance_scale": 1e308}, "sampler.guidance_scale"),
+    ({"temperature": 1e6}, "sampler.temperature"),
+    ({"top_k": 2**70}, "sampler.top_k"),
+])
+async def test_sampler_numbers_have_upper_bounds(make_api, sampler, param):
+    async with make_api() as api:
+        assert_error(await api.client.post("/v1/videos", json={**CG, "sampler": sampler}), 422, "invalid_value", param)
+
+
+async def test_deeply_nested_form_json_is_a_clear_422(make_api):
+    deep = "[" * 1000 + "]" * 1000
+    async with make_api() as api:
+        for field in ("sampler", "mask"):
+            r = await api.client.post("/v1/videos", files={"task": (None, "class_conditional"), "class_label": (None, "1"),
+                                                           field: (None, deep)})
+            assert_error(r, 422, "invalid_value", field)
+        # the same in a JSON body
+        r = await api.client.post("/v1/videos", content=b'{"task": "class_conditional", "class_label": 1, "sampler": '
+                                  + deep.encode() + b"}", headers={"content-type": "application/json"})
+        assert r.status_code in (400, 422) and r.json()["error"]["code"] != "internal_error"
+
+
+async def test_a_wrongly_typed_nested_field_is_named(make_api):
+    async with make_api() as api:
+        assert_error(await api.client.post("/v1/videos", json={**CG, "sampler": 5}), 422, "invalid_value", "sampler")
+        assert_error(await api.client.post("/v1/videos", json={**CG, "sampler": "x"}), 422, "invalid_value",
+                     "sampler.method")
+        assert_error(await api.client.post("/v1/videos", json={"task": "inpainting", "input_video": "AAAA", "mask": 3}),
+                     422, "invalid_value", "mask")
+        # the body itself not being an object keeps its own message
+        assert_error(await api.client.post("/v1/videos", json=[1, 2]), 400, "invalid_json")
+
+
+async def test_short_forms_of_mask_and_sampler(make_api):
+    async with make_api() as api:
+        r = await api.client.post("/v1/videos", json={**CG, "sampler": "autoregressive"})
+        assert r.status_code == 202, r.text
+        assert r.json()["request"]["sampler"]["method"] == "autoregressive"
+        r = await api.client.post("/v1/videos", files={"task": (None, "class_conditional"), "class_label": (None, "1"),
+                                                       "sampler": (None, "autoregressive")})
+        assert r.status_code == 202 and r.json()["request"]["sampler"]["method"] == "autoregressive", r.text
+        assert_error(await api.client.post("/v1/videos", json={"task": "inpainting", "input_video": "AAAA",
+                                                               "mask": "nowhere"}), 422, "invalid_value", "mask.preset")
+
+
+def test_mask_short_form_is_a_preset():
+    from server.api.schemas import VideoCreateRequest
+
+    req = VideoCreateRequest.model_validate_json(b'{"task": "inpainting", "input_video": "AAAA", "mask": "center"}',
+                                                 strict=True)
+    assert req.mask.preset == "center" and req.mask.box is None
+
+
+@pytest.mark.parametrize("header", ["bytes=\u00b9-", "bytes=-\u00b2", "bytes=0-\u00b3"])
+def test_range_with_non_ascii_digits_is_ignored(header):
+    assert parse_range(header, 100) is None
+
+
+def test_range_with_thousands_of_digits_is_beyond_any_file():
+    huge = "9" * 5000
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(f"bytes={huge}-", 100)
+    assert parse_range(f"bytes=10-{huge}", 100) == (10, 99)
+    assert parse_range(f"bytes=-{huge}", 100) == (0, 99)
