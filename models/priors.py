@@ -164,6 +164,26 @@ class ARPrior(nn.Module):
         return (ce * w).sum() / w.sum().clamp_min(1.0)
 
 
+@torch.no_grad()
+def masked_prior_from_ar(ar: ARPrior) -> MaskedPrior:
+    """A masked prior that starts from an autoregressive prior's weights (same sizes): the blocks,
+    norms, head and grid embeddings are copied; the AR input ids of the classes become the class
+    token's embeddings and [MASK] starts as the mean token embedding. The AR prior follows the
+    class (see models/class_probe.py); the masked prior then only has to learn to look both ways."""
+    cfg = ar.cfg
+    prior = MaskedPrior(cfg)
+    own = prior.state_dict()
+    for name, value in ar.state_dict().items():
+        if name in own and own[name].shape == value.shape:
+            own[name].copy_(value)
+    v = cfg.vocab_size
+    own["embed.token.weight"][:v].copy_(ar.embed.token.weight[:v])
+    own["embed.token.weight"][v].copy_(ar.embed.token.weight[:v].mean(0))
+    own["class_embed.weight"].copy_(ar.embed.token.weight[v:v + cfg.num_classes + 1])
+    prior.load_state_dict(own)
+    return prior
+
+
 class ARPriorExport(nn.Module):
     """ONNX view with the KV cache always explicit (a prefill passes P = 0 empty tensors)."""
 

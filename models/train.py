@@ -25,7 +25,8 @@ from tqdm import tqdm
 from models.checkpoint import load_network, save_network
 from models.conditioning import mask_for_training, prior_batch
 from models.data.moving_digits import MovingDigits
-from models.priors import ARPrior, MaskedPrior, PriorConfig
+from models.class_probe import class_probe, maskgit_class_accuracy
+from models.priors import ARPrior, MaskedPrior, PriorConfig, masked_prior_from_ar
 from models.super_resolution import SRConfig, SuperResolution
 from models.tokenizer import TokenizerConfig, VideoTokenizer
 
@@ -53,6 +54,8 @@ class TrainConfig:
     tokenizer_dir: str = "runs/tokenizer"  # prior and ar stages: where the trained tokenizer is
     class_conditional_share: float = -1.0  # prior/ar: share of class_conditional samples; < 0 = TASK_MIX's
     init_from: str = ""  # a folder with <name>.safetensors to start from (fine-tuning), when not resuming
+    init_from_ar: str = ""  # prior stage: start the masked prior from the ar_prior in this folder instead
+    probe_samples: int = 20  # prior stage: MaskGIT samples read per evaluation (class accuracy); 0 = off
     # tokenizer stage: train the decoder only. The encoder (so every token id) stays as it was, so
     # priors trained on this tokenizer stay valid: a fine-tune of `init_from` that sharpens decoding.
     freeze_encoder: bool = False
@@ -190,6 +193,9 @@ def build_stage(cfg: TrainConfig, device: torch.device):
             return {"loss": step_loss(model, batch)}
 
         held = [test.batch(i * 16, 16) for i in range(2)]
+        with torch.no_grad():  # the class probe's clips: real held-out token grids and their classes
+            probe_tokens = tokenizer.encode(clips_to_tensor(held[0][0], device)).reshape(16, -1)
+        probe_labels = torch.from_numpy(held[0][1]).to(device)
 
         def eval_fn():
             # Fixed masks from a generator of their own: the validation loss is comparable across
@@ -199,7 +205,10 @@ def build_stage(cfg: TrainConfig, device: torch.device):
                                                 np.random.default_rng([99, i])),
                                     torch.Generator(device).manual_seed(99 + i)).item()
                           for i, (c, l) in enumerate(held)]
-            return {"val_loss": float(np.mean(losses))}
+            metrics = {"val_loss": float(np.mean(losses)), **class_probe(model, probe_tokens, probe_labels)}
+            if cfg.stage == "prior" and cfg.probe_samples:
+                metrics["maskgit_class_accuracy"] = sample_accuracy(model, tokenizer, cfg.probe_samples)
+            return metrics
 
         return model, ("masked_prior" if cfg.stage == "prior" else "ar_prior"), loss_fn, eval_fn
     if cfg.stage == "sr":
@@ -230,6 +239,24 @@ def build_stage(cfg: TrainConfig, device: torch.device):
 
         return model, "super_resolution", loss_fn, eval_fn
     raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
+
+
+def sample_accuracy(prior: MaskedPrior, tokenizer: VideoTokenizer, samples: int) -> float:
+    """MaskGIT class-conditional samples decoded by the tokenizer and read by the evaluation's digit
+    reader (the signal that the class is followed; NaN without scikit-learn)."""
+    try:
+        from models.evaluate import majority, reader
+    except ImportError:
+        return float("nan")
+    digit_reader = reader()
+
+    def decode(tokens: np.ndarray) -> np.ndarray:
+        grid = torch.from_numpy(tokens).reshape(-1, *prior.cfg.grid).to(next(prior.parameters()).device)
+        with torch.no_grad():
+            video = tokenizer.decode(grid).clamp(0, 1)  # (B, 3, T, H, W)
+        return (video.permute(0, 2, 3, 4, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+    return maskgit_class_accuracy(prior, decode, lambda v: majority(digit_reader.read_frames(v)), samples=samples)
 
 
 def step_loss(model, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
@@ -263,6 +290,8 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
     torch.backends.cudnn.benchmark = True  # conv3d algorithm search pays off over thousands of steps
     if cfg.freeze_encoder and cfg.stage != "tokenizer":
         raise ValueError("freeze_encoder applies to the tokenizer stage only")
+    if cfg.init_from_ar and (cfg.stage != "prior" or cfg.init_from):
+        raise ValueError("init_from_ar starts the masked prior (prior stage) from an AR prior; not with init_from")
     if cfg.freeze_encoder and not cfg.init_from:
         raise ValueError("freeze_encoder fine-tunes a trained tokenizer: set init_from too")
     run = Path(cfg.run_dir or cfg.default_run_dir)
@@ -292,6 +321,10 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
         module, _ = load_network(cfg.init_from, cfg.name)
         model.load_state_dict(module.state_dict())
         log(f"initialised {cfg.name} from {cfg.init_from}")
+    elif cfg.init_from_ar:
+        ar, _ = load_network(cfg.init_from_ar, "ar_prior")
+        model.load_state_dict(masked_prior_from_ar(ar).state_dict())
+        log(f"initialised {cfg.name} from the autoregressive prior in {cfg.init_from_ar}")
     (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     start = time.time()
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)

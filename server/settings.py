@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     max_input_pixels: int = Field(1024 * 1024, description="largest input frame, width x height")
     max_num_frames: int = Field(128, description="longest output (frames), autoregressive extension included")
     max_steps: int = Field(64, description="most MaskGIT steps a request may ask for")
+    max_metadata_pairs: int = Field(16, description="most key/value pairs in a job's metadata")
+    max_metadata_key_chars: int = Field(64, description="longest metadata key")
+    max_metadata_value_chars: int = Field(512, description="longest metadata value")
 
     # --- HTTP -------------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="bind address; 127.0.0.1 unless told otherwise")

@@ -22,8 +22,12 @@ async def test_create_returns_202_job_object_with_normalized_request(make_api):
         job = r.json()
         assert list(job) == ["id", "object", "model", "task", "status", "progress", "queue_position",
                              "created_at", "started_at", "completed_at", "expires_at", "error", "size",
-                             "num_frames", "fps", "seed", "request"]
+                             "num_frames", "fps", "seed", "request", "metadata", "urls"]
         assert job["object"] == "video" and job["status"] == "queued" and job["queue_position"] == 0
+        assert job["metadata"] == {}
+        here = f"http://test/v1/videos/{job['id']}"
+        assert job["urls"] == {"self": here, "content": f"{here}/content", "thumbnail": f"{here}/content?variant=thumbnail",
+                               "events": f"{here}/events", "cancel": f"{here}/cancel"}
         assert job["model"] == "demo" and job["size"] == "32x32" and job["num_frames"] == 16 and job["fps"] == 8
         assert 0 <= job["seed"] < 2**31
         assert job["request"] == {

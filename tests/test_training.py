@@ -243,9 +243,26 @@ def test_train_other_stages(tmp_path, stage, name):
     assert info["meta"]["steps"] == 2
     if stage != "sr":
         assert net.cfg.vocab_size == 64  # taken from the tokenizer
-        assert "val_loss" in read_log(run)[-1]
+        logged = read_log(run)[-1]
+        assert {"val_loss", "kl_to_null", "ce_gap", "likelihood_accuracy"} <= set(logged)  # the class probe
+        if stage == "prior":  # and the MaskGIT samples read by the digit reader
+            assert 0.0 <= logged["maskgit_class_accuracy"] <= 1.0
     else:
         assert {"psnr", "bicubic_psnr"} <= set(read_log(run)[-1])
+
+
+def test_a_masked_prior_can_start_from_an_ar_prior(tmp_path):
+    from models.priors import ARPrior
+
+    torch.manual_seed(0)
+    save_network(tmp_path / "tok", "tokenizer", "tokenizer", VideoTokenizer(TOKENIZER))
+    cfg = tiny_train_config(tmp_path, "prior", 1, tokenizer_dir=str(tmp_path / "tok"), probe_samples=0)
+    save_network(tmp_path / "ar", "ar_prior", "ar_prior", ARPrior(dataclasses.replace(cfg.prior, vocab_size=64)))
+    logs: list[str] = []
+    train(dataclasses.replace(cfg, init_from_ar=str(tmp_path / "ar")), log=logs.append)
+    assert any("autoregressive prior" in line for line in logs)
+    with pytest.raises(ValueError, match="init_from_ar"):
+        train(dataclasses.replace(cfg, stage="ar", init_from_ar=str(tmp_path / "ar")), log=lambda _: None)
 
 
 def test_train_rejects_unknown_stage(tmp_path):

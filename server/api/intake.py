@@ -17,12 +17,12 @@ from starlette.datastructures import UploadFile
 
 from server.api.errors import APIError, validation_error
 from server.api.schemas import VideoCreateRequest
-from server.api.validation import check_input_frames, choose_manifest, normalize_request
+from server.api.validation import check_input_frames, check_metadata, choose_manifest, normalize_request
 from server.jobs.base import Job, JobQueue, new_job_id
 from server.settings import Settings
 from server.video import VideoError, decode_video
 
-JSON_FORM_FIELDS = ("mask", "sampler")  # objects travel as JSON text in multipart forms
+JSON_FORM_FIELDS = ("mask", "sampler", "metadata")  # objects travel as JSON text in multipart forms
 UPLOADED = ""  # the request's input_video when the bytes came as a file part
 
 
@@ -38,7 +38,8 @@ async def build_job(request: Request, settings: Settings, queue: JobQueue, runti
         check_input_frames(normalized, frames)
     job = Job(id=new_job_id(), model=manifest.model_id, task=normalized["task"], request=normalized,
               size=normalized["size"], num_frames=normalized["num_frames"], fps=normalized["fps"],
-              seed=normalized["seed"], priority=normalized["priority"])
+              seed=normalized["seed"], priority=normalized["priority"],
+              metadata=check_metadata(parsed.request.metadata, settings))
     return job, input_video
 
 

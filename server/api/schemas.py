@@ -79,6 +79,8 @@ class VideoCreateRequest(BaseModel):
     sampler: Optional[SamplerSpec] = Field(None, description='an object, or the short form "maskgit" / "autoregressive" '
                                            '(= {"method": ...})')
     priority: Priority = "normal"
+    metadata: Optional[dict[str, str]] = Field(None, description="string pairs kept with the job and echoed back "
+                                               "(limits: the server's max_metadata_* settings)")
 
     @model_validator(mode="before")
     @classmethod
@@ -110,6 +112,7 @@ class VideoCreateMultipart(BaseModel):
     seed: Optional[int] = None
     sampler: Optional[str] = Field(None, description='JSON text, e.g. {"method": "maskgit", "steps": 12}')
     priority: Optional[Priority] = None
+    metadata: Optional[str] = Field(None, description='JSON text, e.g. {"user": "u_123"}')
 
 
 # --- responses -----------------------------------------------------------------------------------
@@ -163,6 +166,22 @@ class VideoJob(BaseModel):
     fps: int
     seed: int
     request: NormalizedRequest
+    metadata: dict[str, str] = Field(description="the string pairs given at create")
+    urls: "JobUrls"
+
+
+class JobUrls(BaseModel):
+    """Absolute URLs of the job's endpoints, built from the request (and X-Forwarded-Proto /
+    X-Forwarded-Host behind a proxy)."""
+
+    self: str
+    content: str
+    thumbnail: str
+    events: str
+    cancel: str
+
+
+VideoJob.model_rebuild()
 
 
 class VideoList(BaseModel):

@@ -131,6 +131,19 @@ def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Set
     }
 
 
+def check_metadata(metadata: Mapping[str, str] | None, settings: Settings) -> dict[str, str]:
+    """A job's metadata: a few short string pairs (limits from the settings)."""
+    metadata = dict(metadata or {})
+    if len(metadata) > settings.max_metadata_pairs:
+        raise invalid("metadata", f"metadata holds at most {settings.max_metadata_pairs} pairs; got {len(metadata)}")
+    for key, value in metadata.items():
+        if not 1 <= len(key) <= settings.max_metadata_key_chars:
+            raise invalid("metadata", f"metadata keys are 1..{settings.max_metadata_key_chars} characters; got {key[:80]!r}")
+        if len(value) > settings.max_metadata_value_chars:
+            raise invalid("metadata", f"metadata[{key!r}] is longer than {settings.max_metadata_value_chars} characters")
+    return metadata
+
+
 def check_input_frames(request: Mapping[str, Any], frames: int) -> None:
     """Rules on the decoded input's length: leading-frame tasks need their k given frames, and
     frame_interpolation needs a first and a distinct last frame."""

@@ -43,6 +43,7 @@ class Job:
     completed_at: float | None = None
     expires_at: float | None = None
     error: dict[str, str] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)  # the caller's string pairs, echoed back
     attempts: int = 0  # how many times a worker has started this job
     cancel_requested: bool = False
 
@@ -100,8 +101,10 @@ class JobQueue(Protocol):
 
     async def get(self, job_id: str) -> Job | None: ...
 
-    async def list(self, after: str | None = None, limit: int = 20) -> tuple[list[Job], bool]:
-        """Jobs newest first, starting after the job id `after`; returns (jobs, has_more)."""
+    async def list(self, after: str | None = None, limit: int = 20,
+                   where: Callable[[Job], bool] | None = None) -> tuple[list[Job], bool]:
+        """Jobs newest first, starting after the job id `after`, only those `where` keeps;
+        returns (jobs, has_more)."""
         ...
 
     async def queue_position(self, job_id: str) -> int | None:

@@ -139,9 +139,11 @@ class MemoryQueue:
         self._purge_expired()
         return self._out(self._jobs.get(job_id))
 
-    async def list(self, after: str | None = None, limit: int = 20) -> tuple[list[Job], bool]:
+    async def list(self, after: str | None = None, limit: int = 20,
+                   where: Callable[[Job], bool] | None = None) -> tuple[list[Job], bool]:
         self._purge_expired()
-        ids = sorted((i for i in self._jobs if after is None or i < after), reverse=True)
+        ids = sorted((i for i in self._jobs if (after is None or i < after) and (where is None or where(self._jobs[i]))),
+                     reverse=True)
         return [self._out(self._jobs[i]) for i in ids[:limit]], len(ids) > limit
 
     async def queue_position(self, job_id: str) -> int | None:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from . import states
 from .base import PRIORITIES, Job, QueueFull, watch_job
@@ -92,7 +92,8 @@ class RedisQueue(RedisClaims):
         raw = await self.r.get(self._key("job", job_id))
         return self._load(raw)[0] if raw is not None else None
 
-    async def list(self, after: str | None = None, limit: int = 20) -> tuple[list[Job], bool]:
+    async def list(self, after: str | None = None, limit: int = 20,
+                   where: Callable[[Job], bool] | None = None) -> tuple[list[Job], bool]:
         jobs: list[Job] = []
         upper = f"({after}" if after else "+"
         while len(jobs) <= limit:
@@ -103,7 +104,7 @@ class RedisQueue(RedisClaims):
             gone = [i for i, raw in zip(ids, raws) if raw is None]
             if gone:  # expired or deleted: tidy the index lazily
                 await self.r.zrem(self._index, *gone)
-            jobs += [self._load(raw)[0] for raw in raws if raw is not None]
+            jobs += [job for job in (self._load(raw)[0] for raw in raws if raw is not None) if where is None or where(job)]
             upper = f"({_text(ids[-1])}"
         return jobs[:limit], len(jobs) > limit
 

@@ -52,6 +52,8 @@ export interface VideoCreateParams {
   seed?: number;
   sampler?: SamplerParams;
   priority?: 'high' | 'normal' | 'low';
+  /** A few string pairs kept with the job and echoed back. */
+  metadata?: Record<string, string>;
 }
 
 export interface ErrorObject {
@@ -83,6 +85,10 @@ export interface Video {
   seed: number;
   /** The request as the server runs it, every default filled in. */
   request: NormalizedRequest;
+  /** The string pairs given at create. */
+  metadata: Record<string, string>;
+  /** Absolute URLs of the job's endpoints. */
+  urls: { self: string; content: string; thumbnail: string; events: string; cancel: string };
 }
 
 export interface NormalizedRequest {
@@ -105,6 +111,10 @@ export interface VideoListParams {
   after?: string;
   /** Page size. */
   limit?: number;
+  /** Only jobs with this status, task or model. */
+  status?: JobStatus;
+  task?: Task;
+  model?: string;
 }
 
 export interface VideoList {

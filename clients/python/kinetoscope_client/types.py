@@ -90,6 +90,7 @@ class VideoCreateParams(TypedDict, total=False):
     seed: int
     sampler: Sampler
     priority: Priority
+    metadata: dict[str, str]
     idempotency_key: NotRequired[Optional[str]]
     wait: NotRequired[Optional[float]]
 
@@ -127,6 +128,9 @@ class Video(_Response):
     fps: Optional[int] = None
     seed: Optional[int] = None
     request: Optional[dict[str, Any]] = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    # Absolute URLs of the job's endpoints: self, content, thumbnail, events, cancel.
+    urls: dict[str, str] = Field(default_factory=dict)
 
     @property
     def is_terminal(self) -> bool:

@@ -14,8 +14,8 @@ from server.api.deps import Authenticated, QueueDep, RuntimeDep, SettingsDep, sc
 from server.api.errors import APIError
 from server.api.intake import build_job
 from server.api.ranges import RangeNotSatisfiable, parse_range
-from server.api.schemas import ErrorResponse, VideoDeleted, VideoJob, VideoList
-from server.api.views import (POLL_HEADER, get_job_or_404, job_view, parse_prefer_wait, poll_headers,
+from server.api.schemas import ErrorResponse, Status, TaskName, VideoDeleted, VideoJob, VideoList
+from server.api.views import (POLL_HEADER, get_job_or_404, job_view, parse_prefer_wait, poll_headers, public_base,
                               wait_until_terminal)
 from server.jobs.base import Job, QueueFull
 
@@ -108,17 +108,26 @@ async def create_video(
     headers.update(poll_headers(settings, job))
     status = 200 if job.terminal else 202
     metrics.requests_total.labels(task=task, status=str(status)).inc()
-    return JSONResponse(await job_view(queue, job), status_code=status, headers=headers)
+    return JSONResponse(await job_view(queue, job, public_base(request)), status_code=status, headers=headers)
 
 
 @router.get("", response_model=VideoList, summary="List recent jobs, newest first", responses=_errors(422))
 async def list_videos(
-    queue: QueueDep,
+    request: Request, queue: QueueDep, runtime: RuntimeDep,
     after: Annotated[str | None, Query(description="a job id: list the jobs after it (the previous page's last_id)")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
+    status: Annotated[Status | None, Query(description="only jobs with this status")] = None,
+    task: Annotated[TaskName | None, Query(description="only jobs of this task")] = None,
+    model: Annotated[str | None, Query(description="only jobs of this model id")] = None,
 ) -> dict[str, Any]:
-    jobs, has_more = await queue.list(after=after, limit=limit)
-    data = [await job_view(queue, job) for job in jobs]
+    if model is not None and model not in runtime.manifests:
+        raise APIError(422, "invalid_value", f"no model {model!r}; this server has: {', '.join(sorted(runtime.manifests))}",
+                       param="model")
+    wanted = {k: v for k, v in (("status", status), ("task", task), ("model", model)) if v is not None}
+    where = (lambda job: all(getattr(job, k) == v for k, v in wanted.items())) if wanted else None
+    jobs, has_more = await queue.list(after=after, limit=limit, where=where)
+    base = public_base(request)
+    data = [await job_view(queue, job, base) for job in jobs]
     return {"object": "list", "data": data, "has_more": has_more,
             "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
 
@@ -128,7 +137,7 @@ async def list_videos(
                         "again. `Prefer: wait=N` holds the request until the job finishes or N seconds pass.",
             responses={200: {"headers": _POLL_HEADERS}, **_errors(404)})
 async def get_video(
-    video_id: str, settings: SettingsDep, queue: QueueDep,
+    request: Request, video_id: str, settings: SettingsDep, queue: QueueDep,
     prefer: Annotated[str | None, Header(alias="Prefer", description="`wait=N`: hold up to N seconds for the job to finish")] = None,
 ) -> Response:
     job = await get_job_or_404(queue, video_id)
@@ -138,7 +147,7 @@ async def get_video(
         job = await wait_until_terminal(queue, video_id, wait) or job
         headers["Preference-Applied"] = f"wait={wait:g}"
     headers.update(poll_headers(settings, job))
-    return JSONResponse(await job_view(queue, job), headers=headers)
+    return JSONResponse(await job_view(queue, job, public_base(request)), headers=headers)
 
 
 @router.get("/{video_id}/events", summary="Stream the job's changes (server-sent events)",
@@ -148,15 +157,16 @@ async def get_video(
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                              "description": "events whose data is a job object"}, **_errors(404)})
-async def video_events(video_id: str, queue: QueueDep) -> StreamingResponse:
+async def video_events(request: Request, video_id: str, queue: QueueDep) -> StreamingResponse:
     await get_job_or_404(queue, video_id)
+    base = public_base(request)
 
     async def events() -> AsyncIterator[str]:
         async for job in _with_keepalive(queue.watch(video_id), SSE_KEEPALIVE_SECONDS):
             if job is None:
                 yield ": keep-alive\n\n"
                 continue
-            yield f"data: {json.dumps(await job_view(queue, job), separators=(',', ':'))}\n\n"
+            yield f"data: {json.dumps(await job_view(queue, job, base), separators=(',', ':'))}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -243,12 +253,12 @@ async def video_content(
              description="Idempotent: canceling a canceled or finished job returns it unchanged. A running job "
                          "stops at its next decoding step (its status turns `canceled` shortly after).",
              responses=_errors(404))
-async def cancel_video(video_id: str, settings: SettingsDep, queue: QueueDep) -> Response:
+async def cancel_video(request: Request, video_id: str, settings: SettingsDep, queue: QueueDep) -> Response:
     job = await queue.cancel(video_id)
     if job is None:
         raise APIError(404, "video_not_found", f"no video job {video_id!r}", param="video_id")
     logger.info("cancel requested", extra={"job_id": video_id})
-    return JSONResponse(await job_view(queue, job), headers=poll_headers(settings, job))
+    return JSONResponse(await job_view(queue, job, public_base(request)), headers=poll_headers(settings, job))
 
 
 @router.delete("/{video_id}", response_model=VideoDeleted, summary="Delete a job and its content",

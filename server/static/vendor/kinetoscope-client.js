@@ -399,7 +399,7 @@ var Videos = class {
       const { data } = await this.client.request({
         method: "GET",
         path: "/v1/videos",
-        query: { after, limit: params.limit },
+        query: { after, limit: params.limit, status: params.status, task: params.task, model: params.model },
         ...options
       });
       return new Page(data, (next) => fetchPage(next));

@@ -86,7 +86,7 @@ export class Videos {
       const { data } = await this.client.request<PageBody<Video>>({
         method: 'GET',
         path: '/v1/videos',
-        query: { after, limit: params.limit },
+        query: { after, limit: params.limit, status: params.status, task: params.task, model: params.model },
         ...options,
       });
       return new Page<Video>(data, (next) => fetchPage(next));

@@ -149,8 +149,8 @@ class _VideosCore:
         video, suggested = yield from self._create(params)
         return (yield from self._wait(video, suggested, poll_interval, timeout, progress))
 
-    def _list(self, after: Optional[str], limit: Optional[int]) -> Flow[VideoList]:
-        response = yield from self._client._request("GET", "/v1/videos", params={"after": after, "limit": limit})
+    def _list(self, after: Optional[str], limit: Optional[int], filters: dict[str, Optional[str]]) -> Flow[VideoList]:
+        response = yield from self._client._request("GET", "/v1/videos", params={"after": after, "limit": limit, **filters})
         return parse_model(VideoList, response)
 
     def _cancel(self, video_id: str) -> Flow[Video]:
@@ -243,9 +243,12 @@ class Videos(_VideosCore):
         """GET /v1/videos/{id}."""
         return self._client._run(self._retrieve(video_id))[0]
 
-    def list(self, *, after: Optional[str] = None, limit: Optional[int] = None) -> SyncPage:
+    def list(self, *, after: Optional[str] = None, limit: Optional[int] = None, status: Optional[str] = None,
+             task: Optional[str] = None, model: Optional[str] = None) -> SyncPage:
         """GET /v1/videos, newest first. Iterating the page walks every later page too."""
-        return SyncPage(self._client._run(self._list(after, limit)), lambda cursor: self.list(after=cursor, limit=limit))
+        filters = {"status": status, "task": task, "model": model}
+        return SyncPage(self._client._run(self._list(after, limit, filters)),
+                        lambda cursor: self.list(after=cursor, limit=limit, **filters))
 
     def cancel(self, video_id: str) -> Video:
         """Cancels a queued or running job (idempotent). A running job stops at its next
@@ -315,11 +318,14 @@ class AsyncVideos(_VideosCore):
         """GET /v1/videos/{id}."""
         return (await self._client._run(self._retrieve(video_id)))[0]
 
-    def list(self, *, after: Optional[str] = None, limit: Optional[int] = None) -> AsyncPager:
+    def list(self, *, after: Optional[str] = None, limit: Optional[int] = None, status: Optional[str] = None,
+             task: Optional[str] = None, model: Optional[str] = None) -> AsyncPager:
         """GET /v1/videos, newest first: `await` it for the first page, or `async for` over it
         (or over a page) for every job across pages."""
+        filters = {"status": status, "task": task, "model": model}
+
         async def first_page(cursor: Optional[str] = after) -> AsyncPage:
-            return AsyncPage(await self._client._run(self._list(cursor, limit)), first_page)
+            return AsyncPage(await self._client._run(self._list(cursor, limit, filters)), first_page)
 
         return AsyncPager(first_page)
 
