@@ -1,34 +1,54 @@
 # Two commands set everything up on a fresh machine:
-#   make serve   venv + install + export the demo model if needed, then serve it on 127.0.0.1:$(PORT)
-#   make test    venv + install + system tools the tests need, then every test (Python, JS, browser)
+#   make serve   venv + the serving runtime (no PyTorch) + the demo model assembled from its
+#                checkpoints, then serve it on 127.0.0.1:$(PORT)
+#   make test    the same, plus PyTorch, the test tools and the system tools the tests need, then
+#                every test (Python, JS, browser)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 REPO   := model_repository/moving-digits
-CKPT   := $(wildcard models/checkpoints/demo/*)
+DEMO   := models/checkpoints/demo
+BUNDLE := $(DEMO)/onnx
+CKPT   := $(wildcard $(DEMO)/*.safetensors $(DEMO)/*.json $(BUNDLE)/*)
+SERVE_DEPS := $(VENV)/.serve-deps
+DEV_DEPS   := $(VENV)/.dev-deps
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# `$(call step,what,command)`: say what a set-up step does, run it, say how long it took.
+step = @echo "==> $(1)"; t0=$$(date +%s); $(2) && echo "    done in $$(( $$(date +%s) - t0 )) s"
 
-.PHONY: serve test install model system-deps js-deps test-python test-js bench clean
+.PHONY: serve test install install-dev model bundle system-deps js-deps test-python test-js bench clean
 
-$(BIN)/kinetoscope: pyproject.toml clients/python/pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	# PyTorch 2.13.0 (CPU build on this team's machines) is needed to export, train and evaluate;
-	# the server itself runs on ONNX Runtime.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,test]' -e clients/python
-	touch $@
+$(SERVE_DEPS): pyproject.toml
+	$(call step,creating $(VENV) and installing the serving runtime (ONNX Runtime FastAPI ...; no PyTorch),\
+	  (test -d $(VENV) || $(PYTHON) -m venv $(VENV)) && $(BIN)/pip install -q -e .)
+	@touch $@
 
-install: $(BIN)/kinetoscope
+# Export, training, evaluation and the tests need PyTorch 2.13.0 (the CPU build on this team's
+# machines) and the test tools; the server itself does not.
+$(DEV_DEPS): $(SERVE_DEPS) pyproject.toml clients/python/pyproject.toml
+	$(call step,installing PyTorch 2.13.0 and the training and test tools,\
+	  $(BIN)/pip install -q torch==2.13.0 && $(BIN)/pip install -q -e '.[train,test]' -e clients/python)
+	@touch $@
 
-$(REPO)/manifest.json: $(CKPT) | $(BIN)/kinetoscope
-	$(BIN)/kinetoscope export onnx --out $(REPO)
+install: $(SERVE_DEPS)
+install-dev: $(DEV_DEPS)
+
+# The served ONNX files: the committed weight-free graphs filled from the committed safetensors
+# with numpy (server/repository.py), checked against the manifest's sha256.
+$(REPO)/manifest.json: $(CKPT) | $(SERVE_DEPS)
+	$(call step,assembling the demo model repository $(REPO) from $(BUNDLE) and the checkpoints,\
+	  $(BIN)/python -m server.repository $(BUNDLE) $(DEMO) $(REPO))
 
 model: $(REPO)/manifest.json
 
+# After training: re-export the demo family and rewrite the bundle that `make model` assembles.
+bundle: $(DEV_DEPS)
+	$(BIN)/kinetoscope export bundle
+
 serve: model
+	@echo "==> serving $(REPO) on http://$(HOST):$(PORT)/"
 	$(BIN)/kinetoscope serve --host $(HOST) --port $(PORT) --model-repository model_repository
 
 # redis-server (Redis tests), Chromium (playground test), Node (JS SDK): installed with apt-get
@@ -47,16 +67,16 @@ js-deps: clients/js/node_modules/.package-lock.json
 clients/js/node_modules/.package-lock.json: clients/js/package-lock.json
 	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
 
-test-python: install model system-deps
+test-python: install-dev model system-deps
 	$(BIN)/python -m pytest -q tests
 	cd clients/python && $(abspath $(BIN))/python -m pytest -q tests
 
-test-js: install model system-deps js-deps
+test-js: install-dev model system-deps js-deps
 	cd clients/js && KINETOSCOPE_PYTHON=$(abspath $(BIN)/python) npm test
 
 test: test-python test-js
 
-bench: model
+bench: install-dev model
 	$(BIN)/python -m server.benchmarks tasks
 	$(BIN)/python -m server.benchmarks serving
 

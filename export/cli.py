@@ -207,6 +207,28 @@ def export_onnx(checkpoints: Annotated[Optional[Path], typer.Option(help="folder
     typer.echo(f"wrote {out} ({len(manifest.networks())} networks); parity: {manifest.exporter.get('parity')}")
 
 
+@export_app.command("bundle")
+def export_bundle(checkpoints: Annotated[Optional[Path], typer.Option(help="folder of <network>.safetensors/json")] = None,
+                  out: Annotated[Optional[Path], typer.Option(help="bundle folder (default: CHECKPOINTS/onnx)")] = None,
+                  model_id: Annotated[str, typer.Option(help="model id in the manifest")] = "moving-digits"):
+    """Export, then write the weight-free bundle that `make serve` assembles without PyTorch
+    (run after training, commit the bundle beside the checkpoints)."""
+    import tempfile
+
+    from export.bundle import write_bundle
+    from export.onnx import DEMO_CHECKPOINTS, export_repository
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    checkpoints = checkpoints or DEMO_CHECKPOINTS
+    out = out or checkpoints / "onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        export_repository(checkpoints, Path(tmp) / model_id, model_id=model_id, check=True)
+        manifest = write_bundle(Path(tmp) / model_id, checkpoints, out)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    typer.echo(f"wrote {out} ({len(manifest.networks())} graphs, {size / 1e6:.1f} MB); "
+               f"assemble with: python -m server.repository {out} {checkpoints} OUT")
+
+
 @export_app.command("tensorrt")
 def export_tensorrt(repo: Annotated[Path, typer.Option(help="exported model repository")] = Path("model_repository/moving-digits"),
                     max_batch: Annotated[int, typer.Option(help="largest batch of the optimization profile")] = 32,

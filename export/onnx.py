@@ -220,7 +220,7 @@ def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str |
         super_resolution=stages, sampler_defaults=_sampler_defaults(checkpoints), opset=OPSET,
         exporter={"torch": torch.__version__, "onnx": onnx.__version__, "parity": json.dumps([r.__dict__ for r in reports])},
     )
-    (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")
+    (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2, exclude_none=True) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # a half-written repository never replaces a good one
     return manifest

@@ -24,6 +24,9 @@ class NetworkFile(BaseModel):
     sha256: str
     inputs: list[str]
     outputs: list[str]
+    # ONNX external data beside the graph (a repository assembled from a bundle: server/repository.py)
+    external_data: str | None = None
+    external_sha256: str | None = None
 
 
 class SuperResolutionStage(NetworkFile):
@@ -125,9 +128,13 @@ def load_manifest(repo_dir: str | Path, verify: bool = True) -> Manifest:
         raise ValueError(f"{path}: schema_version {manifest.schema_version}, this server reads {SCHEMA_VERSION}")
     if verify:
         for name, net in manifest.networks().items():
-            f = repo / net.file
-            if not f.is_file():
-                raise FileNotFoundError(f"{name}: {f} is missing")
-            if sha256_file(f) != net.sha256:
-                raise ValueError(f"{name}: {f} does not match the sha256 in the manifest (re-export the model)")
+            files = [(net.file, net.sha256)]
+            if net.external_data is not None:
+                files.append((net.external_data, net.external_sha256))
+            for file, digest in files:
+                f = repo / file
+                if not f.is_file():
+                    raise FileNotFoundError(f"{name}: {f} is missing")
+                if sha256_file(f) != digest:
+                    raise ValueError(f"{name}: {f} does not match the sha256 in the manifest (re-export the model)")
     return manifest

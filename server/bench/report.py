@@ -8,7 +8,12 @@ import numpy as np
 
 def plot_report(report: Mapping[str, Any], path: str | Path) -> None:
     """A PNG of latency over time (per task; errors marked), the latency histogram, and throughput."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend, works headless
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no global backend, works headless
+    except ImportError:
+        from server.bench import BenchError
+
+        raise BenchError("--output-png needs matplotlib: pip install -e '.[bench]'") from None
 
     records = report["records"]
     ok = [r for r in records if r["ok"]]
