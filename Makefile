@@ -67,7 +67,7 @@ js-deps: clients/js/node_modules/.package-lock.json
 clients/js/node_modules/.package-lock.json: clients/js/package-lock.json
 	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
 
-test-python: install-dev model system-deps
+test-python: install-dev model system-deps js-deps
 	$(BIN)/python -m pytest -q tests
 	cd clients/python && $(abspath $(BIN))/python -m pytest -q tests
 

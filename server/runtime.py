@@ -18,7 +18,8 @@ from server.manifest import Manifest, load_manifest
 from server.pipeline import GenerationRequest, Pipeline
 from server.settings import Settings
 from server.tasks import TaskError
-from server.video import VideoError, decode_video, encode_mp4, encode_png
+from server.output import encode_frames, encode_video
+from server.video import VideoError, decode_video, encode_png
 
 log = logging.getLogger("kinetoscope.runtime")
 
@@ -68,10 +69,11 @@ class Runtime:
         except TaskError as e:  # the request cannot be served; any other error is ours (logged, retried)
             raise InputError("invalid_request", str(e)) from e
         start = time.perf_counter()
-        mp4 = await asyncio.to_thread(encode_mp4, video, int(job.fps))
+        encoded = await asyncio.to_thread(encode_video, video, int(job.fps), job.request.get("output_format", "mp4"))
         png = await asyncio.to_thread(encode_png, video[0])
+        frames_zip = await asyncio.to_thread(encode_frames, video)
         metrics.encode_seconds.observe(time.perf_counter() - start)
-        return mp4, png
+        return encoded, png, frames_zip
 
     def close(self) -> None:
         if self._executor is not None:

@@ -123,7 +123,8 @@ async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str
     monitor = asyncio.create_task(_monitor(queue, attempt, worker_id, heartbeat_seconds))
     try:
         input_video = await queue.get_input(job.id)
-        video, thumbnail = await generate(job, input_video, attempt.on_progress, attempt.should_stop)
+        video, thumbnail, *rest = await generate(job, input_video, attempt.on_progress, attempt.should_stop)
+        frames = rest[0] if rest else None  # the lossless frames, when the runtime makes them
     except JobCanceled:
         outcome = "canceled"
     except InputError as exc:
@@ -148,7 +149,7 @@ async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str
         log.info("job dropped job_id=%s worker_id=%s (canceled, deleted or taken over)", job.id, worker_id)
         return
     if outcome == "completed":
-        await _report(queue.complete, job.id, worker_id, video, thumbnail)
+        await _report(queue.complete, job.id, worker_id, video, thumbnail, frames)
         log.info("job completed job_id=%s worker_id=%s seconds=%.2f bytes=%d",
                  job.id, worker_id, seconds, len(video))
         emit("job_completed")

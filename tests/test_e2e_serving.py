@@ -765,3 +765,32 @@ def test_redis_restart_between_enqueue_and_completion_loses_nothing(redis_deploy
     for job_id, data in videos.items():
         r = content(api, job_id)
         assert r.status_code == 200 and r.content == data, f"{job_id}: {r.status_code} after the second restart"
+
+
+def test_output_formats_and_the_lossless_frames(live):
+    """`output_format` webm and gif give decodable videos of the job's frames; `variant=frames`
+    gives exactly the frames the model made (the MP4 and WebM only approximate them)."""
+    from server.output import decode_frames
+
+    c = live.client
+    body = {"task": "class_conditional", "class_label": 2, "size": "32x32", "seed": 5, "sampler": sampler(3)}
+    results = {}
+    for fmt, media in (("mp4", "video/mp4"), ("webm", "video/webm"), ("gif", "image/gif")):
+        job = wait_terminal(c, create(c, {**body, "output_format": fmt})["id"], log=live.proc)
+        assert job["status"] == "completed" and job["request"]["output_format"] == fmt, job
+        video = content(c, job["id"])
+        assert video.status_code == 200 and video.headers["content-type"] == media
+        assert video.headers["content-disposition"].endswith(f'.{fmt}"')
+        frames = content(c, job["id"], "frames")
+        assert frames.status_code == 200 and frames.headers["content-type"] == "application/zip"
+        results[fmt] = (decode_mp4(video.content), decode_frames(frames.content))
+    lossless = results["mp4"][1]
+    assert lossless.shape == (16, 32, 32, 3) and lossless.dtype == np.uint8
+    for fmt, (decoded, frames) in results.items():
+        assert np.array_equal(frames, lossless), f"same seed, same frames ({fmt})"  # the format changes no frame
+        assert decoded.shape == lossless.shape
+        err = np.mean((decoded.astype(float) - lossless) ** 2)
+        assert 10 * np.log10(255 ** 2 / max(err, 1e-9)) > 20, fmt  # an approximation of them
+    assert not np.array_equal(results["mp4"][0], lossless)  # 4:2:0 H.264 is not lossless on 32x32 colour
+    r = c.post("/v1/videos", json={**body, "output_format": "avi"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "output_format"

@@ -15,6 +15,7 @@ TaskName = Literal["class_conditional", "class_conditional_frame_prediction", "f
                    "frame_interpolation", "inpainting", "outpainting"]
 SamplerName = Literal["maskgit", "autoregressive"]
 Priority = Literal["high", "normal", "low"]
+OutputFormat = Literal["mp4", "webm", "gif"]  # server/output.py encodes each
 Status = Literal["queued", "in_progress", "completed", "failed", "canceled"]
 MAX_SEED = 2**53 - 1  # the largest integer every JSON client (JavaScript included) keeps exact
 # Bounds of the sampler's numbers: far beyond any useful value, low enough that no value can
@@ -79,6 +80,8 @@ class VideoCreateRequest(BaseModel):
     sampler: Optional[SamplerSpec] = Field(None, description='an object, or the short form "maskgit" / "autoregressive" '
                                            '(= {"method": ...})')
     priority: Priority = "normal"
+    output_format: OutputFormat = Field("mp4", description="the video variant's format: mp4 (H.264), webm (VP9) or gif; "
+                                        "content?variant=frames is always the lossless frames (PNGs in a zip)")
     metadata: Optional[dict[str, str]] = Field(None, description="string pairs kept with the job and echoed back "
                                                "(limits: the server's max_metadata_* settings)")
 
@@ -112,6 +115,7 @@ class VideoCreateMultipart(BaseModel):
     seed: Optional[int] = None
     sampler: Optional[str] = Field(None, description='JSON text, e.g. {"method": "maskgit", "steps": 12}')
     priority: Optional[Priority] = None
+    output_format: Optional[OutputFormat] = None
     metadata: Optional[str] = Field(None, description='JSON text, e.g. {"user": "u_123"}')
 
 
@@ -139,6 +143,7 @@ class NormalizedRequest(BaseModel):
     seed: int
     sampler: NormalizedSampler
     priority: Priority
+    output_format: OutputFormat
     input_video_id: Optional[str]
     has_input: bool
 

@@ -126,6 +126,7 @@ def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Set
         "seed": req.seed if req.seed is not None else new_seed(),
         "sampler": _check_sampler(req.task, req.sampler, manifest, settings),
         "priority": req.priority,
+        "output_format": req.output_format,
         "input_video_id": req.input_video_id if has_input else None,
         "has_input": has_input,
     }

@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 STATUSES = ("queued", "in_progress", "completed", "failed", "canceled")
+# What a completed job keeps: the video (in the request's output_format), a PNG of its first
+# frame, and the frames the model made, lossless (PNGs in a zip). Older jobs may lack "frames".
+CONTENT_VARIANTS = ("video", "thumbnail", "frames")
 TERMINAL = frozenset({"completed", "failed", "canceled"})
 PRIORITIES = ("high", "normal", "low")
 
@@ -119,7 +122,7 @@ class JobQueue(Protocol):
     async def delete(self, job_id: str) -> bool: ...
 
     async def get_content(self, job_id: str, variant: str) -> bytes | None:
-        """`variant` is "video" (MP4) or "thumbnail" (PNG)."""
+        """`variant`: one of CONTENT_VARIANTS."""
         ...
 
     async def get_input(self, job_id: str) -> bytes | None:
@@ -149,8 +152,9 @@ class JobQueue(Protocol):
 
     async def set_progress(self, job_id: str, progress: int) -> None: ...
 
-    async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes) -> None:
-        """Stores the MP4 and thumbnail first, then marks the job completed."""
+    async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes,
+                       frames: bytes | None = None) -> None:
+        """Stores the content (video, thumbnail, lossless frames) first, then marks the job completed."""
         ...
 
     async def fail(self, job_id: str, worker_id: str, code: str, message: str,

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import AsyncIterator, Callable
 
 from . import states
-from .base import PRIORITIES, RETRIES_EXHAUSTED, Job, QueueFull, watch_job
+from .base import CONTENT_VARIANTS, PRIORITIES, RETRIES_EXHAUSTED, Job, QueueFull, watch_job
 
 EventCallback = Callable[[str], None]
 
@@ -81,8 +81,8 @@ class MemoryQueue:
     def _drop(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
         self._inputs.pop(job_id, None)
-        self._content.pop((job_id, "video"), None)
-        self._content.pop((job_id, "thumbnail"), None)
+        for variant in CONTENT_VARIANTS:
+            self._content.pop((job_id, variant), None)
         self._owner.pop(job_id, None)
         self._lease_until.pop(job_id, None)
         for waiting in self._waiting.values():
@@ -261,12 +261,15 @@ class MemoryQueue:
             self._store(changed)
             await self._notify()
 
-    async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes) -> None:
+    async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes,
+                       frames: bytes | None = None) -> None:
         job = self._owns(job_id, worker_id)
         if job is None:
             return  # canceled, deleted or taken over meanwhile: drop the result
         self._content[(job_id, "video")] = video
         self._content[(job_id, "thumbnail")] = thumbnail
+        if frames is not None:
+            self._content[(job_id, "frames")] = frames
         self._store(states.finish(job, "completed", time.time(), self.ttl))
         await self._notify()
 

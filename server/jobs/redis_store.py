@@ -27,7 +27,7 @@ MAX_BLOCK_SECONDS = 2.0  # one blocking read stays well inside redis-py's socket
 RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0)  # a transaction whose connection broke is redone
 RECLAIM_PAGE = 100  # pending entries examined per round trip when looking for lapsed leases
 RESULTS_SWEEP_SECONDS = 60.0  # how often claim() tidies expired jobs' files and index entries
-EXTENSIONS = {"video": "mp4", "thumbnail": "png"}
+EXTENSIONS = {"video": "mp4", "thumbnail": "png", "frames": "zip"}  # results_dir file names, per variant
 
 
 def _ms(seconds: float) -> int:
@@ -159,7 +159,7 @@ class RedisStore:
             priority, entry_id = meta["_entry"]
             pipe.xack(self._streams[priority], GROUP, entry_id)
             pipe.xdel(self._streams[priority], entry_id)
-        for kind in ("input", "video", "thumbnail"):
+        for kind in ("input", *EXTENSIONS):
             pipe.pexpire(self._key(kind, job.id), ttl_ms)
         if meta.get("_idem"):
             pipe.pexpire(self._key("idem", meta["_idem"]), ttl_ms)

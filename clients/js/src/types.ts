@@ -54,6 +54,8 @@ export interface VideoCreateParams {
   priority?: 'high' | 'normal' | 'low';
   /** A few string pairs kept with the job and echoed back. */
   metadata?: Record<string, string>;
+  /** The video variant's format (default mp4); `variant=frames` is always lossless. */
+  output_format?: 'mp4' | 'webm' | 'gif';
 }
 
 export interface ErrorObject {
@@ -102,6 +104,7 @@ export interface NormalizedRequest {
   seed: number;
   sampler: Required<SamplerParams>;
   priority: 'high' | 'normal' | 'low';
+  output_format: 'mp4' | 'webm' | 'gif';
   input_video_id: string | null;
   has_input: boolean;
 }
@@ -131,7 +134,8 @@ export interface VideoDeleted {
   deleted: boolean;
 }
 
-export type ContentVariant = 'video' | 'thumbnail';
+/** video: in the request's output_format; thumbnail: PNG; frames: the lossless frames, PNGs in a zip. */
+export type ContentVariant = 'video' | 'thumbnail' | 'frames';
 
 export interface Model {
   id: string;

@@ -42,7 +42,7 @@ Task = Literal[
 ]
 Status = Literal["queued", "in_progress", "completed", "failed", "canceled"]
 Priority = Literal["high", "normal", "low"]
-Variant = Literal["video", "thumbnail"]
+Variant = Literal["video", "thumbnail", "frames"]  # frames: the lossless frames, PNGs in a zip
 MaskPreset = Literal["center", "vertical", "horizontal", "dynamic"]
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
@@ -91,6 +91,7 @@ class VideoCreateParams(TypedDict, total=False):
     sampler: Sampler
     priority: Priority
     metadata: dict[str, str]
+    output_format: Literal["mp4", "webm", "gif"]
     idempotency_key: NotRequired[Optional[str]]
     wait: NotRequired[Optional[float]]
 

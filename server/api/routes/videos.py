@@ -18,6 +18,7 @@ from server.api.schemas import ErrorResponse, Status, TaskName, VideoDeleted, Vi
 from server.api.views import (POLL_HEADER, get_job_or_404, job_view, parse_prefer_wait, poll_headers, public_base,
                               wait_until_terminal)
 from server.jobs.base import Job, QueueFull
+from server.output import FRAMES_MEDIA_TYPE, OUTPUT_FORMATS
 
 logger = logging.getLogger("kinetoscope.api")
 router = APIRouter(prefix="/v1/videos", tags=["videos"], dependencies=Authenticated)
@@ -202,20 +203,26 @@ async def _with_keepalive(source: AsyncIterator[Job], every: float) -> AsyncIter
         task.cancel()
 
 
-_CONTENT_TYPES = {"video": "video/mp4", "thumbnail": "image/png"}
+def _media_type(job: Job, variant: str) -> tuple[str, str]:
+    """(MIME type, file extension) of one content variant of a job."""
+    if variant == "video":
+        fmt = job.request.get("output_format", "mp4")
+        return OUTPUT_FORMATS[fmt], fmt
+    return ("image/png", "png") if variant == "thumbnail" else (FRAMES_MEDIA_TYPE, "zip")
 
 
 @router.head("/{video_id}/content", include_in_schema=False)
 @router.get(
-    "/{video_id}/content", summary="Download the video (MP4) or its thumbnail (PNG)",
+    "/{video_id}/content", summary="Download the video, its thumbnail (PNG) or its lossless frames (zip of PNGs)",
     description="Single byte ranges work (`Range: bytes=a-b`, `a-`, `-n`): 206 with `Content-Range`; 416 when the "
                 "range starts past the end. 409 until the job has completed.",
     response_class=Response,
     responses={
-        200: {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}},
-                          "image/png": {"schema": {"type": "string", "format": "binary"}}},
+        200: {"content": {t: {"schema": {"type": "string", "format": "binary"}}
+                          for t in (*OUTPUT_FORMATS.values(), "image/png", FRAMES_MEDIA_TYPE)},
               "headers": {"Accept-Ranges": {"schema": {"type": "string"}}, "ETag": {"schema": {"type": "string"}}}},
-        206: {"description": "the requested byte range", "content": {"video/mp4": {}, "image/png": {}},
+        206: {"description": "the requested byte range",
+              "content": {t: {} for t in (*OUTPUT_FORMATS.values(), "image/png", FRAMES_MEDIA_TYPE)},
               "headers": {"Content-Range": {"schema": {"type": "string"}}}},
         **_errors(404, 409, 422),
         416: {"model": ErrorResponse, "description": "range not satisfiable",
@@ -224,7 +231,9 @@ _CONTENT_TYPES = {"video": "video/mp4", "thumbnail": "image/png"}
 )
 async def video_content(
     video_id: str, queue: QueueDep,
-    variant: Annotated[Literal["video", "thumbnail"], Query(description="video (MP4) or thumbnail (PNG)")] = "video",
+    variant: Annotated[Literal["video", "thumbnail", "frames"], Query(
+        description="video (in the request's output_format), thumbnail (PNG of the first frame) or frames (the frames "
+                    "the model made, lossless: PNG files in a zip)")] = "video",
     range_header: Annotated[str | None, Header(alias="Range", description="bytes=start-end")] = None,
 ) -> Response:
     job = await get_job_or_404(queue, video_id)
@@ -233,7 +242,7 @@ async def video_content(
     data = await queue.get_content(video_id, variant)
     if data is None:
         raise APIError(404, "content_not_found", f"the {variant} of job {video_id} has expired or was deleted")
-    extension = "mp4" if variant == "video" else "png"
+    media_type, extension = _media_type(job, variant)
     headers = {"Accept-Ranges": "bytes", "ETag": f'"{video_id}-{variant}"',  # content never changes once written
                "Cache-Control": "private, max-age=3600",
                "Content-Disposition": f'inline; filename="{video_id}.{extension}"'}
@@ -243,10 +252,10 @@ async def video_content(
         raise APIError(416, "range_not_satisfiable", f"the {variant} has {len(data)} bytes",
                        headers={"Content-Range": f"bytes */{len(data)}", "Accept-Ranges": "bytes"}) from None
     if byte_range is None:
-        return Response(data, media_type=_CONTENT_TYPES[variant], headers=headers)
+        return Response(data, media_type=media_type, headers=headers)
     start, end = byte_range
     headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-    return Response(data[start:end + 1], status_code=206, media_type=_CONTENT_TYPES[variant], headers=headers)
+    return Response(data[start:end + 1], status_code=206, media_type=media_type, headers=headers)
 
 
 @router.post("/{video_id}/cancel", response_model=VideoJob, summary="Cancel a queued or running job",

@@ -260,7 +260,8 @@ class Videos(_VideosCore):
         return self._client._run(self._delete(video_id))
 
     def download_content(self, video_id: str, variant: Variant = "video", path: Optional[PathLike] = None) -> Union[bytes, Path]:
-        """The MP4 (`variant="video"`) or first-frame PNG (`"thumbnail"`) of a completed job, as
+        """The video (`variant="video"`, in the request's output_format), first-frame PNG (`"thumbnail"`) or
+        lossless frames (`"frames"`, PNGs in a zip) of a completed job, as
         bytes, or written to `path` (then the Path is returned). ConflictError if not ready."""
         return self._client._run(self._download(video_id, variant, path))
 
