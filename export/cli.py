@@ -37,10 +37,15 @@ def serve(host: Annotated[Optional[str], typer.Option(help="bind address (defaul
           api_key: Annotated[Optional[list[str]], typer.Option(help="require this Bearer key (repeatable)")] = None,
           batching: Annotated[Optional[bool], typer.Option(help="step-level batching across requests")] = None):
     """Run the HTTP API (with an embedded worker unless --redis-url is given)."""
+    from server.api.app import PortInUse
     from server.api.app import serve as run
 
-    run(_settings(host=host, port=port, model_repository=model_repository, backend=backend, redis_url=redis_url,
-                  api_keys=api_key or None, batching=batching))
+    try:
+        run(_settings(host=host, port=port, model_repository=model_repository, backend=backend, redis_url=redis_url,
+                      api_keys=api_key or None, batching=batching))
+    except PortInUse as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -98,7 +103,7 @@ def parse_mask(mask: str | None) -> dict | None:
 
 @app.command()
 def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_prediction, inpainting, ...")],
-             output: Annotated[Path, typer.Option(help="the MP4 to write")],
+             output: Annotated[Path, typer.Option(help="the video to write: .mp4, .webm or .gif")],
              class_label: Annotated[Optional[int], typer.Option(help="class for the class-conditional tasks")] = None,
              input: Annotated[Optional[Path], typer.Option(help="input video (MP4, WebM, GIF, PNG)")] = None,
              mask: Annotated[Optional[str], typer.Option(help="preset (center, vertical, horizontal, dynamic) or x0,y0,x1,y1")] = None,
@@ -132,6 +137,8 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
         req = VideoCreateRequest(task=task, class_label=class_label, model=model, mask=parse_mask(mask),
                                  condition_frames=condition_frames, num_frames=num_frames, size=size, seed=seed,
                                  input_video="-" if data else None,
+                                 output_format=output.suffix.lstrip(".").lower() if output.suffix.lower() in (
+                                     ".webm", ".gif") else "mp4",
                                  sampler={"method": sampler, "steps": steps, "guidance_scale": guidance_scale,
                                           "temperature": temperature})
         manifest = choose_manifest(catalog.manifests, catalog.default_model, model)
@@ -156,13 +163,13 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
               num_frames=request["num_frames"], fps=request["fps"], seed=request["seed"])
     runtime = load_runtime(settings)
     try:
-        mp4, _ = asyncio.run(runtime.generate(job, data, lambda f: None, lambda: False, frames=frames))
+        encoded, *_ = asyncio.run(runtime.generate(job, data, lambda f: None, lambda: False, frames=frames))
     except InputError as e:
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2)
     finally:
         runtime.close()
-    output.write_bytes(mp4)
+    output.write_bytes(encoded)
     typer.echo(f"wrote {output} ({request['num_frames']} frames, {request['size']}, seed {request['seed']})")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,24 +16,49 @@ from server import metrics
 from server.engines.base import create_engine
 from server.jobs.base import InputError, Job
 from server.manifest import Manifest, load_manifest
-from server.pipeline import GenerationRequest, Pipeline
-from server.settings import Settings
-from server.tasks import TaskError
 from server.output import encode_frames, encode_video
+from server.pipeline import GenerationRequest, Pipeline
+from server.settings import DEFAULT_MODEL_REPOSITORY, Settings
+from server.tasks import TaskError
 from server.video import VideoError, decode_video, encode_png
 
 log = logging.getLogger("kinetoscope.runtime")
 
 
 def find_repositories(root: Path) -> list[Path]:
-    """`root` itself when it holds a manifest.json, else each sub-folder that does."""
+    """`root` itself when it holds a manifest.json, else each sub-folder that does. When `root` is
+    the default (`model_repository`, relative) and holds no model, the demo model: the checkout's
+    own model_repository/, else assembled from the installed package's bundle into the user's
+    cache folder. So `kinetoscope generate` and `serve` work from any directory."""
     root = Path(root)
     if (root / "manifest.json").is_file():
         return [root]
     found = sorted(p.parent for p in root.glob("*/manifest.json"))
+    if not found and root == DEFAULT_MODEL_REPOSITORY:
+        found = _demo_repositories()
     if not found:
-        raise FileNotFoundError(f"no model repository under {root} (run `kinetoscope export onnx` or `make serve`)")
+        raise FileNotFoundError(f"no model repository under {root.resolve()} (set --model-repository or "
+                                "KINETOSCOPE_MODEL_REPOSITORY, or run `make model` in the checkout)")
     return found
+
+
+def _demo_repositories(package_root: Path | None = None, cache_root: Path | None = None) -> list[Path]:
+    from server.repository import assemble
+
+    package_root = package_root or Path(__file__).resolve().parent.parent
+    checkout = package_root / "model_repository" / "moving-digits"
+    if (checkout / "manifest.json").is_file():
+        return [checkout]
+    demo = package_root / "models" / "checkpoints" / "demo"
+    if not (demo / "onnx" / "manifest.json").is_file():
+        return []
+    cache_root = cache_root or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kinetoscope"
+    cache = cache_root / "moving-digits"
+    bundled = (demo / "onnx" / "manifest.json").read_text()
+    if not (cache / "manifest.json").is_file() or (cache / "manifest.json").read_text() != bundled:  # absent or stale
+        log.info("assembling the demo model into %s", cache)
+        assemble(demo / "onnx", demo, cache)
+    return [cache]
 
 
 class Runtime:

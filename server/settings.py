@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_REPOSITORY = Path("model_repository")
@@ -36,6 +36,8 @@ class Settings(BaseSettings):
 
     # --- jobs -----------------------------------------------------------------------------------
     redis_url: str | None = Field(None, description="Redis for the job queue; none = embedded in-process queue")
+    job_store_dir: Path | None = Field(Path(".kinetoscope/jobs"), description="the embedded queue keeps its jobs, "
+                                       "inputs and results here across restarts (SQLite + files); empty = in memory only")
     embedded_workers: bool = Field(True, description="with no Redis, run the worker inside the API process")
     worker_concurrency: int = Field(16, description="jobs one worker process runs at once (they share batches)")
     max_queue_length: int = Field(256, description="queued jobs beyond which POST /v1/videos answers 429")
@@ -65,3 +67,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="port")
     api_keys: list[str] = Field(default_factory=list, description="if set, Bearer keys required on every endpoint but /healthz and /readyz")
     log_level: str = Field("info", description="log level")
+    shutdown_seconds: float = Field(1.0, ge=0, description="on Ctrl-C / SIGTERM: how long running embedded jobs and "
+                                    "open connections get to finish; then the jobs are abandoned (with job_store_dir "
+                                    "they run again after a restart) and connections closed. A second Ctrl-C exits at once")
+
+    @field_validator("job_store_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value):
+        return None if value in ("", "none", "None") else value

@@ -1,3 +1,9 @@
+import os as _os
+
+# The embedded queue's on-disk job store is on by default (job_store_dir); tests that want it
+# give it a temporary folder. Everything else runs in memory, so no test sees another's jobs.
+_os.environ["KINETOSCOPE_JOB_STORE_DIR"] = ""
+
 # ==== Jobs: a private redis-server for the queue and worker tests ============================
 # Owned by the job-queue tests (test_jobs_redis.py, test_worker.py). It never touches the
 # shared Redis at 127.0.0.1:6379: it starts its own server on a free port with AOF on.

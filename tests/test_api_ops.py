@@ -165,10 +165,22 @@ def test_command_line_and_serve(monkeypatch, tmp_path):
     assert args == {"port": 9000, "model_repository": tmp_path, "api_keys": ["a", "b"], "embedded_workers": False}
     assert Settings(**args).host == "127.0.0.1"
     ran = {}
-    monkeypatch.setattr("uvicorn.run", lambda app, **kw: ran.update(kw, app=app))
+
+    def run(server, sockets):
+        ran.update(app=server.config.app, address=sockets[0].getsockname(), grace=server.config.timeout_graceful_shutdown)
+        sockets[0].close()
+
+    monkeypatch.setattr("uvicorn.Server.run", run)
     monkeypatch.setattr("server.api.logs.configure_logging", lambda level: None)
-    app_module.serve(Settings(**args))
-    assert ran["host"] == "127.0.0.1" and ran["port"] == 9000 and ran["app"].title == "Kinetoscope"
+    import socket
+
+    with socket.socket() as probe:  # a port that is free now
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    app_module.serve(Settings(**{**args, "port": free}))
+    # the port is bound before the app (and its models) start
+    assert ran["address"] == ("127.0.0.1", free) and ran["app"].title == "Kinetoscope"
+    assert ran["grace"] == Settings().shutdown_seconds
 
 
 def _refs(node):

@@ -69,7 +69,8 @@ def _env(**settings: object) -> dict[str, str]:
     KINETOSCOPE_REDIS_URL must not turn the embedded server into a Redis one), plus `settings`
     as KINETOSCOPE_<NAME>."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KINETOSCOPE_")}
-    env.update(PYTHONUNBUFFERED="1", KINETOSCOPE_MODEL_REPOSITORY=str(MODEL_DIR), KINETOSCOPE_LOG_LEVEL="info")
+    env.update(PYTHONUNBUFFERED="1", KINETOSCOPE_MODEL_REPOSITORY=str(MODEL_DIR), KINETOSCOPE_LOG_LEVEL="info",
+               KINETOSCOPE_JOB_STORE_DIR="")  # in memory unless a test gives it a folder
     env.update({f"KINETOSCOPE_{k.upper()}": str(v) for k, v in settings.items()})
     return env
 
@@ -794,3 +795,51 @@ def test_output_formats_and_the_lossless_frames(live):
     assert not np.array_equal(results["mp4"][0], lossless)  # 4:2:0 H.264 is not lossless on 32x32 colour
     r = c.post("/v1/videos", json={**body, "output_format": "avi"})
     assert r.status_code == 422 and r.json()["error"]["param"] == "output_format"
+
+
+def test_the_embedded_server_keeps_its_jobs_across_a_restart(tmp_path):
+    """SIGTERM and start again on the same job store: earlier jobs and their content answer."""
+    store = tmp_path / "store"
+    body = {"task": "class_conditional", "class_label": 6, "size": "32x32", "seed": 11, "sampler": sampler(2),
+            "metadata": {"run": "before"}}
+    first = start_server(tmp_path, "first", job_store_dir=store)
+    try:
+        job = wait_terminal(first.client, create(first.client, body)["id"], log=first.proc)
+        assert job["status"] == "completed", job
+        video = content(first.client, job["id"]).content
+        frames = content(first.client, job["id"], "frames").content
+    finally:
+        first.close()  # SIGTERM
+    second = start_server(tmp_path, "second", job_store_dir=store)
+    try:
+        again = second.client.get(f"/v1/videos/{job['id']}").json()
+        for field in ("status", "seed", "request", "metadata", "created_at", "completed_at"):
+            assert again[field] == job[field], field
+        assert content(second.client, job["id"]).content == video
+        assert content(second.client, job["id"], "frames").content == frames
+        assert [j["id"] for j in second.client.get("/v1/videos").json()["data"]] == [job["id"]]
+    finally:
+        second.close()
+
+
+def test_a_busy_port_fails_at_once_and_ctrl_c_stops_quickly(tmp_path):
+    """A second server on a taken port says so in one line without loading a model; Ctrl-C
+    (SIGINT) stops a server with a job running (the time is logged, not asserted)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(_kinetoscope_command() + ["serve", "--port", str(port), "--model-repository",
+                                                        str(MODEL_DIR)], env=_env(), capture_output=True, text=True,
+                              timeout=60, cwd=REPO_ROOT)
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1  # one line: it never got as far as loading the model
+
+    server = start_server(tmp_path, "sigint")
+    job = create(server.client, {"task": "class_conditional", "class_label": 1, "num_frames": 48, "sampler": sampler(12)})
+    start = time.monotonic()
+    server.proc.process.send_signal(signal.SIGINT)
+    server.proc.process.wait(timeout=30)
+    print(f"SIGINT with a job {job['status']}: stopped in {time.monotonic() - start:.2f} s")
+    server.close()

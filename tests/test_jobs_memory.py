@@ -20,6 +20,84 @@ class TestMemoryQueue(QueueContract):
     pass
 
 
+class TestMemoryQueueWithLocalStore(QueueContract):
+    """The same contract with the on-disk store (what `kinetoscope serve` uses by default)."""
+
+    @pytest.fixture
+    def make_queue(self, tmp_path):
+        from server.jobs.local_store import LocalStore
+
+        def make(**limits) -> MemoryQueue:
+            return MemoryQueue(**{"job_ttl_seconds": 3600, **limits}, store=LocalStore(tmp_path / "store"))
+
+        return make
+
+
+# --- the local store: a restarted process keeps its jobs ------------------------------------------
+
+def store_queue(path, **limits) -> MemoryQueue:
+    from server.jobs.local_store import LocalStore
+
+    return MemoryQueue(**{"job_ttl_seconds": 3600, **limits}, store=LocalStore(path))
+
+
+async def test_a_restart_keeps_finished_jobs_and_their_content(tmp_path):
+    first = store_queue(tmp_path)
+    done, _ = await first.submit(make_job(job_id="video_a"), b"input bytes", idempotency_key="k1")
+    claimed = await first.claim("w1", timeout=0.1)
+    await first.complete(claimed.id, "w1", b"mp4", b"png", b"zip")
+    assert await first.get_input("video_a") is None  # inputs are kept only until the job ends
+    await first.close()
+
+    second = store_queue(tmp_path)
+    job = await second.get("video_a")
+    assert job.status == "completed" and job.progress == 100
+    assert [await second.get_content("video_a", v) for v in ("video", "thumbnail", "frames")] == [b"mp4", b"png", b"zip"]
+    again, created = await second.submit(make_job(job_id="video_other"), idempotency_key="k1")
+    assert not created and again.id == "video_a"  # the idempotency key survived too
+    assert await second.delete("video_a")
+    await second.close()
+    third = store_queue(tmp_path)
+    assert await third.get("video_a") is None and await third.get_content("video_a", "video") is None
+    assert not list((tmp_path / "results").iterdir())
+
+
+async def test_a_restart_reruns_the_running_job_first_then_the_queued_ones(tmp_path):
+    first = store_queue(tmp_path)
+    for name in ("video_1", "video_2", "video_3"):
+        await first.submit(make_job(job_id=name), name.encode())
+    running = await first.claim("w1", timeout=0.1)
+    assert running.id == "video_1"
+    await first.set_progress("video_1", 40)
+    await first.close()  # the process dies while video_1 runs
+
+    second = store_queue(tmp_path)
+    job = await second.get("video_1")
+    assert job.status == "queued" and job.progress == 40  # progress never goes backwards
+    order = [(await second.claim("w2", timeout=0.1)).id for _ in range(3)]
+    assert order == ["video_1", "video_2", "video_3"]
+    assert await second.get_input("video_2") == b"video_2"  # a queued job's input survived
+
+
+async def test_expired_jobs_are_not_restored(tmp_path):
+    first = store_queue(tmp_path, job_ttl_seconds=0.01)
+    await first.submit(make_job(job_id="video_old"))
+    claimed = await first.claim("w1", timeout=0.1)
+    await first.complete(claimed.id, "w1", b"mp4", b"png")
+    await first.close()
+    import time
+
+    time.sleep(0.05)
+    second = store_queue(tmp_path)
+    assert await second.get("video_old") is None
+
+
+def test_requeue_of_a_job_being_canceled_ends_it():
+    job = states.request_cancel(states.start(make_job(), 0.0), 1.0, 5)
+    assert states.requeue(job, 2.0, 5).status == "canceled"
+    assert states.requeue(states.start(make_job(), 0.0), 2.0, 5).status == "queued"
+
+
 def test_open_queue_without_redis_is_embedded():
     from server.jobs import open_queue
     from server.settings import Settings

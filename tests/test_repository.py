@@ -95,3 +95,25 @@ def test_the_shipped_bundle_is_the_export_of_the_shipped_checkpoints(tmp_path):
     fresh = json.loads((tmp_path / "exported" / "manifest.json").read_text())
     drop = {"encoder", "decoder", "prior", "ar_prior", "super_resolution", "exporter"}  # hashes differ by design
     assert {k: v for k, v in shipped.items() if k not in drop} == {k: v for k, v in fresh.items() if k not in drop}
+
+
+def test_the_demo_model_is_found_from_any_directory(tmp_path, monkeypatch):
+    """An installed package (no checkout model_repository/) assembles the demo into the cache once,
+    and again when the bundle changes."""
+    from server.runtime import _demo_repositories, find_repositories
+
+    package = tmp_path / "site-packages"
+    (package / "models" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(DEMO_CHECKPOINTS, package / "models" / "checkpoints" / "demo")
+    cache = tmp_path / "cache"
+    [repo] = _demo_repositories(package, cache)
+    assert repo == cache / "moving-digits" and load_manifest(repo).model_id == "moving-digits"
+    before = (repo / "prior.onnx.data").stat().st_mtime_ns
+    assert _demo_repositories(package, cache) == [repo] and (repo / "prior.onnx.data").stat().st_mtime_ns == before
+    (repo / "manifest.json").write_text("{}")  # stale: assembled again
+    assert load_manifest(_demo_repositories(package, cache)[0]).model_id == "moving-digits"
+    # and the default setting finds a model from a directory that has none
+    monkeypatch.chdir(tmp_path)
+    assert find_repositories(Path("model_repository"))
+    with pytest.raises(FileNotFoundError, match="KINETOSCOPE_MODEL_REPOSITORY"):
+        find_repositories(tmp_path / "nowhere")

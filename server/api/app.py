@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -24,7 +26,6 @@ from server.settings import Settings
 logger = logging.getLogger("kinetoscope.api")
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-WORKER_STOP_SECONDS = 10.0  # on shutdown, running jobs get this long to stop at a decoding step
 
 DESCRIPTION = """\
 Kinetoscope generates short videos with masked generative video transformers (MAGVIT tasks).
@@ -65,8 +66,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         stop.set()
         if worker is not None:
-            try:  # the worker itself abandons jobs after WORKER_STOP_SECONDS; this is the backstop
-                await asyncio.wait_for(worker, WORKER_STOP_SECONDS + 5)
+            try:  # the worker itself abandons jobs after shutdown_seconds; this is the backstop
+                await asyncio.wait_for(worker, settings.shutdown_seconds + 5)
             except asyncio.TimeoutError:
                 logger.warning("embedded worker did not stop; cancelled it")
             except Exception:  # noqa: BLE001 - already logged by the done callback
@@ -80,7 +81,8 @@ def _start_embedded_worker(state: Any, settings: Settings, stop: asyncio.Event) 
     task = asyncio.create_task(run_worker(
         state.queue, metrics.instrument_generate(state.runtime.generate), worker_id=f"api-{os.getpid()}",
         concurrency=settings.worker_concurrency, heartbeat_seconds=settings.heartbeat_seconds,
-        stop=stop, on_event=metrics.on_worker_event, drain_seconds=WORKER_STOP_SECONDS), name="kinetoscope-embedded-worker")
+        stop=stop, on_event=metrics.on_worker_event, drain_seconds=settings.shutdown_seconds),
+        name="kinetoscope-embedded-worker")
 
     def report(t: asyncio.Task) -> None:
         if not t.cancelled() and t.exception() is not None:
@@ -132,6 +134,35 @@ def serve(settings: Settings | None = None) -> None:
 
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    # The port first: a second server on a busy port fails at once, before loading any model
+    # (uvicorn would run the lifespan, which loads the models, before binding).
+    sock = listen_socket(settings.host, settings.port)
     # access_log off: RequestContextMiddleware logs each request with its request id.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, log_config=None, timeout_graceful_shutdown=WORKER_STOP_SECONDS)
+    config = uvicorn.Config(create_app(settings), log_level=settings.log_level, access_log=False, log_config=None,
+                            timeout_graceful_shutdown=settings.shutdown_seconds)
+    server = uvicorn.Server(config)
+    started = time.monotonic()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if server.should_exit:
+            logger.info("stopped", extra={"seconds": round(time.monotonic() - started, 1)})
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound socket for uvicorn, or PortInUse with a one-line reason."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another server running? "
+                        "choose another port with --port or PORT=...)") from None
+    sock.set_inheritable(True)
+    return sock

@@ -2,8 +2,12 @@
 
 It keeps the Redis queue's semantics (priorities, idempotency, queue limit, leases with
 reclaim, bounded retries, TTLs) so the worker loop and the API code are the same for both;
-the state rules themselves live in `states.py`. Nothing survives a restart. Expired jobs are
-removed lazily, on the next call that touches the queue.
+the state rules themselves live in `states.py`. With a `LocalStore` (the `job_store_dir`
+setting, on by default) jobs, inputs and results are also written to disk, so a restarted server
+still answers for its earlier jobs, runs the ones still queued and re-runs the ones it was running
+(from the start); results then live on disk, not in memory. Without one, nothing survives a
+restart. A job's input is kept only until the job ends. Expired jobs are removed lazily, on the
+next call that touches the queue.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from collections import OrderedDict
 from typing import AsyncIterator, Callable
 
 from . import states
+from .local_store import LocalStore
 from .base import CONTENT_VARIANTS, PRIORITIES, RETRIES_EXHAUSTED, Job, QueueFull, watch_job
 
 EventCallback = Callable[[str], None]
@@ -22,7 +27,8 @@ EventCallback = Callable[[str], None]
 class MemoryQueue:
     def __init__(self, *, max_queue_length: int = 256, job_ttl_seconds: float = 24 * 3600,
                  lease_seconds: float = 15.0, max_attempts: int = 3,
-                 retry_after_seconds: int = 5, on_event: EventCallback | None = None):
+                 retry_after_seconds: int = 5, on_event: EventCallback | None = None,
+                 store: LocalStore | None = None):
         self.max_queue_length = max_queue_length
         self.ttl = job_ttl_seconds
         self.lease_seconds = lease_seconds
@@ -39,13 +45,40 @@ class MemoryQueue:
         self._lease_until: dict[str, float] = {}  # running job id -> monotonic deadline
         self._counters = {"reclaimed": 0, "retried": 0, "dead": 0}
         self._changed: asyncio.Condition | None = None
+        self.store = store
+        if store is not None:
+            self._restore()
 
     @classmethod
     def from_settings(cls, settings, on_event: EventCallback | None = None) -> "MemoryQueue":
         return cls(max_queue_length=settings.max_queue_length,
                    job_ttl_seconds=settings.job_ttl_seconds,
                    lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
-                   retry_after_seconds=settings.retry_after_seconds, on_event=on_event)
+                   retry_after_seconds=settings.retry_after_seconds, on_event=on_event,
+                   store=LocalStore(settings.job_store_dir) if settings.job_store_dir else None)
+
+    def _restore(self) -> None:
+        """The stored jobs, as the last process left them: a job it was running goes back to the
+        front of its queue (its worker died with the process), queued ones keep their order."""
+        now = time.time()
+        running: list[Job] = []
+        for job, key in self.store.load():
+            if job.expires_at is not None and job.expires_at <= now:
+                self.store.delete(job.id)
+                continue
+            was_running = job.status == "in_progress"
+            if was_running:
+                job = states.requeue(job, now, self.ttl)
+                self.store.save(job)
+            self._jobs[job.id] = job
+            if key is not None:
+                self._idempotency[key] = job.id
+                self._key_of[job.id] = key
+            if job.status == "queued":
+                (running.append if was_running else self._enqueue)(job)
+        for job in reversed(running):
+            self._waiting[job.priority][job.id] = None
+            self._waiting[job.priority].move_to_end(job.id, last=False)
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _condition(self) -> asyncio.Condition:
@@ -79,6 +112,8 @@ class MemoryQueue:
             self._drop(job_id)
 
     def _drop(self, job_id: str) -> None:
+        if self.store is not None:
+            self.store.delete(job_id)
         self._jobs.pop(job_id, None)
         self._inputs.pop(job_id, None)
         for variant in CONTENT_VARIANTS:
@@ -94,6 +129,12 @@ class MemoryQueue:
     def _store(self, job: Job) -> None:
         """Saves a transition and keeps the side tables in step with the job's status."""
         self._jobs[job.id] = job
+        if self.store is not None:
+            self.store.save(job)
+        if job.terminal:  # its input is needed no more
+            self._inputs.pop(job.id, None)
+            if self.store is not None:
+                self.store.delete_input(job.id)
         if job.status != "queued":
             self._waiting[job.priority].pop(job.id, None)
         if job.status != "in_progress":
@@ -126,7 +167,11 @@ class MemoryQueue:
         job = copy.deepcopy(job)
         job.status, job.progress, job.attempts = "queued", 0, 0
         self._jobs[job.id] = job
-        if input_video is not None:
+        if self.store is not None:  # the input first: a stored queued job always has it
+            if input_video is not None:
+                self.store.save_input(job.id, input_video)
+            self.store.save(job, idempotency_key)
+        elif input_video is not None:
             self._inputs[job.id] = input_video
         if idempotency_key is not None:
             self._idempotency[idempotency_key] = job.id
@@ -180,10 +225,14 @@ class MemoryQueue:
         job = self._jobs.get(job_id)
         if job is None or job.status != "completed":
             return None
+        if self.store is not None:
+            return await asyncio.to_thread(self.store.read_content, job_id, variant)
         return self._content.get((job_id, variant))
 
     async def get_input(self, job_id: str) -> bytes | None:
         self._purge_expired()
+        if self.store is not None:
+            return await asyncio.to_thread(self.store.read_input, job_id)
         return self._inputs.get(job_id)
 
     async def watch(self, job_id: str, poll_interval: float = 0.25) -> AsyncIterator[Job]:
@@ -266,10 +315,12 @@ class MemoryQueue:
         job = self._owns(job_id, worker_id)
         if job is None:
             return  # canceled, deleted or taken over meanwhile: drop the result
-        self._content[(job_id, "video")] = video
-        self._content[(job_id, "thumbnail")] = thumbnail
-        if frames is not None:
-            self._content[(job_id, "frames")] = frames
+        content = {"video": video, "thumbnail": thumbnail, **({"frames": frames} if frames is not None else {})}
+        for variant, data in content.items():  # the bytes first: a completed job always has them
+            if self.store is not None:
+                await asyncio.to_thread(self.store.save_content, job_id, variant, data)
+            else:
+                self._content[(job_id, variant)] = data
         self._store(states.finish(job, "completed", time.time(), self.ttl))
         await self._notify()
 
@@ -295,4 +346,5 @@ class MemoryQueue:
         await self._notify()
 
     async def close(self) -> None:
-        pass
+        if self.store is not None:
+            self.store.close()

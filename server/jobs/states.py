@@ -93,6 +93,16 @@ def reclaim(job: Job, lost_worker: str, max_attempts: int, now: float, ttl: floa
     return start(job, now)
 
 
+def requeue(job: Job, now: float, ttl: float) -> Job:
+    """A running job whose process stopped (the embedded queue, restarted): it waits again, from
+    the start of the attempt, unless it was being canceled. Its progress stays (never backwards)."""
+    if job.cancel_requested:
+        return finish(job, "canceled", now, ttl)
+    job = _copy(job)
+    job.status = "queued"
+    return job
+
+
 def raise_progress(job: Job, percent: int) -> Job | None:
     """Progress only rises, only while running, and stays below 100 until the job completes.
     None when nothing changes."""

@@ -58,6 +58,7 @@ class LiveServer:
 
     def start(self, ready_timeout: float = 180.0) -> "LiveServer":
         env = {k: v for k, v in os.environ.items() if not k.startswith("KINETOSCOPE_")}
+        env["KINETOSCOPE_JOB_STORE_DIR"] = ""  # jobs in memory: no test server sees another's jobs
         env.update(self.env)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "server.api", "--host", "127.0.0.1", "--port", str(self.port),

@@ -68,7 +68,9 @@ export async function startServer({ env = {}, readyTimeoutMs = 120_000 } = {}) {
   const args = ['-m', 'server.api', '--host', '127.0.0.1', '--port', String(port), '--model-repository', MODEL_REPOSITORY];
   const child = spawn(PYTHON, args, {
     cwd: REPO_ROOT,
-    env: { ...process.env, PYTHONUNBUFFERED: '1', KINETOSCOPE_POLL_INTERVAL_SECONDS: String(POLL_INTERVAL_S), ...env },
+    // KINETOSCOPE_JOB_STORE_DIR '': jobs in memory, so no test server sees another's jobs.
+    env: { ...process.env, PYTHONUNBUFFERED: '1', KINETOSCOPE_POLL_INTERVAL_SECONDS: String(POLL_INTERVAL_S),
+      KINETOSCOPE_JOB_STORE_DIR: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
