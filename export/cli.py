@@ -39,11 +39,14 @@ def serve(host: Annotated[Optional[str], typer.Option(help="bind address (defaul
     """Run the HTTP API (with an embedded worker unless --redis-url is given)."""
     from server.api.app import PortInUse
     from server.api.app import serve as run
+    from server.runtime import find_repositories
 
+    settings = _settings(host=host, port=port, model_repository=model_repository, backend=backend,
+                         redis_url=redis_url, api_keys=api_key or None, batching=batching)
     try:
-        run(_settings(host=host, port=port, model_repository=model_repository, backend=backend, redis_url=redis_url,
-                      api_keys=api_key or None, batching=batching))
-    except PortInUse as e:
+        find_repositories(settings.model_repository)  # a missing model is one line, before anything starts
+        run(settings)
+    except (PortInUse, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
 
@@ -130,8 +133,12 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
     from server.runtime import load_runtime
 
     settings = _settings(model_repository=model_repository, backend=backend)
-    catalog = load_runtime(settings, engines=False)  # manifests only: a bad request fails before any engine loads
-    data = input.read_bytes() if input else None
+    try:
+        catalog = load_runtime(settings, engines=False)  # manifests only: a bad request fails before any engine loads
+        data = input.read_bytes() if input else None
+    except (FileNotFoundError, ValueError, OSError) as e:  # no model there, an unreadable input file
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
     frames = None
     try:
         req = VideoCreateRequest(task=task, class_label=class_label, model=model, mask=parse_mask(mask),

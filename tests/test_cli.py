@@ -169,3 +169,17 @@ def test_the_installed_command_reports_bad_input(tmp_path):
                           capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert proc.returncode == 2
     assert "class_label must be in 0..9" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args,says", [
+    (["generate", "--task", "class_conditional", "--class-label", "1", "--output", "x.mp4", "--model-repository",
+      "/nonexistent/models"], "no model repository under /nonexistent/models"),
+    (["generate", "--task", "frame_prediction", "--input", "/nonexistent/in.mp4", "--output", "x.mp4",
+      "--model-repository", str(MODELS)], "No such file"),
+    (["serve", "--model-repository", "/nonexistent/models"], "no model repository under /nonexistent/models"),
+])
+def test_user_errors_are_one_line_not_a_traceback(tmp_path, args, says):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert says in result.output and "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0, result.output

@@ -204,7 +204,9 @@ class BaseClient:
                 yield Sleep(retry_delay(attempt, None))
             except httpx.TransportError as exc:
                 if not retries_left:
-                    raise APIConnectionError(f"connection error: {exc!r}", request=request) from exc
+                    raise APIConnectionError(f"could not reach the Kinetoscope server at {request.url} "
+                                             f"({type(exc).__name__}: {exc}); is it running? (base URL: "
+                                             "Client(base_url=...) or KINETOSCOPE_BASE_URL)", request=request) from exc
                 yield Sleep(retry_delay(attempt, None))
             else:
                 if response.status_code < 400:
