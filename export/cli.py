@@ -181,12 +181,23 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
 
 
 @app.command()
-def train(stage: Annotated[str, typer.Argument(help="tokenizer | prior | ar | sr")],
+def train(stage: Annotated[str, typer.Argument(help="tokenizer | prior | ar | sr | family (every stage in order)")],
           set: Annotated[Optional[list[str]], typer.Option("--set", help="config override key=value (repeatable)")] = None,
           demo_cpu: Annotated[bool, typer.Option(help="the CPU demo configuration of the stage")] = False,
-          run_dir: Annotated[str, typer.Option(help="run folder (default runs/<network>)")] = "",
-          publish: Annotated[Optional[str], typer.Option(help="copy the trained network here")] = None):
-    """Train one stage (resumes from its run folder). GPU when present."""
+          run_dir: Annotated[str, typer.Option(help="run folder (default runs/<network>; family: runs/family)")] = "",
+          publish: Annotated[Optional[str], typer.Option(help="copy the trained network here (family: required)")] = None,
+          budget_minutes: Annotated[Optional[float], typer.Option(help="family: the whole run's time budget")] = None,
+          preset: Annotated[str, typer.Option(help="family: cpu | gpu | tiny")] = "cpu"):
+    """Train one stage, or the whole family within --budget-minutes (each resumes from its run
+    folder). GPU when present."""
+    if stage == "family":
+        from models.family import train_family
+
+        if budget_minutes is None or publish is None:
+            typer.echo("error: train family needs --budget-minutes and --publish (the checkpoint folder)", err=True)
+            raise typer.Exit(2)
+        train_family(publish, budget_minutes, preset=preset, runs_dir=run_dir or "runs/family", overrides=set or [])
+        return
     from models.train import main
 
     args = [stage] + [a for kv in (set or []) for a in ("--set", kv)] + (["--demo-cpu"] if demo_cpu else [])
