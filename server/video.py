@@ -13,7 +13,8 @@ Choices a user would notice, all documented here and in the docstrings below:
   format by magic bytes (415 `unsupported_media_type`), then the frame size from the
   header (413 `video_too_large`). Frames beyond `max_frames` are not read: the first
   `max_frames` frames are kept and the rest ignored, as a long upload is usually meant as
-  "this clip" and the model only looks at its leading frames anyway.
+  "this clip" and the model only looks at its leading frames anyway (`truncated` says so;
+  frame interpolation, which needs the real last frame, refuses such an input).
 - A file that is empty, corrupt or truncated so that ffmpeg reports an error is a 400
   `invalid_video`; we never serve frames from a half-decoded file.
 - Rotation metadata (phone videos) is applied, as players do.
@@ -58,6 +59,7 @@ class DecodedVideo:
     frames: np.ndarray  # uint8 (T, H, W, 3) RGB
     fps: float | None  # the container's frame rate; None where the format has none (PNG)
     format: str = ""  # "mp4", "webm", "gif" or "png": what the magic bytes said
+    truncated: bool = False  # the file holds more than max_frames frames (only the first were kept)
 
 
 # --- encoding -------------------------------------------------------------------------------------
@@ -153,11 +155,12 @@ def decode_video(data: bytes, *, max_bytes: int, max_frames: int, max_pixels: in
             415, "unsupported_media_type",
             f"the input is not a supported video ({_describe(data)}); send MP4, MOV, WebM, GIF or PNG",
         )
+    # One frame more than kept: it says whether the file is longer than the limit.
     if fmt in ("gif", "png"):
-        frames, fps = _decode_with_pillow(data, fmt, max_frames, max_pixels)
+        frames, fps = _decode_with_pillow(data, fmt, max_frames + 1, max_pixels)
     else:
-        frames, fps = _decode_with_ffmpeg(data, fmt, max_frames, max_pixels)
-    return DecodedVideo(frames=frames, fps=fps, format=fmt)
+        frames, fps = _decode_with_ffmpeg(data, fmt, max_frames + 1, max_pixels)
+    return DecodedVideo(frames=frames[:max_frames], fps=fps, format=fmt, truncated=len(frames) > max_frames)
 
 
 def _describe(data: bytes) -> str:

@@ -178,11 +178,11 @@ def make_api():
         pass
 
     @_api_contextlib.asynccontextmanager
-    async def factory(worker: bool = False, runtime=None, **overrides):
+    async def factory(worker: bool = False, runtime=None, queue=None, **overrides):
         settings = Settings(embedded_workers=worker, redis_url=None, **overrides)
         api = Api()
         api.settings, api.runtime = settings, runtime or FakeRuntime()
-        api.queue = MemoryQueue.from_settings(settings)
+        api.queue = queue or MemoryQueue.from_settings(settings)
         api.app = create_app(settings, runtime=api.runtime, queue=api.queue)
         async with api.app.router.lifespan_context(api.app):
             transport = _api_httpx.ASGITransport(app=api.app)

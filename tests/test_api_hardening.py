@@ -96,3 +96,40 @@ def test_range_with_thousands_of_digits_is_beyond_any_file():
         parse_range(f"bytes={huge}-", 100)
     assert parse_range(f"bytes=10-{huge}", 100) == (10, 99)
     assert parse_range(f"bytes=-{huge}", 100) == (0, 99)
+
+
+async def test_a_reused_idempotency_key_with_another_body_is_refused(make_api, api_sample):
+    mp4, _ = api_sample
+    async with make_api() as api:
+        c = api.client
+        first = await c.post("/v1/videos", json=CG, headers={"Idempotency-Key": "k"})
+        again = await c.post("/v1/videos", json=CG, headers={"Idempotency-Key": "k"})
+        assert again.json()["id"] == first.json()["id"]  # the same request: the same job
+        other = await c.post("/v1/videos", json={**CG, "class_label": 2}, headers={"Idempotency-Key": "k"})
+        assert_error(other, 422, "idempotency_key_reused", "Idempotency-Key")
+        assert len((await c.get("/v1/videos")).json()["data"]) == 1
+        # multipart retries match whatever their boundary; another upload does not
+        files = {"input_video": ("a.mp4", mp4, "video/mp4")}
+        form = {"task": "frame_prediction", "condition_frames": "2"}
+        one = await c.post("/v1/videos", files=files, data=form, headers={"Idempotency-Key": "m"})
+        two = await c.post("/v1/videos", files=files, data=form, headers={"Idempotency-Key": "m"})
+        assert one.status_code == 202 and two.json()["id"] == one.json()["id"], two.text
+        changed = await c.post("/v1/videos", files={"input_video": ("a.mp4", mp4 + b"\0", "video/mp4")}, data=form,
+                               headers={"Idempotency-Key": "m"})
+        assert_error(changed, 422, "idempotency_key_reused")
+
+
+async def test_frame_interpolation_refuses_an_input_longer_than_the_limit(make_api):
+    import numpy as np
+
+    from server.video import encode_mp4
+
+    long_clip = encode_mp4(np.zeros((12, 32, 32, 3), np.uint8), 8)
+    body = {"task": "frame_interpolation", "input_video": __import__("base64").b64encode(long_clip).decode()}
+    async with make_api(max_input_frames=10) as api:
+        assert_error(await api.client.post("/v1/videos", json=body), 413, "video_too_long", "input_video")
+        # the leading-frame tasks take its first frames, as before
+        r = await api.client.post("/v1/videos", json={**body, "task": "frame_prediction"})
+        assert r.status_code == 202, r.text
+    async with make_api(max_input_frames=12) as api:
+        assert (await api.client.post("/v1/videos", json=body)).status_code == 202

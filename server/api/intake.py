@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,7 @@ async def build_job(request: Request, settings: Settings, queue: JobQueue, runti
     job = Job(id=new_job_id(), model=manifest.model_id, task=normalized["task"], request=normalized,
               size=normalized["size"], num_frames=normalized["num_frames"], fps=normalized["fps"],
               seed=normalized["seed"], priority=normalized["priority"],
-              metadata=check_metadata(parsed.request.metadata, settings))
+              metadata=check_metadata(parsed.request.metadata, settings), fingerprint=parsed.fingerprint())
     return job, input_video
 
 
@@ -47,6 +48,12 @@ async def build_job(request: Request, settings: Settings, queue: JobQueue, runti
 class ParsedRequest:
     request: VideoCreateRequest
     upload: bytes | None  # the file part's bytes (multipart), if any
+
+    def fingerprint(self) -> str:
+        """The same for every retry of one request (JSON or multipart, whatever the boundary)."""
+        digest = hashlib.sha256(self.request.model_dump_json(exclude_none=True).encode())
+        digest.update(hashlib.sha256(self.upload or b"").digest())
+        return digest.hexdigest()
 
 
 async def parse_body(request: Request, settings: Settings) -> ParsedRequest:
@@ -154,6 +161,10 @@ async def load_input(parsed: ParsedRequest, normalized: dict[str, Any], queue: J
                                         max_frames=settings.max_input_frames, max_pixels=settings.max_input_pixels)
     except VideoError as exc:
         raise APIError(exc.status, exc.code, exc.message, param=param) from None
+    if video.truncated and normalized["task"] == "frame_interpolation":
+        raise APIError(413, "video_too_long", f"frame_interpolation uses the input's last frame, and this input has "
+                       f"more than max_input_frames ({settings.max_input_frames}) frames; send a shorter clip",
+                       param=param)
     return data, len(video.frames)
 
 

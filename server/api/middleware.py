@@ -60,7 +60,16 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
+            state = getattr(scope.get("app"), "state", None)
+            queue = getattr(state, "queue", None)
+            if not response_started and queue is not None and queue.unavailable(exc):
+                # The job store is down or refusing writes: a condition to retry, not a bug.
+                logger.warning("job store unavailable: %s", exc, extra={"method": scope["method"], "path": scope["path"]})
+                body = error_body(503, "queue_unavailable", "the job queue is unavailable right now; retry shortly")
+                await JSONResponse(body, status_code=503, headers={"Retry-After": str(state.settings.retry_after_seconds)})(
+                    scope, receive, send_with_id)
+                return
             logger.exception("unhandled error", extra={"method": scope["method"], "path": scope["path"]})
             if response_started:
                 raise  # too late for an error body; the server closes the connection

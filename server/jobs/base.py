@@ -47,6 +47,7 @@ class Job:
     expires_at: float | None = None
     error: dict[str, str] | None = None
     metadata: dict[str, str] = field(default_factory=dict)  # the caller's string pairs, echoed back
+    fingerprint: str = ""  # sha256 of the create request as sent: an Idempotency-Key's repeat must match it
     attempts: int = 0  # how many times a worker has started this job
     cancel_requested: bool = False
 
@@ -108,6 +109,11 @@ class JobQueue(Protocol):
                    where: Callable[[Job], bool] | None = None) -> tuple[list[Job], bool]:
         """Jobs newest first, starting after the job id `after`, only those `where` keeps;
         returns (jobs, has_more)."""
+        ...
+
+    def unavailable(self, exc: BaseException) -> bool:
+        """Whether `exc` means the job store is unreachable or refusing writes for now (the API
+        answers 503 with Retry-After), as opposed to a bug (500)."""
         ...
 
     async def queue_position(self, job_id: str) -> int | None:

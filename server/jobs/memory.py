@@ -242,6 +242,10 @@ class MemoryQueue:
     async def ping(self) -> bool:
         return True
 
+    @staticmethod
+    def unavailable(exc: BaseException) -> bool:
+        return False  # in this process: nothing to be unreachable
+
     async def depth(self) -> dict[str, int]:
         self._purge_expired()
         return {p: len(self._waiting[p]) for p in PRIORITIES}

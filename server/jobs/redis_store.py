@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Self
 
 import redis.asyncio as aioredis
+from redis import exceptions as redis_exceptions
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, WatchError
 
@@ -27,6 +28,9 @@ MAX_BLOCK_SECONDS = 2.0  # one blocking read stays well inside redis-py's socket
 RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0)  # a transaction whose connection broke is redone
 RECLAIM_PAGE = 100  # pending entries examined per round trip when looking for lapsed leases
 RESULTS_SWEEP_SECONDS = 60.0  # how often claim() tidies expired jobs' files and index entries
+# Error replies of a Redis that is up but cannot take writes now (out of memory under noeviction,
+# a failed background save, a replica, still loading its data).
+UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS")
 EXTENSIONS = {"video": "mp4", "thumbnail": "png", "frames": "zip"}  # results_dir file names, per variant
 
 
@@ -170,10 +174,22 @@ class RedisStore:
             pipe.hincrby(self.prefix + "counters", "dead", 1)
 
     async def ping(self) -> bool:
+        """Readiness: Redis answers *and accepts writes* (an out-of-memory or read-only Redis
+        answers PING but refuses every job)."""
         try:
-            return bool(await self.r.ping())
+            return bool(await self.r.set(self._key("ready", "probe"), "1", px=10_000))
         except Exception:
             return False
+
+    @staticmethod
+    def unavailable(exc: BaseException) -> bool:
+        """Whether an error means Redis is down or refusing writes (the API answers 503 with
+        Retry-After: retry later), not a fault of ours (500)."""
+        if isinstance(exc, (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError,
+                            redis_exceptions.BusyLoadingError, redis_exceptions.ReadOnlyError,
+                            redis_exceptions.OutOfMemoryError)):
+            return True
+        return isinstance(exc, redis_exceptions.ResponseError) and str(exc).split(" ", 1)[0] in UNAVAILABLE_REPLIES
 
     async def counters(self) -> dict[str, int]:
         raw = await self.r.hgetall(self.prefix + "counters")

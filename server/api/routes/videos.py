@@ -86,11 +86,15 @@ async def create_video(
 ) -> Response:
     try:
         job, input_video = await build_job(request, settings, queue, runtime)
+        new_fingerprint = job.fingerprint
         try:
             job, created = await queue.submit(job, input_video,
                                               idempotency_key=scoped_idempotency_key(request, idempotency_key))
         except QueueFull as exc:
             raise APIError(429, "queue_full", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+        if not created and job.fingerprint and job.fingerprint != new_fingerprint:
+            raise APIError(422, "idempotency_key_reused", "this Idempotency-Key was used for another request "
+                           f"(job {job.id}); use a new key for a new request", param="Idempotency-Key")
     except APIError as exc:
         task = getattr(request.state, "task", "unknown")  # bounded: set only once the task parsed
         metrics.requests_total.labels(task=task, status=str(exc.status)).inc()
