@@ -65,7 +65,12 @@ class Settings(BaseSettings):
     # --- HTTP -------------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="bind address; 127.0.0.1 unless told otherwise")
     port: int = Field(8000, description="port")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host headers the server answers (DNS "
+                                     "rebinding guard); empty = loopback names when bound to a loopback address, "
+                                     "any otherwise; [\"*\"] = any")
     api_keys: list[str] = Field(default_factory=list, description="if set, Bearer keys required on every endpoint but /healthz and /readyz")
+    share_jobs: bool = Field(False, description="with API keys: every key sees every job (default: a job belongs to "
+                             "the key that made it; other keys get 404)")
     log_level: str = Field("info", description="log level")
     shutdown_seconds: float = Field(1.0, ge=0, description="on Ctrl-C / SIGTERM: how long running embedded jobs and "
                                     "open connections get to finish; then the jobs are abandoned (with job_store_dir "

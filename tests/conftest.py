@@ -179,6 +179,7 @@ def make_api():
 
     @_api_contextlib.asynccontextmanager
     async def factory(worker: bool = False, runtime=None, queue=None, **overrides):
+        overrides.setdefault("allowed_hosts", ["test"])  # the in-process client's Host header
         settings = Settings(embedded_workers=worker, redis_url=None, **overrides)
         api = Api()
         api.settings, api.runtime = settings, runtime or FakeRuntime()

@@ -133,3 +133,51 @@ async def test_frame_interpolation_refuses_an_input_longer_than_the_limit(make_a
         assert r.status_code == 202, r.text
     async with make_api(max_input_frames=12) as api:
         assert (await api.client.post("/v1/videos", json=body)).status_code == 202
+
+
+async def test_jobs_belong_to_the_key_that_made_them(make_api, api_sample):
+    """D7: key B cannot list, read, download, chain, cancel or delete key A's jobs (404, as for
+    an unknown id); share_jobs=true shares them."""
+    a, b = {"Authorization": "Bearer key-a"}, {"Authorization": "Bearer key-b"}
+    async with make_api(worker=True, api_keys=["key-a", "key-b"]) as api:
+        c = api.client
+        job = (await c.post("/v1/videos", json={**CG, "seed": 3}, headers={**a, "Prefer": "wait=10"})).json()
+        assert job["status"] == "completed", job
+        jid = job["id"]
+        assert [j["id"] for j in (await c.get("/v1/videos", headers=a)).json()["data"]] == [jid]
+        assert (await c.get("/v1/videos", headers=b)).json()["data"] == []
+        for method, path in (("GET", f"/v1/videos/{jid}"), ("GET", f"/v1/videos/{jid}/content"),
+                             ("GET", f"/v1/videos/{jid}/events"), ("POST", f"/v1/videos/{jid}/cancel"),
+                             ("DELETE", f"/v1/videos/{jid}")):
+            assert_error(await c.request(method, path, headers=b), 404, "video_not_found")
+        chained = await c.post("/v1/videos", json={"task": "frame_prediction", "input_video_id": jid}, headers=b)
+        assert_error(chained, 404, "video_not_found", "input_video_id")
+        assert (await c.get(f"/v1/videos/{jid}", headers=a)).status_code == 200  # still there for its owner
+    async with make_api(api_keys=["key-a", "key-b"], share_jobs=True) as api:
+        job = (await api.client.post("/v1/videos", json=CG, headers=a)).json()
+        assert (await api.client.get(f"/v1/videos/{job['id']}", headers=b)).status_code == 200
+
+
+async def test_cross_site_posts_and_foreign_hosts_are_refused(make_api):
+    """D13: with no API keys, a web page elsewhere cannot make the visitor's browser create jobs,
+    and a rebound DNS name does not reach a loopback server."""
+    async with make_api() as api:
+        c = api.client
+        form = {"task": (None, "class_conditional"), "class_label": (None, "1")}
+        assert_error(await c.post("/v1/videos", files=form, headers={"Origin": "https://evil.example"}), 403,
+                     "cross_site_request")
+        assert_error(await c.post("/v1/videos", files=form, headers={"Sec-Fetch-Site": "cross-site"}), 403,
+                     "cross_site_request")
+        # the playground (same origin) and non-browser clients (no Origin) are fine
+        assert (await c.post("/v1/videos", files=form, headers={"Origin": "http://test"})).status_code == 202
+        assert (await c.post("/v1/videos", json=CG)).status_code == 202
+        assert (await c.get("/v1/videos", headers={"Origin": "https://evil.example"})).status_code == 200  # reads: CORS
+    async with make_api(allowed_hosts=[]) as api:  # bound to 127.0.0.1: loopback names only
+        assert_error(await api.client.get("/v1/models", headers={"Host": "rebound.example"}), 403, "host_not_allowed")
+        assert (await api.client.get("/v1/models", headers={"Host": "127.0.0.1:8000"})).status_code == 200
+        assert (await api.client.get("/v1/models", headers={"Host": "localhost"})).status_code == 200
+    async with make_api(allowed_hosts=[], host="0.0.0.0") as api:  # bound to every address: any host
+        assert (await api.client.get("/v1/models", headers={"Host": "videos.example"})).status_code == 200
+    async with make_api(api_keys=["k"]) as api:  # with keys, the key is the guard
+        r = await api.client.post("/v1/videos", json=CG, headers={"Authorization": "Bearer k", "Origin": "https://app.example"})
+        assert r.status_code == 202

@@ -144,7 +144,7 @@ async def test_lifespan_opens_queue_loads_runtime_and_runs_the_worker(monkeypatc
     app = create_app(Settings(embedded_workers=True))
     async with app.router.lifespan_context(app):
         assert loaded["engines"] is True
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
             r = await client.post("/v1/videos", json={"task": "class_conditional", "class_label": 0},
                                   headers={"Prefer": "wait=10"})
             assert r.status_code == 200 and r.json()["status"] == "completed"
@@ -152,7 +152,7 @@ async def test_lifespan_opens_queue_loads_runtime_and_runs_the_worker(monkeypatc
     replica = create_app(Settings(embedded_workers=False))
     async with replica.router.lifespan_context(replica):
         assert loaded["engines"] is False
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url="http://127.0.0.1") as client:
             r = await client.post("/v1/videos", json={"task": "class_conditional", "class_label": 0},
                                   headers={"Prefer": "wait=0.3"})
             assert r.status_code == 202 and r.json()["status"] == "queued"

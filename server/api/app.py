@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server import metrics
 from server.api.errors import install_error_handlers
-from server.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from server.api.middleware import BodyLimitMiddleware, BrowserGuardMiddleware, RequestContextMiddleware
 from server.api.openapi import install_openapi
 from server.api.routes import health, models, videos
 from server.settings import Settings
@@ -108,6 +108,8 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None, queue: 
     _mount_playground(app)
     # Added last = outermost: the request id is set before anything else runs, even a 413.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BrowserGuardMiddleware, bind_host=settings.host, allowed_hosts=settings.allowed_hosts,
+                       api_keys=settings.api_keys)
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from server.api.errors import APIError, validation_error
 from server.api.schemas import VideoCreateRequest
 from server.api.validation import check_input_frames, check_metadata, choose_manifest, normalize_request
+from server.api.views import caller, get_job_or_404
 from server.jobs.base import Job, JobQueue, new_job_id
 from server.settings import Settings
 from server.video import VideoError, decode_video
@@ -34,13 +35,14 @@ async def build_job(request: Request, settings: Settings, queue: JobQueue, runti
     request.state.task = parsed.request.task
     manifest = choose_manifest(runtime.manifests, runtime.default_model, parsed.request.model)
     normalized = normalize_request(parsed.request, manifest, settings)
-    input_video, frames = await load_input(parsed, normalized, queue, settings)
+    input_video, frames = await load_input(parsed, normalized, queue, settings, request)
     if frames is not None:
         check_input_frames(normalized, frames)
     job = Job(id=new_job_id(), model=manifest.model_id, task=normalized["task"], request=normalized,
               size=normalized["size"], num_frames=normalized["num_frames"], fps=normalized["fps"],
               seed=normalized["seed"], priority=normalized["priority"],
-              metadata=check_metadata(parsed.request.metadata, settings), fingerprint=parsed.fingerprint())
+              metadata=check_metadata(parsed.request.metadata, settings), fingerprint=parsed.fingerprint(),
+              owner=caller(request))
     return job, input_video
 
 
@@ -143,13 +145,13 @@ def decode_base64(text: str, max_bytes: int) -> bytes:
 
 
 async def load_input(parsed: ParsedRequest, normalized: dict[str, Any], queue: JobQueue,
-                     settings: Settings) -> tuple[bytes | None, int | None]:
+                     settings: Settings, request: Request) -> tuple[bytes | None, int | None]:
     """The input video's bytes and frame count, or (None, None) for tasks without an input."""
     if not normalized["has_input"]:
         return None, None
     req = parsed.request
     if req.input_video_id is not None:
-        data, param = await _previous_output(queue, req.input_video_id), "input_video_id"
+        data, param = await _previous_output(queue, req.input_video_id, request), "input_video_id"
     elif parsed.upload is not None:
         data, param = parsed.upload, "input_video"
     else:
@@ -168,10 +170,8 @@ async def load_input(parsed: ParsedRequest, normalized: dict[str, Any], queue: J
     return data, len(video.frames)
 
 
-async def _previous_output(queue: JobQueue, job_id: str) -> bytes:
-    job = await queue.get(job_id)
-    if job is None:
-        raise APIError(404, "video_not_found", f"no video job {job_id!r}", param="input_video_id")
+async def _previous_output(queue: JobQueue, job_id: str, request: Request) -> bytes:
+    job = await get_job_or_404(queue, job_id, request, param="input_video_id")
     if job.status != "completed":
         raise APIError(409, "video_not_ready", f"job {job_id} is {job.status}; only a completed job's video can be an input",
                        param="input_video_id")

@@ -120,3 +120,50 @@ class BodyLimitMiddleware:
             return msg
 
         await self.app(scope, limited_receive, send)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def _hostname(host: str) -> str:
+    """`example.com:8000` -> `example.com`, `[::1]:8000` -> `::1`."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class BrowserGuardMiddleware:
+    """What keeps a web page from using a server that has no API keys (the default), through the
+    visitor's browser:
+    - a cross-site request that changes something (a form POST from another site: `Sec-Fetch-Site:
+      cross-site`, or an `Origin` other than this server) is refused (403 `cross_site_request`);
+    - DNS rebinding: a server bound to a loopback address answers only when the `Host` header names
+      a loopback host (or one of `allowed_hosts`; `*` allows any), else 403 `host_not_allowed`.
+    Clients that are not browsers (curl, the SDKs) send neither header, and are unaffected."""
+
+    def __init__(self, app: ASGIApp, *, bind_host: str, allowed_hosts: list[str], api_keys: list[str]):
+        self.app = app
+        self.check_origin = not api_keys  # with keys, a page cannot send the Bearer header cross-site
+        allowed = set(allowed_hosts) or (set(LOOPBACK) if bind_host in LOOPBACK else {"*"})
+        self.allowed_hosts = None if "*" in allowed else allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = _header(scope, b"host") or ""
+        problem = None
+        if self.allowed_hosts is not None and _hostname(host) not in self.allowed_hosts:
+            problem = ("host_not_allowed", f"this server does not answer for host {host!r}; allowed: "
+                       f"{', '.join(sorted(self.allowed_hosts))} (setting allowed_hosts)")
+        elif self.check_origin and scope["method"] in UNSAFE_METHODS:
+            origin = _header(scope, b"origin")
+            if _header(scope, b"sec-fetch-site") == "cross-site" or (
+                    origin and origin != "null" and origin.split("://", 1)[-1] != host):
+                problem = ("cross_site_request", "requests from other web sites are refused by a server without "
+                           "API keys; set api_keys to serve browsers on other origins")
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        await JSONResponse(error_body(403, *problem), status_code=403)(scope, receive, send)

@@ -44,10 +44,21 @@ async def job_view(queue: JobQueue, job: Job, base: str) -> dict[str, Any]:
     return {key: data.get(key) for key in JOB_FIELDS}
 
 
-async def get_job_or_404(queue: JobQueue, video_id: str) -> Job:
+def caller(request: Request) -> str:
+    """Who is asking: the API key's digest (set by the key check), "" on a server without keys."""
+    return getattr(request.state, "principal", None) or ""
+
+
+def can_see(request: Request, job: Job) -> bool:
+    """A job belongs to the key that made it, unless the server shares jobs between keys."""
+    return request.app.state.settings.share_jobs or job.owner == caller(request)
+
+
+async def get_job_or_404(queue: JobQueue, video_id: str, request: Request, param: str = "video_id") -> Job:
+    """The job, or 404 -- also for another key's job (its existence is not told)."""
     job = await queue.get(video_id)
-    if job is None:
-        raise APIError(404, "video_not_found", f"no video job {video_id!r}", param="video_id")
+    if job is None or not can_see(request, job):
+        raise APIError(404, "video_not_found", f"no video job {video_id!r}", param=param)
     return job
 
 

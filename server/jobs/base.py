@@ -47,6 +47,7 @@ class Job:
     expires_at: float | None = None
     error: dict[str, str] | None = None
     metadata: dict[str, str] = field(default_factory=dict)  # the caller's string pairs, echoed back
+    owner: str = ""  # who made it: a digest of the API key ("" when the server has no keys)
     fingerprint: str = ""  # sha256 of the create request as sent: an Idempotency-Key's repeat must match it
     attempts: int = 0  # how many times a worker has started this job
     cancel_requested: bool = False

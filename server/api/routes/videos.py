@@ -15,7 +15,7 @@ from server.api.errors import APIError
 from server.api.intake import build_job
 from server.api.ranges import RangeNotSatisfiable, parse_range
 from server.api.schemas import ErrorResponse, Status, TaskName, VideoDeleted, VideoJob, VideoList
-from server.api.views import (POLL_HEADER, get_job_or_404, job_view, parse_prefer_wait, poll_headers, public_base,
+from server.api.views import (POLL_HEADER, can_see, get_job_or_404, job_view, parse_prefer_wait, poll_headers, public_base,
                               wait_until_terminal)
 from server.jobs.base import Job, QueueFull
 from server.output import FRAMES_MEDIA_TYPE, OUTPUT_FORMATS
@@ -129,7 +129,7 @@ async def list_videos(
         raise APIError(422, "invalid_value", f"no model {model!r}; this server has: {', '.join(sorted(runtime.manifests))}",
                        param="model")
     wanted = {k: v for k, v in (("status", status), ("task", task), ("model", model)) if v is not None}
-    where = (lambda job: all(getattr(job, k) == v for k, v in wanted.items())) if wanted else None
+    where = (lambda job: can_see(request, job) and all(getattr(job, k) == v for k, v in wanted.items()))
     jobs, has_more = await queue.list(after=after, limit=limit, where=where)
     base = public_base(request)
     data = [await job_view(queue, job, base) for job in jobs]
@@ -145,7 +145,7 @@ async def get_video(
     request: Request, video_id: str, settings: SettingsDep, queue: QueueDep,
     prefer: Annotated[str | None, Header(alias="Prefer", description="`wait=N`: hold up to N seconds for the job to finish")] = None,
 ) -> Response:
-    job = await get_job_or_404(queue, video_id)
+    job = await get_job_or_404(queue, video_id, request)
     headers: dict[str, str] = {}
     wait = parse_prefer_wait(prefer, settings.max_wait_seconds)
     if wait is not None and not job.terminal:
@@ -163,7 +163,7 @@ async def get_video(
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                              "description": "events whose data is a job object"}, **_errors(404)})
 async def video_events(request: Request, video_id: str, queue: QueueDep) -> StreamingResponse:
-    await get_job_or_404(queue, video_id)
+    await get_job_or_404(queue, video_id, request)
     base = public_base(request)
 
     async def events() -> AsyncIterator[str]:
@@ -234,13 +234,13 @@ def _media_type(job: Job, variant: str) -> tuple[str, str]:
     },
 )
 async def video_content(
-    video_id: str, queue: QueueDep,
+    request: Request, video_id: str, queue: QueueDep,
     variant: Annotated[Literal["video", "thumbnail", "frames"], Query(
         description="video (in the request's output_format), thumbnail (PNG of the first frame) or frames (the frames "
                     "the model made, lossless: PNG files in a zip)")] = "video",
     range_header: Annotated[str | None, Header(alias="Range", description="bytes=start-end")] = None,
 ) -> Response:
-    job = await get_job_or_404(queue, video_id)
+    job = await get_job_or_404(queue, video_id, request)
     if job.status != "completed":
         raise APIError(409, "video_not_ready", f"job {video_id} is {job.status}; content exists once it has completed")
     data = await queue.get_content(video_id, variant)
@@ -267,6 +267,7 @@ async def video_content(
                          "stops at its next decoding step (its status turns `canceled` shortly after).",
              responses=_errors(404))
 async def cancel_video(request: Request, video_id: str, settings: SettingsDep, queue: QueueDep) -> Response:
+    await get_job_or_404(queue, video_id, request)
     job = await queue.cancel(video_id)
     if job is None:
         raise APIError(404, "video_not_found", f"no video job {video_id!r}", param="video_id")
@@ -276,8 +277,8 @@ async def cancel_video(request: Request, video_id: str, settings: SettingsDep, q
 
 @router.delete("/{video_id}", response_model=VideoDeleted, summary="Delete a job and its content",
                description="An unfinished job is canceled first.", responses=_errors(404))
-async def delete_video(video_id: str, queue: QueueDep) -> dict[str, Any]:
-    job = await get_job_or_404(queue, video_id)
+async def delete_video(request: Request, video_id: str, queue: QueueDep) -> dict[str, Any]:
+    job = await get_job_or_404(queue, video_id, request)
     if not job.terminal:
         await queue.cancel(video_id)
     if not await queue.delete(video_id):
