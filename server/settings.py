@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     job_ttl_seconds: int = Field(24 * 3600, description="jobs and their content expire this long after finishing")
     lease_seconds: float = Field(15.0, description="a job whose worker sent no heartbeat for this long is reclaimed")
     heartbeat_seconds: float = Field(3.0, description="how often a worker renews its jobs' leases")
-    max_attempts: int = Field(3, description="starts of a job before it fails for good (dead letter)")
+    max_attempts: int = Field(3, description="failed attempts (the job's own errors) before it fails for good (dead letter)")
+    max_lost_leases: int = Field(10, description="times a job's worker may die holding it (reclaimed, run again) before "
+                                 "it fails for good; counted apart from max_attempts")
     result_inline_max_bytes: int = Field(8 << 20, description="MP4s up to this size are stored in Redis; larger go to results_dir")
     results_dir: Path | None = Field(None, description="shared folder for large results (all workers and API replicas)")
     poll_interval_seconds: float = Field(1.0, description="poll interval the API suggests to clients (Retry-After / X-Poll-Interval)")

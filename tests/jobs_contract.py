@@ -237,17 +237,34 @@ class QueueContract:
         await q.complete(job.id, "w1", b"v", b"t")
         assert (await q.get(job.id)).status == "completed"
 
-    async def test_lost_workers_use_up_attempts(self, make_queue):
+    async def test_lost_workers_use_their_own_budget_not_the_jobs_attempts(self, make_queue):
+        """A worker dying costs the job nothing of max_attempts (D12); only max_lost_leases
+        deaths in a row of its workers end it."""
         events: list[str] = []
-        q = make_queue(lease_seconds=0.2, max_attempts=1, on_event=events.append)
+        q = make_queue(lease_seconds=0.2, max_attempts=1, max_lost_leases=1, on_event=events.append)
         job = (await q.submit(make_job()))[0]
         await q.claim("w1", timeout=0.2)
         await asyncio.sleep(0.3)
-        assert await q.claim("w2", timeout=0.5) is None
+        again = await q.claim("w2", timeout=0.5)  # reclaimed: max_attempts=1 is not used up
+        assert again is not None and again.id == job.id and again.lost_leases == 1
+        await asyncio.sleep(0.3)
+        assert await q.claim("w3", timeout=0.5) is None  # the second death is one too many
         dead = await q.get(job.id)
         assert dead.status == "failed" and dead.error["code"] == RETRIES_EXHAUSTED
-        assert WORKER_LOST in dead.error["message"]
-        assert events == ["dead"]
+        assert WORKER_LOST in dead.error["message"] or "workers died" in dead.error["message"]
+        assert events == ["reclaimed", "dead"]
+
+    async def test_a_job_error_after_a_lost_worker_still_has_its_attempts(self, make_queue):
+        q = make_queue(lease_seconds=0.2, max_attempts=2)
+        job = (await q.submit(make_job()))[0]
+        await q.claim("w1", timeout=0.2)
+        await asyncio.sleep(0.3)
+        await q.claim("w2", timeout=0.5)  # w1 died: reclaimed
+        await q.fail(job.id, "w2", "generation_error", "flaky")
+        assert (await q.get(job.id)).status == "queued"  # one own error of two allowed
+        await q.claim("w2", timeout=0.5)
+        await q.fail(job.id, "w2", "generation_error", "flaky")
+        assert (await q.get(job.id)).status == "failed"
 
     async def test_list_newest_first_in_pages(self, make_queue):
         q = make_queue()

@@ -121,9 +121,12 @@ def test_failure_of_a_cancel_requested_job_ends_canceled():
     assert states.fail(job, "e", "m", True, 3, 2.0, 5).status == "canceled"
 
 
-def test_reclaim_counts_the_lost_attempt():
+def test_reclaim_counts_the_lost_lease_apart_from_the_attempts():
     job = states.start(make_job(), 0.0)
-    again = states.reclaim(job, "w1", max_attempts=2, now=1.0, ttl=5)
-    assert (again.status, again.attempts) == ("in_progress", 2)
-    dead = states.reclaim(again, "w2", max_attempts=2, now=2.0, ttl=5)
+    again = states.reclaim(job, "w1", max_lost_leases=1, now=1.0, ttl=5)
+    assert (again.status, again.attempts, again.lost_leases) == ("in_progress", 2, 1)
+    dead = states.reclaim(again, "w2", max_lost_leases=1, now=2.0, ttl=5)
     assert dead.status == "failed" and "w2" in dead.error["message"]
+    # a job error after a lost lease: the lost one does not count against max_attempts
+    assert states.fail(again, "e", "m", True, max_attempts=2, now=3.0, ttl=5).status == "queued"
+    assert states.fail(again, "e", "m", True, max_attempts=1, now=3.0, ttl=5).status == "failed"

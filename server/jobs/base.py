@@ -50,6 +50,7 @@ class Job:
     owner: str = ""  # who made it: a digest of the API key ("" when the server has no keys)
     fingerprint: str = ""  # sha256 of the create request as sent: an Idempotency-Key's repeat must match it
     attempts: int = 0  # how many times a worker has started this job
+    lost_leases: int = 0  # of those, how many ended because the worker died (not the job's fault)
     cancel_requested: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -26,13 +26,14 @@ EventCallback = Callable[[str], None]
 
 class MemoryQueue:
     def __init__(self, *, max_queue_length: int = 256, job_ttl_seconds: float = 24 * 3600,
-                 lease_seconds: float = 15.0, max_attempts: int = 3,
+                 lease_seconds: float = 15.0, max_attempts: int = 3, max_lost_leases: int = 10,
                  retry_after_seconds: int = 5, on_event: EventCallback | None = None,
                  store: LocalStore | None = None):
         self.max_queue_length = max_queue_length
         self.ttl = job_ttl_seconds
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
+        self.max_lost_leases = max_lost_leases
         self.retry_after_seconds = retry_after_seconds
         self.on_event = on_event
         self._jobs: dict[str, Job] = {}
@@ -54,6 +55,7 @@ class MemoryQueue:
         return cls(max_queue_length=settings.max_queue_length,
                    job_ttl_seconds=settings.job_ttl_seconds,
                    lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
+                   max_lost_leases=settings.max_lost_leases,
                    retry_after_seconds=settings.retry_after_seconds, on_event=on_event,
                    store=LocalStore(settings.job_store_dir) if settings.job_store_dir else None)
 
@@ -287,7 +289,7 @@ class MemoryQueue:
             if until > now:
                 continue
             lost = self._owner.get(job_id, "?")
-            job = states.reclaim(self._jobs[job_id], lost, self.max_attempts, time.time(), self.ttl)
+            job = states.reclaim(self._jobs[job_id], lost, self.max_lost_leases, time.time(), self.ttl)
             self._store(job)
             if job.status == "in_progress":
                 self._lease(job_id, worker_id)

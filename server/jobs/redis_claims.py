@@ -157,7 +157,7 @@ class RedisClaims(RedisStore):
                 changed, event = states.start(job, now), None
             else:
                 lost = meta.get("_worker") or old_worker
-                changed = states.reclaim(job, lost, self.max_attempts, now, self.ttl)
+                changed = states.reclaim(job, lost, self.max_lost_leases, now, self.ttl)
                 meta["_last_error"] = states.worker_lost(lost)
                 event = "reclaimed" if changed.status == "in_progress" else None
             pipe.xclaim(stream, GROUP, worker_id, 0, [entry_id], justid=True)

@@ -52,7 +52,7 @@ class RedisStore:
 
     def __init__(self, url: str, *, prefix: str = "kinetoscope:", max_queue_length: int = 256,
                  job_ttl_seconds: float = 24 * 3600, lease_seconds: float = 15.0,
-                 max_attempts: int = 3, retry_after_seconds: int = 5,
+                 max_attempts: int = 3, max_lost_leases: int = 10, retry_after_seconds: int = 5,
                  result_inline_max_bytes: int = 8 << 20, results_dir: Path | None = None,
                  on_event: EventCallback | None = None):
         # RESP2 pins the reply shapes (redis-py 8 may speak RESP3, where stream replies differ).
@@ -62,6 +62,7 @@ class RedisStore:
         self.ttl = job_ttl_seconds
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
+        self.max_lost_leases = max_lost_leases
         self.retry_after_seconds = retry_after_seconds
         self.inline_max = result_inline_max_bytes
         self.results_dir = Path(results_dir) if results_dir else None
@@ -78,7 +79,8 @@ class RedisStore:
     def from_settings(cls, settings, on_event: EventCallback | None = None, **kwargs) -> Self:
         return cls(settings.redis_url, max_queue_length=settings.max_queue_length,
                    job_ttl_seconds=settings.job_ttl_seconds, lease_seconds=settings.lease_seconds,
-                   max_attempts=settings.max_attempts, retry_after_seconds=settings.retry_after_seconds,
+                   max_attempts=settings.max_attempts, max_lost_leases=settings.max_lost_leases,
+                   retry_after_seconds=settings.retry_after_seconds,
                    result_inline_max_bytes=settings.result_inline_max_bytes,
                    results_dir=settings.results_dir, on_event=on_event, **kwargs)
 

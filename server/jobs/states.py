@@ -70,8 +70,8 @@ def fail(job: Job, code: str, message: str, retryable: bool, max_attempts: int,
         return finish(job, "failed", now, ttl, error)
     if job.cancel_requested:
         return finish(job, "canceled", now, ttl)
-    if job.attempts >= max_attempts:
-        return finish(job, "failed", now, ttl, dead_error(job.attempts, error))
+    if job.attempts - job.lost_leases >= max_attempts:  # only the job's own failures count here
+        return finish(job, "failed", now, ttl, dead_error(job.attempts - job.lost_leases, error))
     job = _copy(job)
     job.status = "queued"
     job.started_at = None
@@ -83,13 +83,19 @@ def worker_lost(worker_id: str) -> dict[str, str]:
             "message": f"worker {worker_id} stopped heartbeating; its lease expired"}
 
 
-def reclaim(job: Job, lost_worker: str, max_attempts: int, now: float, ttl: float) -> Job:
-    """Another worker takes over a running job whose worker stopped heartbeating. The lost
-    attempt counts: with attempts left the job starts again on the new worker, else it dies."""
+def reclaim(job: Job, lost_worker: str, max_lost_leases: int, now: float, ttl: float) -> Job:
+    """Another worker takes over a running job whose worker stopped heartbeating. A worker dying
+    is not the job's fault: it uses the separate budget `max_lost_leases` (infrastructure
+    retries), never the job's `max_attempts`. With that budget left the job starts again on the
+    new worker, else it dies."""
     if job.cancel_requested:
         return finish(job, "canceled", now, ttl)
-    if job.attempts >= max_attempts:
-        return finish(job, "failed", now, ttl, dead_error(job.attempts, worker_lost(lost_worker)))
+    job = _copy(job)
+    job.lost_leases += 1
+    if job.lost_leases > max_lost_leases:
+        return finish(job, "failed", now, ttl, {
+            "code": RETRIES_EXHAUSTED,
+            "message": f"gave up after {job.lost_leases} workers died holding it; last: {worker_lost(lost_worker)['message']}"})
     return start(job, now)
 
 
