@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from server import metrics
 from server.api.errors import install_error_handlers
 from server.api.middleware import BodyLimitMiddleware, BrowserGuardMiddleware, RequestContextMiddleware
-from server.api.openapi import install_openapi
+from server.api.openapi import install_docs, install_openapi
 from server.api.routes import health, models, videos
 from server.settings import Settings
 
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None, queue: 
     given; a given queue is left open on shutdown (its owner closes it)."""
     settings = settings or Settings()
     app = FastAPI(title="Kinetoscope", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,  # install_docs serves them from local assets
                   generate_unique_id_function=lambda route: route.name,  # operationId = the function's name
                   openapi_tags=[{"name": "videos", "description": "generation jobs"},
                                 {"name": "models", "description": "what the server can generate"},
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None, queue: 
     app.state.settings, app.state.runtime, app.state.queue = settings, runtime, queue
     install_error_handlers(app)
     install_openapi(app)
+    install_docs(app)
     for router in (videos.router, models.router, health.router, health.metrics_router):
         app.include_router(router)
     _mount_playground(app)

@@ -2,6 +2,7 @@
 hand (it takes JSON or multipart, which one signature cannot declare)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,6 +11,35 @@ from fastapi.openapi.utils import get_openapi
 from server.api.schemas import ErrorResponse, VideoCreateMultipart, VideoCreateRequest
 
 _REF = "#/components/schemas/{model}"
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from assets the server serves itself (fastapi-offline's
+    copies), not from a CDN: the API documentation works with no network."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    import fastapi_offline
+
+    assets = Path(fastapi_offline.__file__).parent / "static"  # swagger-ui-bundle.js, swagger-ui.css, redoc
+    app.mount(DOCS_STATIC, StaticFiles(directory=assets), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} API",
+                                   swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_STATIC}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} API",
+                              redoc_js_url=f"{DOCS_STATIC}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_STATIC}/favicon.png", with_google_fonts=False)
+
+
+DOCS_STATIC = "/docs-static"
 
 
 def install_openapi(app: FastAPI) -> None:
