@@ -12,10 +12,12 @@ REPO   := model_repository/moving-digits
 DEMO   := models/checkpoints/demo
 BUNDLE := $(DEMO)/onnx
 CKPT   := $(wildcard $(DEMO)/*.safetensors $(DEMO)/*.json $(BUNDLE)/*)
+DEV_EXTRAS := .[train,test]
 SERVE_DEPS := $(VENV)/.serve-deps
 DEV_DEPS   := $(VENV)/.dev-deps
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# `$(call step,what,command)`: say what a set-up step does, run it, say how long it took.
+# `$(call step,what,command)`: say what a set-up step does, run it, say how long it took (no
+# commas in either argument: they separate call arguments; put them in a variable).
 step = @echo "==> $(1)"; t0=$$(date +%s); $(2) && echo "    done in $$(( $$(date +%s) - t0 )) s"
 
 .PHONY: serve test install install-dev model bundle system-deps js-deps test-python test-js bench clean
@@ -29,7 +31,7 @@ $(SERVE_DEPS): pyproject.toml
 # machines) and the test tools; the server itself does not.
 $(DEV_DEPS): $(SERVE_DEPS) pyproject.toml clients/python/pyproject.toml
 	$(call step,installing PyTorch 2.13.0 and the training and test tools,\
-	  $(BIN)/pip install -q torch==2.13.0 && $(BIN)/pip install -q -e '.[train,test]' -e clients/python)
+	  $(BIN)/pip install -q torch==2.13.0 && $(BIN)/pip install -q -e '$(DEV_EXTRAS)' -e clients/python)
 	@touch $@
 
 install: $(SERVE_DEPS)
