@@ -74,8 +74,9 @@ class Runtime:
         self._executor = executor
 
     async def generate(self, job: Job, input_video: bytes | None, on_progress: Callable[[float], None],
-                       should_stop: Callable[[], bool], frames: np.ndarray | None = None) -> tuple[bytes, bytes]:
-        """`frames`: the input already decoded (uint8 (T, H, W, 3)), when the caller has done it."""
+                       should_stop: Callable[[], bool], frames: np.ndarray | None = None) -> tuple[bytes, bytes, bytes]:
+        """-> (the video in the request's output_format, the PNG thumbnail, the lossless frames zip).
+        `frames`: the input already decoded (uint8 (T, H, W, 3)), when the caller has done it."""
         pipeline = self.pipelines.get(job.model)
         if pipeline is None:
             raise InputError("model_not_found", f"model {job.model!r} is not served by this worker")

@@ -23,7 +23,7 @@ class RuntimeLike(Protocol):
     backend: str
 
     def generate(self, job: Job, input_video: bytes | None, on_progress: Callable[[float], None],
-                 should_stop: Callable[[], bool]) -> Awaitable[tuple[bytes, bytes]]: ...
+                 should_stop: Callable[[], bool]) -> Awaitable[tuple[bytes, ...]]: ...  # video, thumbnail[, frames]
 
 
 def get_settings(request: Request) -> Settings:
