@@ -60,6 +60,9 @@ compute_seconds = Histogram(
 encode_seconds = Histogram(
     "kinetoscope_encode_seconds", "Time to encode one job's MP4 and thumbnail",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY)
+truncated_jobs_total = Counter(
+    "kinetoscope_truncated_jobs", "Jobs completed with a best-so-far video because their deadline passed",
+    registry=REGISTRY)
 worker_events_total = Counter(
     "kinetoscope_worker_events", "Worker life-cycle events in this process (job_started, job_completed...)",
     ["event"], registry=REGISTRY)

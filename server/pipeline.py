@@ -58,6 +58,10 @@ class GenerationRequest:
                    sampler=SamplerOptions(**sampler))
 
 
+class DeadlineExceeded(Exception):
+    """The request's deadline passed while the autoregressive sampler was decoding."""
+
+
 def window_seed(seed: int, window: int) -> int:
     """An independent, reproducible seed per window of a request."""
     return int(np.random.SeedSequence([seed, window]).generate_state(1)[0])
@@ -96,8 +100,15 @@ class Pipeline:
 
     async def generate(self, req: GenerationRequest, frames: np.ndarray | None,
                        on_progress: Callable[[float], None] = lambda f: None,
-                       should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
-        """-> uint8 (num_frames, H, W, 3). `frames`: the caller's input video, uint8 (T, h, w, 3)."""
+                       should_stop: Callable[[], bool] = lambda: False,
+                       past_deadline: Callable[[], bool] = lambda: False,
+                       truncated: dict[str, int] | None = None) -> np.ndarray:
+        """-> uint8 (num_frames, H, W, 3). `frames`: the caller's input video, uint8 (T, h, w, 3).
+
+        Once `past_deadline()` turns true, MaskGIT decoding ends at the end of its current step:
+        one last call gives every still-masked token its most likely value, and later windows are
+        decoded in one such call each; `truncated` (if given) receives {"steps_done", "steps"} of
+        the first window cut short. The autoregressive sampler raises DeadlineExceeded instead."""
         m, (height, width) = self.manifest, self.base
         if req.sampler.method == "autoregressive" and self.ar is None:
             raise T.TaskError("this model has no autoregressive prior")
@@ -126,7 +137,8 @@ class Pipeline:
             wg[:win.overlap] = True
             cond_video = window_condition(wv, wg, req.task)
             # 3. Tokens.
-            tokens = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance, should_stop)
+            tokens = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance, should_stop,
+                                        past_deadline, truncated)
             # 4. Pixels, with the given ones put back.
             video = (await self.decoder.submit({"tokens": tokens[None]}))["video"][0]  # (3, T, H, W)
             video = np.clip(video.transpose(1, 2, 3, 0), 0.0, 1.0)
@@ -149,7 +161,8 @@ class Pipeline:
         return frames_to_uint8(out)
 
     async def _sample(self, req: GenerationRequest, cond_video: np.ndarray, given: np.ndarray, seed: int,
-                      advance: Callable[[int], None], should_stop: Callable[[], bool]) -> np.ndarray:
+                      advance: Callable[[int], None], should_stop: Callable[[], bool],
+                      past_deadline: Callable[[], bool], truncated: dict[str, int] | None) -> np.ndarray:
         m = self.manifest
         grid = tuple(m.token_grid)
         if given.any():
@@ -172,6 +185,12 @@ class Pipeline:
                     break
                 if should_stop():
                     raise JobCanceled()
+                if past_deadline() and job.state.steps > job.state.step + 1:
+                    # Best so far: the next call is the last, every masked token its argmax.
+                    if truncated is not None and not truncated:
+                        truncated.update(steps_done=job.state.step, steps=job.state.steps)
+                    advance(job.state.steps - job.state.step - 1)
+                    job.state.steps, job.state.temperature = job.state.step + 1, 0.0
                 await self.prior.submit(wrap(job))
                 advance(1)
             tokens = job.state.tokens
@@ -185,6 +204,9 @@ class Pipeline:
             while not job.state.done:
                 if should_stop():
                     raise JobCanceled()
+                if past_deadline():  # no best-so-far video exists halfway through a raster order
+                    raise DeadlineExceeded(f"the deadline passed after {job.state.position} of "
+                                           f"{m.num_tokens} tokens (autoregressive decoding cannot stop early)")
                 await self.ar.submit(wrap(job), group_key=job.group())
                 advance(job.state.position - before)
                 before = job.state.position

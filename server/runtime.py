@@ -17,7 +17,8 @@ from server.engines.base import create_engine
 from server.jobs.base import InputError, Job
 from server.manifest import Manifest, load_manifest
 from server.output import encode_frames, encode_video
-from server.pipeline import GenerationRequest, Pipeline
+from server.jobs import states
+from server.pipeline import DeadlineExceeded, GenerationRequest, Pipeline
 from server.settings import DEFAULT_MODEL_REPOSITORY, Settings
 from server.tasks import TaskError
 from server.video import VideoError, decode_video, encode_png
@@ -91,10 +92,18 @@ class Runtime:
             request = GenerationRequest.from_dict(job.request, pipeline.manifest)  # ValueError: a malformed size
         except ValueError as e:
             raise InputError("invalid_request", str(e)) from e
+        truncated: dict[str, int] = {}
         try:
-            video = await pipeline.generate(request, frames, on_progress, should_stop)
+            video = await pipeline.generate(request, frames, on_progress, should_stop,
+                                            past_deadline=lambda: states.past_deadline(job, time.time()),
+                                            truncated=truncated)
         except TaskError as e:  # the request cannot be served; any other error is ours (logged, retried)
             raise InputError("invalid_request", str(e)) from e
+        except DeadlineExceeded as e:
+            raise InputError("deadline_exceeded", str(e)) from e
+        if truncated:
+            metrics.truncated_jobs_total.inc()
+            job.truncated = truncated  # the worker reports it with the result
         start = time.perf_counter()
         encoded = await asyncio.to_thread(encode_video, video, int(job.fps), job.request.get("output_format", "mp4"))
         png = await asyncio.to_thread(encode_png, video[0])

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     max_input_pixels: int = Field(1024 * 1024, description="largest input frame, width x height")
     max_num_frames: int = Field(128, description="longest output (frames), autoregressive extension included")
     max_steps: int = Field(64, description="most MaskGIT steps a request may ask for")
+    max_job_seconds: float = Field(3600.0, gt=0, description="every job's deadline at the latest (seconds from "
+                                   "creation); a request's deadline_seconds may only be shorter")
     max_metadata_pairs: int = Field(16, description="most key/value pairs in a job's metadata")
     max_metadata_key_chars: int = Field(64, description="longest metadata key")
     max_metadata_value_chars: int = Field(512, description="longest metadata value")

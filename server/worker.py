@@ -149,7 +149,7 @@ async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str
         log.info("job dropped job_id=%s worker_id=%s (canceled, deleted or taken over)", job.id, worker_id)
         return
     if outcome == "completed":
-        await _report(queue.complete, job.id, worker_id, video, thumbnail, frames)
+        await _report(queue.complete, job.id, worker_id, video, thumbnail, frames, truncated=job.truncated)
         log.info("job completed job_id=%s worker_id=%s seconds=%.2f bytes=%d",
                  job.id, worker_id, seconds, len(video))
         emit("job_completed")

@@ -22,9 +22,9 @@ async def test_create_returns_202_job_object_with_normalized_request(make_api):
         job = r.json()
         assert list(job) == ["id", "object", "model", "task", "status", "progress", "queue_position",
                              "created_at", "started_at", "completed_at", "expires_at", "error", "size",
-                             "num_frames", "fps", "seed", "request", "metadata", "urls"]
+                             "num_frames", "fps", "seed", "request", "metadata", "truncated", "urls"]
         assert job["object"] == "video" and job["status"] == "queued" and job["queue_position"] == 0
-        assert job["metadata"] == {}
+        assert job["metadata"] == {} and job["truncated"] is None
         here = f"http://test/v1/videos/{job['id']}"
         assert job["urls"] == {"self": here, "content": f"{here}/content", "thumbnail": f"{here}/content?variant=thumbnail",
                                "events": f"{here}/events", "cancel": f"{here}/cancel"}
@@ -35,7 +35,7 @@ async def test_create_returns_202_job_object_with_normalized_request(make_api):
             "num_frames": 16, "size": "32x32", "fps": 8, "seed": job["seed"],
             "sampler": {"method": "maskgit", "steps": 12, "temperature": 1.0, "choice_temperature": 4.5,
                         "guidance_scale": 0.0, "top_k": None},
-            "priority": "normal", "output_format": "mp4", "input_video_id": None, "has_input": False}
+            "priority": "normal", "deadline_seconds": 3600.0, "output_format": "mp4", "input_video_id": None, "has_input": False}
         assert r.headers["Location"] == f"/v1/videos/{job['id']}"
         assert r.headers["Retry-After"] == "1" and r.headers["X-Poll-Interval"] == "1"
         got = await api.client.get(f"/v1/videos/{job['id']}")

@@ -843,3 +843,17 @@ def test_a_busy_port_fails_at_once_and_ctrl_c_stops_quickly(tmp_path):
     server.proc.process.wait(timeout=30)
     print(f"SIGINT with a job {job['status']}: stopped in {time.monotonic() - start:.2f} s")
     server.close()
+
+
+def test_a_deadline_truncates_a_running_maskgit_job_over_http(live):
+    c = live.client
+    body = {"task": "class_conditional", "class_label": 8, "size": "32x32", "seed": 2,
+            "sampler": {"method": "maskgit", "steps": 64}, "deadline_seconds": 0.25}
+    job = wait_terminal(c, create(c, body)["id"], log=live.proc)
+    # 64 steps take over a second on a CPU: the deadline falls inside the decoding
+    assert job["status"] == "completed" and job["truncated"]["steps"] == 64, job
+    assert 0 <= job["truncated"]["steps_done"] < 64
+    check_completed(c, job, frames=16, size="32x32", log=live.proc)
+    ar = wait_terminal(c, create(c, {**body, "sampler": {"method": "autoregressive"}, "deadline_seconds": 0.05,
+                                     "num_frames": 48})["id"], log=live.proc)
+    assert ar["status"] == "failed" and ar["error"]["code"] == "deadline_exceeded", ar

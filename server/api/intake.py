@@ -7,7 +7,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import time
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +35,9 @@ async def build_job(request: Request, settings: Settings, queue: JobQueue, runti
     """A create request -> the job to submit and its input video bytes, or APIError. Sets
     `request.state.task` once the task is known (for the request metrics)."""
     parsed = await parse_body(request, settings)
+    cancel_after = request.headers.get("cancel-after")
+    if cancel_after is not None and parsed.request.deadline_seconds is None:  # Replicate's header
+        parsed.request = parsed.request.model_copy(update={"deadline_seconds": parse_duration(cancel_after)})
     request.state.task = parsed.request.task
     manifest = choose_manifest(runtime.manifests, runtime.default_model, parsed.request.model)
     normalized = normalize_request(parsed.request, manifest, settings)
@@ -39,6 +45,7 @@ async def build_job(request: Request, settings: Settings, queue: JobQueue, runti
     if frames is not None:
         check_input_frames(normalized, frames)
     job = Job(id=new_job_id(), model=manifest.model_id, task=normalized["task"], request=normalized,
+              deadline_at=time.time() + normalized["deadline_seconds"],
               size=normalized["size"], num_frames=normalized["num_frames"], fps=normalized["fps"],
               seed=normalized["seed"], priority=normalized["priority"],
               metadata=check_metadata(parsed.request.metadata, settings), fingerprint=parsed.fingerprint(),
@@ -67,6 +74,20 @@ async def parse_body(request: Request, settings: Settings) -> ParsedRequest:
         return await _from_multipart(request, settings)
     raise APIError(415, "unsupported_media_type",
                    f"send application/json or multipart/form-data, not {media!r}")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """`Cancel-After: 30`, `30s`, `1.5m`, `2h`, `500ms` -> seconds (> 0), else 422."""
+    match = _DURATION.match(text)
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else 0.0
+    if not seconds > 0 or not math.isfinite(seconds):
+        raise APIError(422, "invalid_value", f"Cancel-After must be a positive duration such as 30s, 5m or 1h; "
+                       f"got {text[:40]!r}", param="Cancel-After")
+    return seconds
 
 
 def _from_json(body: bytes) -> VideoCreateRequest:

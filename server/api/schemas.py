@@ -16,7 +16,7 @@ TaskName = Literal["class_conditional", "class_conditional_frame_prediction", "f
 SamplerName = Literal["maskgit", "autoregressive"]
 Priority = Literal["high", "normal", "low"]
 OutputFormat = Literal["mp4", "webm", "gif"]  # server/output.py encodes each
-Status = Literal["queued", "in_progress", "completed", "failed", "canceled"]
+Status = Literal["queued", "in_progress", "completed", "failed", "canceled", "expired"]
 MAX_SEED = 2**53 - 1  # the largest integer every JSON client (JavaScript included) keeps exact
 # Bounds of the sampler's numbers: far beyond any useful value, low enough that no value can
 # overflow the sampler's arithmetic (a guidance of 1e308 would make every logit infinite).
@@ -80,6 +80,11 @@ class VideoCreateRequest(BaseModel):
     sampler: Optional[SamplerSpec] = Field(None, description='an object, or the short form "maskgit" / "autoregressive" '
                                            '(= {"method": ...})')
     priority: Priority = "normal"
+    deadline_seconds: Optional[float] = Field(None, gt=0, description=(
+        "seconds from now (or the Cancel-After header): a job still queued then ends `expired` without running; a "
+        "running MaskGIT job stops at the end of its current step and completes with the best video it has "
+        "(`truncated` says how many steps ran); an autoregressive one fails with deadline_exceeded. At most the "
+        "server's max_job_seconds, which also bounds a request without one"))
     output_format: OutputFormat = Field("mp4", description="the video variant's format: mp4 (H.264), webm (VP9) or gif; "
                                         "content?variant=frames is always the lossless frames (PNGs in a zip)")
     metadata: Optional[dict[str, str]] = Field(None, description="string pairs kept with the job and echoed back "
@@ -115,6 +120,7 @@ class VideoCreateMultipart(BaseModel):
     seed: Optional[int] = None
     sampler: Optional[str] = Field(None, description='JSON text, e.g. {"method": "maskgit", "steps": 12}')
     priority: Optional[Priority] = None
+    deadline_seconds: Optional[float] = None
     output_format: Optional[OutputFormat] = None
     metadata: Optional[str] = Field(None, description='JSON text, e.g. {"user": "u_123"}')
 
@@ -143,6 +149,7 @@ class NormalizedRequest(BaseModel):
     seed: int
     sampler: NormalizedSampler
     priority: Priority
+    deadline_seconds: float = Field(description="the job's deadline, seconds after created_at")
     output_format: OutputFormat
     input_video_id: Optional[str]
     has_input: bool
@@ -172,7 +179,13 @@ class VideoJob(BaseModel):
     seed: int
     request: NormalizedRequest
     metadata: dict[str, str] = Field(description="the string pairs given at create")
+    truncated: Optional["Truncated"] = Field(None, description="set when the deadline cut MaskGIT decoding short")
     urls: "JobUrls"
+
+
+class Truncated(BaseModel):
+    steps_done: int
+    steps: int
 
 
 class JobUrls(BaseModel):

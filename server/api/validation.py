@@ -101,6 +101,15 @@ def _check_sampler(task: str, spec: SamplerSpec | None, manifest: Manifest, sett
     return asdict(chosen)
 
 
+def _check_deadline(seconds: float | None, settings: Settings) -> float:
+    if seconds is None:
+        return settings.max_job_seconds
+    if seconds > settings.max_job_seconds:
+        raise invalid("deadline_seconds", f"deadline_seconds must be in (0, {settings.max_job_seconds:g}] "
+                      f"(the server's max_job_seconds); got {seconds:g}")
+    return float(seconds)
+
+
 def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Settings, *,
                       new_seed: Callable[[], int] = lambda: secrets.randbelow(SEED_RANGE)) -> dict[str, Any]:
     """Every rule that needs the manifest or the settings; returns the normalized request dict
@@ -127,6 +136,7 @@ def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Set
         "sampler": _check_sampler(req.task, req.sampler, manifest, settings),
         "priority": req.priority,
         "output_format": req.output_format,
+        "deadline_seconds": _check_deadline(req.deadline_seconds, settings),
         "input_video_id": req.input_video_id if has_input else None,
         "has_input": has_input,
     }

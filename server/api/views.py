@@ -15,7 +15,7 @@ from server.settings import Settings
 # The job object's keys, in api.md's order; Job's bookkeeping (attempts, priority...) stays inside.
 JOB_FIELDS = ("id", "object", "model", "task", "status", "progress", "queue_position", "created_at",
               "started_at", "completed_at", "expires_at", "error", "size", "num_frames", "fps", "seed",
-              "request", "metadata", "urls")
+              "request", "metadata", "truncated", "urls")
 POLL_HEADER = "X-Poll-Interval"
 
 

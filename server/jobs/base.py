@@ -12,11 +12,11 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
-STATUSES = ("queued", "in_progress", "completed", "failed", "canceled")
+STATUSES = ("queued", "in_progress", "completed", "failed", "canceled", "expired")
 # What a completed job keeps: the video (in the request's output_format), a PNG of its first
 # frame, and the frames the model made, lossless (PNGs in a zip). Older jobs may lack "frames".
 CONTENT_VARIANTS = ("video", "thumbnail", "frames")
-TERMINAL = frozenset({"completed", "failed", "canceled"})
+TERMINAL = frozenset({"completed", "failed", "canceled", "expired"})  # expired: its deadline passed while queued
 PRIORITIES = ("high", "normal", "low")
 
 
@@ -47,6 +47,8 @@ class Job:
     expires_at: float | None = None
     error: dict[str, str] | None = None
     metadata: dict[str, str] = field(default_factory=dict)  # the caller's string pairs, echoed back
+    deadline_at: float | None = None  # Unix time: queued after it -> expired; running MaskGIT -> truncated
+    truncated: dict[str, int] | None = None  # {"steps_done", "steps"} when the deadline cut decoding short
     owner: str = ""  # who made it: a digest of the API key ("" when the server has no keys)
     fingerprint: str = ""  # sha256 of the create request as sent: an Idempotency-Key's repeat must match it
     attempts: int = 0  # how many times a worker has started this job
@@ -161,7 +163,7 @@ class JobQueue(Protocol):
     async def set_progress(self, job_id: str, progress: int) -> None: ...
 
     async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes,
-                       frames: bytes | None = None) -> None:
+                       frames: bytes | None = None, truncated: dict[str, int] | None = None) -> None:
         """Stores the content (video, thumbnail, lossless frames) first, then marks the job completed."""
         ...
 

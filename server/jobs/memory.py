@@ -277,10 +277,11 @@ class MemoryQueue:
             waiting = self._waiting[priority]
             if waiting:
                 job_id, _ = waiting.popitem(last=False)
-                job = states.start(self._jobs[job_id], time.time())
+                job = states.start_or_expire(self._jobs[job_id], time.time(), self.ttl)
                 self._store(job)
-                self._lease(job_id, worker_id)
-                return job
+                if job.status == "in_progress":
+                    self._lease(job_id, worker_id)
+                return job  # an expired one: the caller looks again
         return None
 
     def _reclaim_one(self, worker_id: str) -> Job | None:
@@ -317,7 +318,7 @@ class MemoryQueue:
             await self._notify()
 
     async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes,
-                       frames: bytes | None = None) -> None:
+                       frames: bytes | None = None, truncated: dict[str, int] | None = None) -> None:
         job = self._owns(job_id, worker_id)
         if job is None:
             return  # canceled, deleted or taken over meanwhile: drop the result
@@ -327,7 +328,7 @@ class MemoryQueue:
                 await asyncio.to_thread(self.store.save_content, job_id, variant, data)
             else:
                 self._content[(job_id, variant)] = data
-        self._store(states.finish(job, "completed", time.time(), self.ttl))
+        self._store(states.finish(job, "completed", time.time(), self.ttl, truncated=truncated))
         await self._notify()
 
     async def fail(self, job_id: str, worker_id: str, code: str, message: str,

@@ -89,7 +89,10 @@ class RedisClaims(RedisStore):
                 pipe.xdel(stream, entry_id)
                 pipe.zrem(self._queued, job_id)
                 return None
-            job = states.start(job, time.time())
+            job = states.start_or_expire(job, time.time(), self.ttl)
+            if job.terminal:  # its deadline passed while it waited: it never runs
+                self._finish_writes(pipe, job, {**meta, "_entry": [priority, entry_id]})
+                return None
             self._put(pipe, job, {**meta, "_worker": worker_id, "_entry": [priority, entry_id]})
             pipe.set(self._key("lease", job_id), worker_id, px=_ms(self.lease_seconds))
             pipe.zrem(self._queued, job_id)
@@ -154,7 +157,7 @@ class RedisClaims(RedisStore):
                 return None, None
             now = time.time()
             if job.status == "queued":  # its claimer died before starting it: no attempt lost
-                changed, event = states.start(job, now), None
+                changed, event = states.start_or_expire(job, now, self.ttl), None
             else:
                 lost = meta.get("_worker") or old_worker
                 changed = states.reclaim(job, lost, self.max_lost_leases, now, self.ttl)
@@ -217,7 +220,7 @@ class RedisClaims(RedisStore):
         await self._transact([self._key("job", job_id)], body)
 
     async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes,
-                       frames: bytes | None = None) -> None:
+                       frames: bytes | None = None, truncated: dict[str, int] | None = None) -> None:
         if await self._owned(self.r, job_id, worker_id) is None:
             await self._drop_entry(job_id)
             return  # canceled, deleted or taken over meanwhile: drop the result
@@ -233,7 +236,7 @@ class RedisClaims(RedisStore):
                 return False
             job, meta = owned
             pipe.multi()
-            self._finish_writes(pipe, states.finish(job, "completed", time.time(), self.ttl), meta)
+            self._finish_writes(pipe, states.finish(job, "completed", time.time(), self.ttl, truncated=truncated), meta)
             return True
 
         await self._transact([self._key("job", job_id)], body)

@@ -20,6 +20,16 @@ def _copy(job: Job) -> Job:
     return copy.deepcopy(job)
 
 
+def past_deadline(job: Job, now: float) -> bool:
+    return job.deadline_at is not None and now >= job.deadline_at
+
+
+def start_or_expire(job: Job, now: float, ttl: float) -> Job:
+    """A worker takes a queued job: it starts, unless its deadline passed while it waited (then it
+    ends `expired` and never runs)."""
+    return finish(job, "expired", now, ttl) if past_deadline(job, now) else start(job, now)
+
+
 def start(job: Job, now: float) -> Job:
     """A worker begins an attempt. `started_at` is the start of the current attempt."""
     job = _copy(job)
@@ -30,10 +40,12 @@ def start(job: Job, now: float) -> Job:
 
 
 def finish(job: Job, status: str, now: float, ttl: float,
-           error: dict[str, str] | None = None) -> Job:
-    """The job ends; its record and content expire `ttl` seconds from now."""
+           error: dict[str, str] | None = None, truncated: dict[str, int] | None = None) -> Job:
+    """The job ends; its record and content expire `ttl` seconds from now. `truncated`: a
+    completed job whose deadline cut its decoding short."""
     assert status in TERMINAL, status
     job = _copy(job)
+    job.truncated = truncated
     job.status = status
     job.completed_at = now
     job.expires_at = now + ttl

@@ -8,7 +8,7 @@ export type Task =
   | 'inpainting'
   | 'outpainting';
 
-export type JobStatus = 'queued' | 'in_progress' | 'completed' | 'failed' | 'canceled';
+export type JobStatus = 'queued' | 'in_progress' | 'completed' | 'failed' | 'canceled' | 'expired';
 
 export type MaskPreset = 'center' | 'vertical' | 'horizontal' | 'dynamic';
 
@@ -54,6 +54,8 @@ export interface VideoCreateParams {
   priority?: 'high' | 'normal' | 'low';
   /** A few string pairs kept with the job and echoed back. */
   metadata?: Record<string, string>;
+  /** Seconds: queued past it -> expired; running MaskGIT -> best-so-far video (`truncated`). */
+  deadline_seconds?: number;
   /** The video variant's format (default mp4); `variant=frames` is always lossless. */
   output_format?: 'mp4' | 'webm' | 'gif';
 }
@@ -89,6 +91,8 @@ export interface Video {
   request: NormalizedRequest;
   /** The string pairs given at create. */
   metadata: Record<string, string>;
+  /** Set when the deadline cut MaskGIT decoding short. */
+  truncated: { steps_done: number; steps: number } | null;
   /** Absolute URLs of the job's endpoints. */
   urls: { self: string; content: string; thumbnail: string; events: string; cancel: string };
 }
@@ -168,7 +172,7 @@ export interface ModelList {
   data: Model[];
 }
 
-export const TERMINAL_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'canceled'];
+export const TERMINAL_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'canceled', 'expired'];
 
 export function isTerminal(job: Pick<Video, 'status'>): boolean {
   return TERMINAL_STATUSES.includes(job.status);

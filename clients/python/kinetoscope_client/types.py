@@ -40,12 +40,12 @@ Task = Literal[
     "inpainting",
     "outpainting",
 ]
-Status = Literal["queued", "in_progress", "completed", "failed", "canceled"]
+Status = Literal["queued", "in_progress", "completed", "failed", "canceled", "expired"]
 Priority = Literal["high", "normal", "low"]
 Variant = Literal["video", "thumbnail", "frames"]  # frames: the lossless frames, PNGs in a zip
 MaskPreset = Literal["center", "vertical", "horizontal", "dynamic"]
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
+TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled", "expired"})
 
 
 # --- request parameters ---------------------------------------------------------------------
@@ -92,6 +92,7 @@ class VideoCreateParams(TypedDict, total=False):
     priority: Priority
     metadata: dict[str, str]
     output_format: Literal["mp4", "webm", "gif"]
+    deadline_seconds: float
     idempotency_key: NotRequired[Optional[str]]
     wait: NotRequired[Optional[float]]
 
@@ -130,6 +131,7 @@ class Video(_Response):
     seed: Optional[int] = None
     request: Optional[dict[str, Any]] = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    truncated: Optional[dict[str, int]] = None  # {"steps_done", "steps"}: the deadline cut decoding short
     # Absolute URLs of the job's endpoints: self, content, thumbnail, events, cancel.
     urls: dict[str, str] = Field(default_factory=dict)
 

@@ -285,7 +285,7 @@ async function* parseSSE(body) {
 }
 
 // dist/types.js
-var TERMINAL_STATUSES = ["completed", "failed", "canceled"];
+var TERMINAL_STATUSES = ["completed", "failed", "canceled", "expired"];
 function isTerminal(job) {
   return TERMINAL_STATUSES.includes(job.status);
 }
