@@ -266,6 +266,20 @@ class QueueContract:
         await q.fail(job.id, "w2", "generation_error", "flaky")
         assert (await q.get(job.id)).status == "failed"
 
+    async def test_a_job_past_its_deadline_expires_at_claim_and_never_runs(self, make_queue):
+        import time as _time
+        from dataclasses import replace as _replace
+
+        q = make_queue()
+        late = (await q.submit(_replace(make_job(), deadline_at=_time.time() - 1)))[0]
+        fine = (await q.submit(_replace(make_job(), deadline_at=_time.time() + 60)))[0]
+        claimed = await q.claim("w1", timeout=0.5)
+        assert claimed is not None and claimed.id == fine.id  # the late one was skipped
+        expired = await q.get(late.id)
+        assert expired.status == "expired" and expired.attempts == 0 and expired.expires_at is not None
+        await q.complete(fine.id, "w1", b"v", b"t", truncated={"steps_done": 3, "steps": 12})
+        assert (await q.get(fine.id)).truncated == {"steps_done": 3, "steps": 12}
+
     async def test_list_newest_first_in_pages(self, make_queue):
         q = make_queue()
         ids = [(await q.submit(make_job()))[0].id for _ in range(5)]
