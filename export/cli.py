@@ -151,10 +151,9 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
         manifest = choose_manifest(catalog.manifests, catalog.default_model, model)
         request = normalize_request(req, manifest, settings)
         if data is not None and request["has_input"]:
-            from server.video import decode_video
+            from server.video import decode_input
 
-            frames = decode_video(data, max_bytes=settings.max_upload_bytes, max_frames=settings.max_input_frames,
-                                  max_pixels=settings.max_input_pixels).frames
+            frames = decode_input(data, settings).frames
             check_input_frames(request, len(frames))
     except APIError as e:
         typer.echo(f"error: {e.param + ': ' if e.param else ''}{e.message}", err=True)

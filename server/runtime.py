@@ -21,7 +21,7 @@ from server.jobs import states
 from server.pipeline import DeadlineExceeded, GenerationRequest, Pipeline
 from server.settings import DEFAULT_MODEL_REPOSITORY, Settings
 from server.tasks import TaskError
-from server.video import VideoError, decode_video, encode_png
+from server.video import VideoError, decode_input, encode_png
 
 log = logging.getLogger("kinetoscope.runtime")
 
@@ -84,8 +84,7 @@ class Runtime:
         s = self.settings
         if frames is None and input_video is not None and job.request.get("has_input", True) and job.task != "class_conditional":
             try:
-                frames = (await asyncio.to_thread(decode_video, input_video, max_bytes=s.max_upload_bytes,
-                                                  max_frames=s.max_input_frames, max_pixels=s.max_input_pixels)).frames
+                frames = (await asyncio.to_thread(decode_input, input_video, s)).frames
             except VideoError as e:
                 raise InputError(e.code, e.message) from e
         try:

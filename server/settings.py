@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(8 << 20, description="largest input video (decoded from base64 or uploaded)")
     max_input_frames: int = Field(256, description="most frames read from an input video")
     max_input_pixels: int = Field(1024 * 1024, description="largest input frame, width x height")
+    max_input_decoded_bytes: int = Field(256 << 20, description="most bytes an input's decoded frames may take "
+                                         "together (a small file can hold a huge video)")
     max_num_frames: int = Field(128, description="longest output (frames), autoregressive extension included")
     max_steps: int = Field(64, description="most MaskGIT steps a request may ask for")
     max_job_seconds: float = Field(3600.0, gt=0, description="every job's deadline at the latest (seconds from "

@@ -136,12 +136,22 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_video(data: bytes, *, max_bytes: int, max_frames: int, max_pixels: int) -> DecodedVideo:
+def decode_input(data: bytes, settings) -> DecodedVideo:
+    """A request's input video under the server's limits (the `max_upload_bytes`,
+    `max_input_frames`, `max_input_pixels` and `max_input_decoded_bytes` settings)."""
+    return decode_video(data, max_bytes=settings.max_upload_bytes, max_frames=settings.max_input_frames,
+                        max_pixels=settings.max_input_pixels, max_decoded_bytes=settings.max_input_decoded_bytes)
+
+
+def decode_video(data: bytes, *, max_bytes: int, max_frames: int, max_pixels: int,
+                 max_decoded_bytes: int | None = None) -> DecodedVideo:
     """Bytes of an MP4/MOV, WebM/Matroska, GIF or PNG/APNG -> its first `max_frames` RGB frames.
 
     Raises VideoError: 413 `upload_too_large` (more than `max_bytes`), 415
     `unsupported_media_type` (any other format), 400 `invalid_video` (empty, corrupt or
-    truncated), 413 `video_too_large` (a frame of more than `max_pixels` pixels).
+    truncated, or a GIF whose frames change size), 413 `video_too_large` (a frame of more than
+    `max_pixels` pixels, or frames that decode to more than `max_decoded_bytes` together: a small
+    file may hold a very large video).
     """
     if len(data) > max_bytes:
         raise VideoError(413, "upload_too_large", f"the input video is {len(data)} bytes; the limit is {max_bytes}")
@@ -156,10 +166,11 @@ def decode_video(data: bytes, *, max_bytes: int, max_frames: int, max_pixels: in
             f"the input is not a supported video ({_describe(data)}); send MP4, MOV, WebM, GIF or PNG",
         )
     # One frame more than kept: it says whether the file is longer than the limit.
+    budget = max_decoded_bytes if max_decoded_bytes is not None else 1 << 62
     if fmt in ("gif", "png"):
-        frames, fps = _decode_with_pillow(data, fmt, max_frames + 1, max_pixels)
+        frames, fps = _decode_with_pillow(data, fmt, max_frames + 1, max_pixels, budget)
     else:
-        frames, fps = _decode_with_ffmpeg(data, fmt, max_frames + 1, max_pixels)
+        frames, fps = _decode_with_ffmpeg(data, fmt, max_frames + 1, max_pixels, budget)
     return DecodedVideo(frames=frames[:max_frames], fps=fps, format=fmt, truncated=len(frames) > max_frames)
 
 
@@ -185,15 +196,29 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def _decode_with_pillow(data: bytes, fmt: str, max_frames: int, max_pixels: int) -> tuple[np.ndarray, float | None]:
+def _over_budget(frames: int, width: int, height: int, budget: int) -> VideoError:
+    return VideoError(413, "video_too_large", f"the input's first {frames} frames of {width}x{height} decode to more "
+                      f"than {budget} bytes (max_input_decoded_bytes); send fewer or smaller frames")
+
+
+def _decode_with_pillow(data: bytes, fmt: str, max_frames: int, max_pixels: int,
+                        budget: int) -> tuple[np.ndarray, float | None]:
     """GIF (all frames, composited) and PNG (one frame, or every frame of an APNG)."""
     try:
         image = Image.open(io.BytesIO(data))
         _check_pixels(image.width, image.height, max_pixels)  # from the header, before any pixel is decoded
+        size = image.size
         frames, durations_ms = [], []
         for frame in ImageSequence.Iterator(image):
             if len(frames) == max_frames:
                 break
+            # A later frame descriptor can grow a GIF's canvas: check every frame, not the header.
+            _check_pixels(frame.width, frame.height, max_pixels)
+            if frame.size != size:
+                raise VideoError(400, "invalid_video", f"the {fmt.upper()} frames change size ({size[0]}x{size[1]} "
+                                 f"then {frame.width}x{frame.height})")
+            if (len(frames) + 1) * frame.width * frame.height * 3 > budget:
+                raise _over_budget(len(frames) + 1, frame.width, frame.height, budget)
             frames.append(np.asarray(frame.convert("RGB")))  # alpha is dropped; palettes expanded
             durations_ms.append(frame.info.get("duration") or 0)
     except VideoError:
@@ -219,7 +244,8 @@ _FPS = re.compile(r"([\d.]+) fps")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
 
 
-def _decode_with_ffmpeg(data: bytes, fmt: str, max_frames: int, max_pixels: int) -> tuple[np.ndarray, float | None]:
+def _decode_with_ffmpeg(data: bytes, fmt: str, max_frames: int, max_pixels: int,
+                        budget: int) -> tuple[np.ndarray, float | None]:
     """MP4/MOV and WebM/Matroska: probe the first video stream's size, then read raw RGB frames.
 
     The bytes go to a temporary file, not a pipe: an MP4 whose moov box is at the end needs a
@@ -232,11 +258,15 @@ def _decode_with_ffmpeg(data: bytes, fmt: str, max_frames: int, max_pixels: int)
             f.write(data)
         width, height, fps = _probe(path)
         _check_pixels(width, height, max_pixels)
+        affordable = budget // (width * height * 3)  # frames the budget holds
+        if affordable < 1:
+            raise _over_budget(1, width, height, budget)
         cmd = [
             _ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error",
             "-xerror",  # stop at the first demux/decode error: a truncated file is an error, not a shorter clip
             "-i", path, "-map", "0:v:0", "-an", "-sn", "-dn",
-            "-frames:v", str(max_frames), "-fps_mode", "passthrough",  # one output frame per decoded frame
+            # One frame past the budget tells a video that exceeds it from one that just fits.
+            "-frames:v", str(min(max_frames, affordable + 1)), "-fps_mode", "passthrough",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
         ]
         proc = _run(cmd, None)
@@ -249,6 +279,8 @@ def _decode_with_ffmpeg(data: bytes, fmt: str, max_frames: int, max_pixels: int)
     count = len(proc.stdout) // frame_bytes
     if count == 0:
         raise VideoError(400, "invalid_video", f"the {fmt.upper()} file holds no decodable frames")
+    if count > affordable:
+        raise _over_budget(count, width, height, budget)
     frames = np.frombuffer(proc.stdout, dtype=np.uint8, count=count * frame_bytes)
     return frames.reshape(count, height, width, 3).copy(), fps  # copy: a writable array
 

@@ -321,3 +321,48 @@ def test_float_and_uint8_conversions():
     assert np.array_equal(frames_to_uint8(as_float), frames)
     odd = np.array([-0.5, 1.7, 0.4 / 255, 0.6 / 255, np.nan], dtype=np.float32)
     assert frames_to_uint8(odd).tolist() == [0, 255, 0, 1, 0]
+
+
+def _gif(size: tuple[int, int]) -> bytes:
+    image = Image.new("P", size, 1)
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * (254 * 3))
+    buf = io.BytesIO()
+    image.save(buf, format="GIF")
+    return buf.getvalue()
+
+
+def _image_block(gif: bytes) -> bytes:
+    """A GIF's first image (descriptor and data): after the header, screen, colour table and extensions."""
+    flags = gif[10]
+    pos = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
+    while gif[pos] == 0x21:  # an extension: label, then sub-blocks up to a zero length
+        pos += 2
+        while gif[pos]:
+            pos += gif[pos] + 1
+        pos += 1
+    assert gif[pos] == 0x2C
+    return gif[pos:-1]
+
+
+def test_a_gif_frame_that_grows_the_canvas_is_refused():
+    """D4: the header says 32x32; the second frame's descriptor is 64x64, which grows the canvas."""
+    grown = _gif((32, 32))[:-1] + _image_block(_gif((64, 64))) + b";"
+    with pytest.raises(VideoError) as err:
+        decode_video(grown, **{**LIMITS, "max_pixels": 32 * 32})
+    assert err.value.status == 413 and err.value.code == "video_too_large"
+    with pytest.raises(VideoError) as err:  # within the pixel limit, frames of two sizes are still refused
+        decode_video(grown, **LIMITS)
+    assert err.value.status == 400 and "change size" in err.value.message
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "MP4"])
+def test_the_decoded_bytes_budget(clip, mp4, fmt):
+    """D5: frames that decode to more than max_decoded_bytes together are refused, whatever the
+    file size; within the budget nothing changes."""
+    data = save_animation(blocky_clip(), "GIF") if fmt == "GIF" else mp4
+    frames = decode_video(data, **LIMITS).frames
+    one = frames[0].nbytes
+    assert decode_video(data, **LIMITS, max_decoded_bytes=one * len(frames)).frames.shape == frames.shape
+    with pytest.raises(VideoError) as err:
+        decode_video(data, **LIMITS, max_decoded_bytes=one * (len(frames) - 1))
+    assert err.value.status == 413 and err.value.code == "video_too_large"

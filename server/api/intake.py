@@ -25,7 +25,7 @@ from server.api.validation import check_input_frames, check_metadata, choose_man
 from server.api.views import caller, get_job_or_404
 from server.jobs.base import Job, JobQueue, new_job_id
 from server.settings import Settings
-from server.video import VideoError, decode_video
+from server.video import VideoError, decode_input
 
 JSON_FORM_FIELDS = ("mask", "sampler", "metadata")  # objects travel as JSON text in multipart forms
 UPLOADED = ""  # the request's input_video when the bytes came as a file part
@@ -180,8 +180,7 @@ async def load_input(parsed: ParsedRequest, normalized: dict[str, Any], queue: J
     if not data:
         raise APIError(400, "invalid_video", "input_video is empty", param=param)
     try:  # decoding is CPU work: keep it off the event loop
-        video = await run_in_threadpool(decode_video, data, max_bytes=settings.max_upload_bytes,
-                                        max_frames=settings.max_input_frames, max_pixels=settings.max_input_pixels)
+        video = await run_in_threadpool(decode_input, data, settings)
     except VideoError as exc:
         raise APIError(exc.status, exc.code, exc.message, param=param) from None
     if video.truncated and normalized["task"] == "frame_interpolation":
