@@ -203,3 +203,20 @@ async def test_docs_and_redoc_use_assets_the_server_serves(make_api):
             r = await api.client.get(f"/docs-static/{asset}")
             assert r.status_code == 200 and len(r.content) > 100_000
         assert (await api.client.get("/docs-static/swagger-ui.css")).status_code == 200
+
+
+async def test_openapi_carries_the_servers_limits_and_auth_only_with_keys(make_api):
+    async with make_api(max_num_frames=64, max_steps=20, max_job_seconds=600) as api:
+        schema = (await api.client.get("/openapi.json")).json()
+        props = schema["components"]["schemas"]["VideoCreateRequest"]["properties"]
+        ints = lambda p: next(o for o in p.get("anyOf", [p]) if o.get("type") in ("integer", "number", "string"))  # noqa: E731
+        assert ints(props["num_frames"])["maximum"] == 64 and ints(props["deadline_seconds"])["maximum"] == 600
+        assert ints(props["class_label"])["maximum"] == 9
+        assert ints(props["size"])["enum"] == ["32x32", "64x64", "128x128"]
+        steps = schema["components"]["schemas"]["SamplerSpec"]["properties"]["steps"]
+        assert ints(steps)["maximum"] == 20
+        assert "securitySchemes" not in schema["components"]  # no keys: nothing to authorize
+        assert all("security" not in op for path in schema["paths"].values() for op in path.values())
+    async with make_api(api_keys=["k"]) as api:
+        schema = (await api.client.get("/openapi.json")).json()
+        assert "HTTPBearer" in schema["components"]["securitySchemes"]

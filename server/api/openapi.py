@@ -53,10 +53,48 @@ def install_openapi(app: FastAPI) -> None:
                 components.update(model_schema.pop("$defs", {}))
                 components[model.__name__] = model_schema
             _use_our_validation_errors(schema)
-            app.openapi_schema = schema
+            settings = getattr(app.state, "settings", None)
+            if settings is not None:
+                _with_server_limits(schema, settings, getattr(app.state, "runtime", None))
+            if settings is not None and not settings.api_keys:  # an open server: no auth to declare
+                _drop_security(schema)
+            if getattr(app.state, "runtime", None) is not None:  # once the models are known: final
+                app.openapi_schema = schema
+            return schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _with_server_limits(schema: dict[str, Any], settings: Any, runtime: Any) -> None:
+    """The limits the server checks, in the create body's schema, so that a client generated from
+    it (or a fuzzer) sends what can be served: frames, steps, deadline, and the models' classes
+    and sizes."""
+    props = schema["components"]["schemas"]["VideoCreateRequest"]["properties"]
+    sampler = schema["components"]["schemas"]["SamplerSpec"]["properties"]
+
+    def bound(prop: dict[str, Any], **limits: Any) -> None:
+        for option in prop.get("anyOf", [prop]):
+            if option.get("type") in ("integer", "number", "string"):
+                option.update(limits)
+
+    bound(props["num_frames"], maximum=settings.max_num_frames)
+    bound(props["condition_frames"], maximum=settings.max_num_frames - 1)
+    bound(props["deadline_seconds"], maximum=settings.max_job_seconds)
+    bound(sampler["steps"], maximum=settings.max_steps)
+    manifests = list(getattr(runtime, "manifests", {}).values())
+    if manifests:
+        bound(props["class_label"], maximum=max(len(m.classes) for m in manifests) - 1)
+        sizes = sorted({size for m in manifests for size in m.sizes}, key=lambda s: int(s.split("x")[0]))
+        bound(props["size"], enum=sizes)
+        bound(props["model"], enum=sorted(m.model_id for m in manifests))
+
+
+def _drop_security(schema: dict[str, Any]) -> None:
+    schema.get("components", {}).pop("securitySchemes", None)
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            operation.pop("security", None)
 
 
 def _use_our_validation_errors(schema: dict[str, Any]) -> None:
