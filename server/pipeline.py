@@ -102,13 +102,15 @@ class Pipeline:
                        on_progress: Callable[[float], None] = lambda f: None,
                        should_stop: Callable[[], bool] = lambda: False,
                        past_deadline: Callable[[], bool] = lambda: False,
-                       truncated: dict[str, int] | None = None) -> np.ndarray:
+                       truncated: dict[str, int] | None = None,
+                       tokens_out: list[np.ndarray] | None = None) -> np.ndarray:
         """-> uint8 (num_frames, H, W, 3). `frames`: the caller's input video, uint8 (T, h, w, 3).
 
         Once `past_deadline()` turns true, MaskGIT decoding ends at the end of its current step:
         one last call gives every still-masked token its most likely value, and later windows are
         decoded in one such call each; `truncated` (if given) receives {"steps_done", "steps"} of
-        the first window cut short. The autoregressive sampler raises DeadlineExceeded instead."""
+        the first window cut short. The autoregressive sampler raises DeadlineExceeded instead.
+        `tokens_out` (if given) receives each window's (t, h, w) token grid, in order."""
         m, (height, width) = self.manifest, self.base
         if req.sampler.method == "autoregressive" and self.ar is None:
             raise T.TaskError("this model has no autoregressive prior")
@@ -139,6 +141,8 @@ class Pipeline:
             # 3. Tokens.
             tokens = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance, should_stop,
                                         past_deadline, truncated)
+            if tokens_out is not None:
+                tokens_out.append(tokens)
             # 4. Pixels, with the given ones put back.
             video = (await self.decoder.submit({"tokens": tokens[None]}))["video"][0]  # (3, T, H, W)
             video = np.clip(video.transpose(1, 2, 3, 0), 0.0, 1.0)
@@ -213,6 +217,23 @@ class Pipeline:
             advance(m.num_tokens - before)
             tokens = job.state.tokens
         return tokens.reshape(grid)
+
+    async def tokenize(self, clip: np.ndarray) -> np.ndarray:
+        """uint8 (T, H, W, 3) at any size -> the (t, h, w) tokens of its first window (resized to the
+        base size; a clip shorter than the window holds its last frame)."""
+        video = frames_to_float(fit_to_size(clip[:self.window], *self.base))
+        if len(video) < self.window:
+            video = np.concatenate([video, np.repeat(video[-1:], self.window - len(video), axis=0)])
+        feeds = {"video": video.transpose(3, 0, 1, 2)[None].astype(np.float32)}  # (1, 3, T, H, W)
+        return (await self.encoder.submit(feeds))["tokens"][0].reshape(self.manifest.token_grid).astype(np.int64)
+
+    async def detokenize(self, tokens: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """(t, h, w) tokens -> uint8 (T, H, W, 3): the decoder, then the super-resolution stages up to `size`."""
+        video = (await self.decoder.submit({"tokens": np.asarray(tokens, np.int64)[None]}))["video"][0]
+        out = np.clip(video.transpose(1, 2, 3, 0), 0.0, 1.0)
+        for stage, q in self.stages_for(size or self.base):
+            out = await self._super_resolve(q, stage.noise_level, out)
+        return frames_to_uint8(out)
 
     async def _super_resolve(self, q: BatchQueue, noise_level: float, video: np.ndarray) -> np.ndarray:
         """video (T, h, w, 3) -> (T, 2h, 2w, 3); windows of frames go through the stage together."""

@@ -3,6 +3,7 @@ one call the worker makes per job (decode input -> pipeline -> MP4 + thumbnail).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -62,6 +63,13 @@ def _demo_repositories(package_root: Path | None = None, cache_root: Path | None
     return [cache]
 
 
+def tokens_document(manifest: Manifest, windows: list[np.ndarray]) -> bytes:
+    """A job's `variant=tokens` (docs/api.md): its token grids, one flat raster list per window."""
+    return json.dumps({"model": manifest.model_id, "token_grid": list(manifest.token_grid),
+                       "vocab_size": manifest.vocab_size, "tokenizer_sha256": manifest.encoder.sha256,
+                       "windows": [w.reshape(-1).tolist() for w in windows]}, separators=(",", ":")).encode()
+
+
 class Runtime:
     def __init__(self, settings: Settings, manifests: dict[str, Manifest], pipelines: dict[str, Pipeline],
                  executor: ThreadPoolExecutor | None = None):
@@ -75,8 +83,10 @@ class Runtime:
         self._executor = executor
 
     async def generate(self, job: Job, input_video: bytes | None, on_progress: Callable[[float], None],
-                       should_stop: Callable[[], bool], frames: np.ndarray | None = None) -> tuple[bytes, bytes, bytes]:
-        """-> (the video in the request's output_format, the PNG thumbnail, the lossless frames zip).
+                       should_stop: Callable[[], bool], frames: np.ndarray | None = None
+                       ) -> tuple[bytes, bytes, bytes, bytes]:
+        """-> (the video in the request's output_format, the PNG thumbnail, the lossless frames zip,
+        the token grids as JSON).
         `frames`: the input already decoded (uint8 (T, H, W, 3)), when the caller has done it."""
         pipeline = self.pipelines.get(job.model)
         if pipeline is None:
@@ -92,10 +102,11 @@ class Runtime:
         except ValueError as e:
             raise InputError("invalid_request", str(e)) from e
         truncated: dict[str, int] = {}
+        windows: list[np.ndarray] = []
         try:
             video = await pipeline.generate(request, frames, on_progress, should_stop,
                                             past_deadline=lambda: states.past_deadline(job, time.time()),
-                                            truncated=truncated)
+                                            truncated=truncated, tokens_out=windows)
         except TaskError as e:  # the request cannot be served; any other error is ours (logged, retried)
             raise InputError("invalid_request", str(e)) from e
         except DeadlineExceeded as e:
@@ -108,7 +119,7 @@ class Runtime:
         png = await asyncio.to_thread(encode_png, video[0])
         frames_zip = await asyncio.to_thread(encode_frames, video)
         metrics.encode_seconds.observe(time.perf_counter() - start)
-        return encoded, png, frames_zip
+        return encoded, png, frames_zip, tokens_document(pipeline.manifest, windows)
 
     def close(self) -> None:
         if self._executor is not None:

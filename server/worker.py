@@ -124,7 +124,7 @@ async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str
     try:
         input_video = await queue.get_input(job.id)
         video, thumbnail, *rest = await generate(job, input_video, attempt.on_progress, attempt.should_stop)
-        frames = rest[0] if rest else None  # the lossless frames, when the runtime makes them
+        frames, tokens = (rest + [None, None])[:2]  # the lossless frames and tokens, when the runtime makes them
     except JobCanceled:
         outcome = "canceled"
     except InputError as exc:
@@ -149,7 +149,8 @@ async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str
         log.info("job dropped job_id=%s worker_id=%s (canceled, deleted or taken over)", job.id, worker_id)
         return
     if outcome == "completed":
-        await _report(queue.complete, job.id, worker_id, video, thumbnail, frames, truncated=job.truncated)
+        await _report(queue.complete, job.id, worker_id, video, thumbnail, frames, truncated=job.truncated,
+                      tokens=tokens)
         log.info("job completed job_id=%s worker_id=%s seconds=%.2f bytes=%d",
                  job.id, worker_id, seconds, len(video))
         emit("job_completed")

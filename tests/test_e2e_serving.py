@@ -13,6 +13,7 @@ Skips only when the model repository (`make model`) or redis-server is missing.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import concurrent.futures
 import io
@@ -857,3 +858,47 @@ def test_a_deadline_truncates_a_running_maskgit_job_over_http(live):
     ar = wait_terminal(c, create(c, {**body, "sampler": {"method": "autoregressive"}, "deadline_seconds": 0.05,
                                      "num_frames": 48})["id"], log=live.proc)
     assert ar["status"] == "failed" and ar["error"]["code"] == "deadline_exceeded", ar
+
+
+def test_tokens_are_an_artifact_and_the_tokenizer_an_endpoint(live, source):
+    """A job keeps its token grids (variant=tokens); /v1/detokenize of them gives the job's own
+    frames back; /v1/tokenize -> /v1/detokenize equals the encoder and decoder run in-process;
+    bad tokens get the documented 422."""
+    from server.output import decode_frames
+    from server.runtime import load_runtime
+    from server.settings import Settings
+
+    c = live.client
+    job = wait_terminal(c, create(c, {"task": "class_conditional", "class_label": 5, "size": "32x32", "seed": 9,
+                                      "sampler": sampler(4)})["id"], log=live.proc)
+    doc = content(c, job["id"], "tokens").json()
+    assert doc["model"] == job["model"] and doc["token_grid"] == [4, 8, 8] and len(doc["windows"]) == 1
+    made = decode_frames(content(c, job["id"], "frames").content)
+    again = c.post("/v1/detokenize", json={"tokens": doc["windows"][0]})
+    assert again.status_code == 200 and again.headers["content-type"] == "video/mp4"
+    assert again.content == content(c, job["id"]).content  # the same frames, the same encoder: the same file
+    # tokenize -> detokenize through the API == the networks in this process
+    tok = c.post("/v1/tokenize", json={"input_video": base64.b64encode(source["mp4"]).decode()})
+    assert tok.status_code == 200, tok.text
+    tokens = tok.json()["tokens"]
+    runtime = load_runtime(Settings(model_repository=MODEL_DIR, batching=False))
+    try:
+        pipe = runtime.pipelines[runtime.default_model]
+        frames = decode_mp4(source["mp4"])
+        want = asyncio.run(pipe.tokenize(frames)).reshape(-1).tolist()
+        assert tokens == want
+        local = asyncio.run(pipe.detokenize(np.array(want).reshape(4, 8, 8)))
+    finally:
+        runtime.close()
+    from server.video import encode_mp4
+
+    remote = c.post("/v1/detokenize", json={"tokens": tokens}).content
+    assert remote == encode_mp4(local, 8)  # the same frames as in-process, through the same encoder here
+    assert local.shape == made.shape
+    big = c.post("/v1/detokenize", json={"tokens": tokens, "size": "128x128"})
+    assert big.status_code == 200 and decode_mp4(big.content).shape == (16, 128, 128, 3)
+    for body, param in (({"tokens": tokens[:10]}, "tokens"), ({"tokens": [99999] * 256}, "tokens"),
+                        ({"tokens": tokens, "size": "7x7"}, "size")):
+        r = c.post("/v1/detokenize", json=body)
+        assert r.status_code == 422 and r.json()["error"]["param"] == param, r.text
+    assert c.post("/v1/tokenize", json={"input_video": "bm90IGEgdmlkZW8="}).status_code in (400, 415)

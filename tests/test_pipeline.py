@@ -334,7 +334,10 @@ def test_runtime_generate_makes_an_mp4_and_reports_bad_requests(runtime):
                "sampler": {"method": "maskgit", "steps": 2}, "has_input": True}
     job = Job(id="t", model=runtime.default_model, task="outpainting", request=request, size="64x64",
               num_frames=16, fps=8, seed=5)
-    mp4, png, frames_zip = asyncio.run(runtime.generate(job, encode_mp4(CLIP, 8), lambda f: None, lambda: False))
+    mp4, png, frames_zip, tokens = asyncio.run(runtime.generate(job, encode_mp4(CLIP, 8), lambda f: None, lambda: False))
+    doc = __import__("json").loads(tokens)
+    t, h, w = doc["token_grid"]
+    assert len(doc["windows"]) == 1 and len(doc["windows"][0]) == t * h * w
     video = decode_video(mp4, max_bytes=1 << 24, max_frames=256, max_pixels=1 << 20)
     assert video.frames.shape == (16, 64, 64, 3)
     assert png.startswith(b"\x89PNG")

@@ -20,7 +20,7 @@ from server import metrics
 from server.api.errors import install_error_handlers
 from server.api.middleware import BodyLimitMiddleware, BrowserGuardMiddleware, RequestContextMiddleware
 from server.api.openapi import install_docs, install_openapi
-from server.api.routes import health, models, videos
+from server.api.routes import health, models, tokens, videos
 from server.settings import Settings
 
 logger = logging.getLogger("kinetoscope.api")
@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None, queue: 
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)
-    for router in (videos.router, models.router, health.router, health.metrics_router):
+    for router in (videos.router, tokens.router, models.router, health.router, health.metrics_router):
         app.include_router(router)
     _mount_playground(app)
     # Added last = outermost: the request id is set before anything else runs, even a 413.

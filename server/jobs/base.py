@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 STATUSES = ("queued", "in_progress", "completed", "failed", "canceled", "expired")
 # What a completed job keeps: the video (in the request's output_format), a PNG of its first
 # frame, and the frames the model made, lossless (PNGs in a zip). Older jobs may lack "frames".
-CONTENT_VARIANTS = ("video", "thumbnail", "frames")
+CONTENT_VARIANTS = ("video", "thumbnail", "frames", "tokens")  # tokens: the token grids, JSON
 TERMINAL = frozenset({"completed", "failed", "canceled", "expired"})  # expired: its deadline passed while queued
 PRIORITIES = ("high", "normal", "low")
 
@@ -163,7 +163,8 @@ class JobQueue(Protocol):
     async def set_progress(self, job_id: str, progress: int) -> None: ...
 
     async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes,
-                       frames: bytes | None = None, truncated: dict[str, int] | None = None) -> None:
+                       frames: bytes | None = None, truncated: dict[str, int] | None = None,
+                       tokens: bytes | None = None) -> None:
         """Stores the content (video, thumbnail, lossless frames) first, then marks the job completed."""
         ...
 

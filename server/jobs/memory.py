@@ -318,11 +318,13 @@ class MemoryQueue:
             await self._notify()
 
     async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes,
-                       frames: bytes | None = None, truncated: dict[str, int] | None = None) -> None:
+                       frames: bytes | None = None, truncated: dict[str, int] | None = None,
+                       tokens: bytes | None = None) -> None:
         job = self._owns(job_id, worker_id)
         if job is None:
             return  # canceled, deleted or taken over meanwhile: drop the result
-        content = {"video": video, "thumbnail": thumbnail, **({"frames": frames} if frames is not None else {})}
+        content = {"video": video, "thumbnail": thumbnail, "frames": frames, "tokens": tokens}
+        content = {k: v for k, v in content.items() if v is not None}
         for variant, data in content.items():  # the bytes first: a completed job always has them
             if self.store is not None:
                 await asyncio.to_thread(self.store.save_content, job_id, variant, data)

@@ -220,15 +220,17 @@ class RedisClaims(RedisStore):
         await self._transact([self._key("job", job_id)], body)
 
     async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes,
-                       frames: bytes | None = None, truncated: dict[str, int] | None = None) -> None:
+                       frames: bytes | None = None, truncated: dict[str, int] | None = None,
+                       tokens: bytes | None = None) -> None:
         if await self._owned(self.r, job_id, worker_id) is None:
             await self._drop_entry(job_id)
             return  # canceled, deleted or taken over meanwhile: drop the result
         # Content first: a job is never completed without its bytes in place.
         await self._store_content(job_id, "video", video)
         await self._store_content(job_id, "thumbnail", thumbnail)
-        if frames is not None:
-            await self._store_content(job_id, "frames", frames)
+        for variant, data in (("frames", frames), ("tokens", tokens)):
+            if data is not None:
+                await self._store_content(job_id, variant, data)
 
         async def body(pipe):
             owned = await self._owned(pipe, job_id, worker_id)

@@ -31,7 +31,7 @@ RESULTS_SWEEP_SECONDS = 60.0  # how often claim() tidies expired jobs' files and
 # Error replies of a Redis that is up but cannot take writes now (out of memory under noeviction,
 # a failed background save, a replica, still loading its data).
 UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS")
-EXTENSIONS = {"video": "mp4", "thumbnail": "png", "frames": "zip"}  # results_dir file names, per variant
+EXTENSIONS = {"video": "mp4", "thumbnail": "png", "frames": "zip", "tokens": "json"}  # results_dir file names, per variant
 
 
 def _ms(seconds: float) -> int:

@@ -212,7 +212,8 @@ def _media_type(job: Job, variant: str) -> tuple[str, str]:
     if variant == "video":
         fmt = job.request.get("output_format", "mp4")
         return OUTPUT_FORMATS[fmt], fmt
-    return ("image/png", "png") if variant == "thumbnail" else (FRAMES_MEDIA_TYPE, "zip")
+    return {"thumbnail": ("image/png", "png"), "frames": (FRAMES_MEDIA_TYPE, "zip"),
+            "tokens": ("application/json", "json")}[variant]
 
 
 @router.head("/{video_id}/content", include_in_schema=False)
@@ -223,10 +224,10 @@ def _media_type(job: Job, variant: str) -> tuple[str, str]:
     response_class=Response,
     responses={
         200: {"content": {t: {"schema": {"type": "string", "format": "binary"}}
-                          for t in (*OUTPUT_FORMATS.values(), "image/png", FRAMES_MEDIA_TYPE)},
+                          for t in (*OUTPUT_FORMATS.values(), "image/png", FRAMES_MEDIA_TYPE, "application/json")},
               "headers": {"Accept-Ranges": {"schema": {"type": "string"}}, "ETag": {"schema": {"type": "string"}}}},
         206: {"description": "the requested byte range",
-              "content": {t: {} for t in (*OUTPUT_FORMATS.values(), "image/png", FRAMES_MEDIA_TYPE)},
+              "content": {t: {} for t in (*OUTPUT_FORMATS.values(), "image/png", FRAMES_MEDIA_TYPE, "application/json")},
               "headers": {"Content-Range": {"schema": {"type": "string"}}}},
         **_errors(404, 409, 422),
         416: {"model": ErrorResponse, "description": "range not satisfiable",
@@ -235,9 +236,10 @@ def _media_type(job: Job, variant: str) -> tuple[str, str]:
 )
 async def video_content(
     request: Request, video_id: str, queue: QueueDep,
-    variant: Annotated[Literal["video", "thumbnail", "frames"], Query(
-        description="video (in the request's output_format), thumbnail (PNG of the first frame) or frames (the frames "
-                    "the model made, lossless: PNG files in a zip)")] = "video",
+    variant: Annotated[Literal["video", "thumbnail", "frames", "tokens"], Query(
+        description="video (in the request's output_format), thumbnail (PNG of the first frame), frames (the frames "
+                    "the model made, lossless: PNG files in a zip) or tokens (the token grids, JSON: "
+                    '{"model", "token_grid", "vocab_size", "windows"})')] = "video",
     range_header: Annotated[str | None, Header(alias="Range", description="bytes=start-end")] = None,
 ) -> Response:
     job = await get_job_or_404(queue, video_id, request)

@@ -1,0 +1,122 @@
+"""/v1/tokenize and /v1/detokenize: the tokenizer as an API (docs/api.md). Synchronous, for one
+window, batched with every other network call through the model's pipeline; the same limits,
+auth and errors as jobs. They need the models in this process (the embedded server; an API
+replica in front of Redis workers answers 503)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from server.api.deps import Authenticated, RuntimeDep, SettingsDep
+from server.api.errors import APIError, validation_error
+from server.api.schemas import ErrorResponse
+from server.api.intake import UPLOADED, decode_base64
+from server.api.validation import choose_manifest
+from server.output import OUTPUT_FORMATS
+from server.video import VideoError, decode_input, encode_mp4
+
+router = APIRouter(prefix="/v1", tags=["tokens"], dependencies=Authenticated)
+ERRORS = {s: {"model": ErrorResponse} for s in (400, 404, 413, 415, 422, 503)}
+
+
+class TokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model: Optional[str] = Field(None, description="a model id; default: the server's default model")
+    input_video: str = Field(description="base64 MP4, WebM, GIF or PNG (or a multipart file part named input_video)")
+
+
+class TokenizeResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    model: str
+    token_grid: list[int] = Field(description="(t, h, w)")
+    vocab_size: int
+    tokens: list[int] = Field(description="t*h*w token ids in raster order")
+
+
+class DetokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model: Optional[str] = None
+    tokens: list[int] = Field(description="t*h*w token ids in raster order, each in [0, vocab_size)")
+    size: Optional[str] = Field(None, pattern=r"^\d+x\d+$", description="one of the model's sizes; default: the base size")
+
+
+def _pipeline(runtime: Any, model: str | None):
+    manifest = choose_manifest(runtime.manifests, runtime.default_model, model)
+    pipeline = getattr(runtime, "pipelines", {}).get(manifest.model_id)
+    if pipeline is None:
+        raise APIError(503, "models_not_loaded", "this API process runs no models (its workers do): tokenize and "
+                       "detokenize need a server with an embedded worker")
+    return manifest, pipeline
+
+
+async def _body(request: Request, model_type: type[BaseModel], settings) -> tuple[BaseModel, bytes | None]:
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    try:
+        if media == "multipart/form-data":
+            form = await request.form(max_files=1, max_fields=8, max_part_size=settings.max_body_bytes)
+            fields: dict[str, Any] = {}
+            upload = None
+            for name, value in form.multi_items():
+                if hasattr(value, "read"):
+                    upload = await value.read(settings.max_upload_bytes + 1)
+                    fields[name] = UPLOADED
+                elif value != "":
+                    fields[name] = value
+            await form.close()
+            return model_type.model_validate(fields), upload
+        body = await request.body()
+        if not body.strip():
+            raise APIError(400, "invalid_json", "the request body is empty; send a JSON object")
+        return model_type.model_validate_json(body, strict=True), None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            raise APIError(400, "invalid_json", f"the body is not valid JSON: {first['msg']}") from None
+        raise validation_error(exc.errors()) from None
+
+
+@router.post("/tokenize", response_model=TokenizeResponse, responses=ERRORS,
+             summary="A video's tokens (its first window)")
+async def tokenize(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
+    req, upload = await _body(request, TokenizeRequest, settings)
+    manifest, pipeline = _pipeline(runtime, req.model)
+    data = upload if upload is not None else decode_base64(req.input_video, settings.max_upload_bytes)
+    if upload is not None and len(upload) > settings.max_upload_bytes:
+        raise APIError(413, "upload_too_large", f"input_video is larger than {settings.max_upload_bytes} bytes",
+                       param="input_video")
+    try:
+        video = await run_in_threadpool(decode_input, data, settings)
+    except VideoError as exc:
+        raise APIError(exc.status, exc.code, exc.message, param="input_video") from None
+    tokens = await pipeline.tokenize(video.frames)
+    return {"model": manifest.model_id, "token_grid": list(manifest.token_grid), "vocab_size": manifest.vocab_size,
+            "tokens": tokens.reshape(-1).tolist()}
+
+
+@router.post("/detokenize", response_class=Response, summary="Tokens -> an MP4 (and the super-resolution cascade)",
+             responses={200: {"content": {OUTPUT_FORMATS["mp4"]: {"schema": {"type": "string", "format": "binary"}}}},
+                        **ERRORS})
+async def detokenize(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> Response:
+    req, _ = await _body(request, DetokenizeRequest, settings)
+    manifest, pipeline = _pipeline(runtime, req.model)
+    n = manifest.num_tokens
+    if len(req.tokens) != n:
+        raise APIError(422, "invalid_value", f"tokens must hold {n} ids (token_grid {list(manifest.token_grid)}); "
+                       f"got {len(req.tokens)}", param="tokens")
+    tokens = np.asarray(req.tokens, dtype=np.int64)
+    if tokens.min() < 0 or tokens.max() >= manifest.vocab_size:
+        raise APIError(422, "invalid_value", f"token ids must lie in [0, {manifest.vocab_size}); got "
+                       f"{int(tokens.min())}..{int(tokens.max())}", param="tokens")
+    size = req.size or manifest.sizes[0]
+    if size not in manifest.sizes:
+        raise APIError(422, "invalid_value", f"model {manifest.model_id} makes sizes {', '.join(manifest.sizes)}; "
+                       f"got {size!r}", param="size")
+    width, height = (int(v) for v in size.split("x"))
+    frames = await pipeline.detokenize(tokens.reshape(manifest.token_grid), (height, width))
+    mp4 = await run_in_threadpool(encode_mp4, frames, manifest.fps)
+    return Response(mp4, media_type=OUTPUT_FORMATS["mp4"])
