@@ -11,6 +11,7 @@ import {
   APIUserAbortError,
 } from './errors.js';
 import { Models } from './resources/models.js';
+import { Tokens } from './resources/tokens.js';
 import { Videos } from './resources/videos.js';
 import { linkSignals, readEnv, retryDelayMs, sleep } from './util.js';
 
@@ -64,6 +65,7 @@ export class Kinetoscope {
   readonly maxRetries: number;
   readonly videos: Videos;
   readonly models: Models;
+  readonly tokens: Tokens;
   private readonly fetchImpl: typeof fetch;
   private readonly defaultHeaders: Record<string, string>;
 
@@ -82,6 +84,7 @@ export class Kinetoscope {
     this.defaultHeaders = options.defaultHeaders ?? {};
     this.videos = new Videos(this);
     this.models = new Models(this);
+    this.tokens = new Tokens(this);
   }
 
   /** The absolute URL of an API path, with query parameters. */

@@ -167,6 +167,15 @@ export interface TaskSamplerDefaults {
   methods: Record<string, Required<SamplerParams>>;
 }
 
+export interface TokenizeResult {
+  model: string;
+  /** (t, h, w) */
+  token_grid: number[];
+  vocab_size: number;
+  /** t*h*w ids in raster order */
+  tokens: number[];
+}
+
 export interface ModelList {
   object: 'list';
   data: Model[];

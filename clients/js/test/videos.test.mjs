@@ -28,6 +28,21 @@ describe('videos and models', { skip: skipReason ?? false, timeout: 300_000 }, (
     await server?.stop();
   });
 
+  test('tokens.tokenize and tokens.detokenize round-trip a video', async () => {
+    const job = await client.videos.createAndPoll({ task: 'class_conditional', class_label: 2, size: '32x32', seed: 4,
+      sampler: { method: 'maskgit', steps: 2 } });
+    const video = await client.videos.downloadContent(job.id);
+    const result = await client.tokens.tokenize(new Uint8Array(video.data));
+    const [t, h, w] = result.token_grid;
+    assert.equal(result.tokens.length, t * h * w);
+    assert.ok(result.tokens.every((id) => id >= 0 && id < result.vocab_size));
+    const back = await client.tokens.detokenize(result.tokens, { size: '64x64' });
+    assert.equal(back.contentType, 'video/mp4');
+    assert.ok(back.data.byteLength > 100);
+    const stored = JSON.parse(new TextDecoder().decode((await client.videos.downloadContent(job.id, { variant: 'tokens' })).data));
+    assert.deepEqual(stored.token_grid, result.token_grid);
+  });
+
   test('models.list describes the demo model', async () => {
     const models = await client.models.list();
     assert.ok(Array.isArray(models) && models.length >= 1);

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional, TypeVar, Union
 import httpx
 
 from ._core import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, DEFAULT_UPLOAD_ENCODING, BaseClient, Flow, Sleep
-from .resources import AsyncModels, AsyncVideos, Models, Videos
+from .resources import AsyncModels, AsyncTokens, AsyncVideos, Models, Tokens, Videos
 
 __all__ = ["Client", "AsyncClient"]
 
@@ -56,6 +56,7 @@ class Client(BaseClient):
         self._http = http_client if http_client is not None else httpx.Client()
         self.videos = Videos(self)
         self.models = Models(self)
+        self.tokens = Tokens(self)
 
     def _run(self, flow: Flow[T]) -> T:
         result: Any = None
@@ -117,6 +118,7 @@ class AsyncClient(BaseClient):
         self._http = http_client if http_client is not None else httpx.AsyncClient()
         self.videos = AsyncVideos(self)
         self.models = AsyncModels(self)
+        self.tokens = AsyncTokens(self)
 
     async def _run(self, flow: Flow[T]) -> T:
         result: Any = None

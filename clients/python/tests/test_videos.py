@@ -213,3 +213,19 @@ def test_progress_bar_stays_off_when_stdout_is_not_a_terminal(client, capsys):
 def test_unknown_argument_is_refused_before_sending(client):
     with pytest.raises(TypeError, match="steps"):
         client.videos.create(task="class_conditional", steps=2)
+
+
+def test_tokens_round_trip_and_the_jobs_tokens(client, source_video):
+    video_id, mp4 = source_video
+    tokenized = client.tokens.tokenize(mp4)
+    t, h, w = tokenized["token_grid"]
+    assert len(tokenized["tokens"]) == t * h * w and all(0 <= x < tokenized["vocab_size"] for x in tokenized["tokens"])
+    assert is_mp4(client.tokens.detokenize(tokenized["tokens"]))
+    assert is_mp4(client.tokens.detokenize(tokenized["tokens"], size="64x64"))
+    stored = client.videos.download_content(video_id, variant="tokens")
+    import json
+
+    doc = json.loads(stored)
+    assert doc["token_grid"] == [t, h, w] and len(doc["windows"][0]) == t * h * w
+    frames = client.videos.download_content(video_id, variant="frames")
+    assert frames[:2] == b"PK"  # the lossless frames, a zip

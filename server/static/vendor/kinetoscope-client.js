@@ -160,6 +160,41 @@ var VideoContent = class {
   }
 };
 
+// dist/resources/tokens.js
+var Tokens = class {
+  constructor(client) {
+    this.client = client;
+  }
+  /** A video (bytes, or a base64 string) -> the token ids of its first window. */
+  async tokenize(video, options = {}) {
+    const { model, ...rest } = options;
+    let body;
+    if (typeof video === "string") {
+      body = { input_video: video, ...model ? { model } : {} };
+    } else {
+      const form = new FormData();
+      form.append("input_video", video instanceof Blob ? video : new Blob([video]), "input");
+      if (model)
+        form.append("model", model);
+      body = form;
+    }
+    const { data } = await this.client.request({ method: "POST", path: "/v1/tokenize", body, ...rest });
+    return data;
+  }
+  /** t*h*w token ids -> an MP4 (at `size`, through the super-resolution cascade). */
+  async detokenize(tokens, options = {}) {
+    const { size, model, ...rest } = options;
+    const { data, response } = await this.client.requestBytes({
+      method: "POST",
+      path: "/v1/detokenize",
+      body: { tokens, ...size ? { size } : {}, ...model ? { model } : {} },
+      ...rest,
+      headers: { Accept: "*/*", ...rest.headers }
+    });
+    return new VideoContent(data, response);
+  }
+};
+
 // dist/pagination.js
 var Page = class {
   constructor(body, fetchPage) {
@@ -605,6 +640,7 @@ var Kinetoscope = class {
     this.defaultHeaders = options.defaultHeaders ?? {};
     this.videos = new Videos(this);
     this.models = new Models(this);
+    this.tokens = new Tokens(this);
   }
   /** The absolute URL of an API path, with query parameters. */
   buildURL(path, query) {
