@@ -28,7 +28,7 @@ from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper, wrap
 from server.engines.base import Engine
 from server.jobs.base import JobCanceled
 from server.manifest import Manifest
-from server.samplers import SamplerOptions, ar_init, maskgit_init
+from server.samplers import SamplerOptions, ar_init, log_softmax, maskgit_init
 from server.video import fit_to_size, frames_to_float, frames_to_uint8
 
 
@@ -84,6 +84,7 @@ class Pipeline:
         self.decoder = queue("decoder", engines["decoder"].run)
         self.prior = queue("prior", MaskGITStepper(engines["prior"]))
         self.ar = queue("ar_prior", ARStepper(engines["ar_prior"])) if "ar_prior" in engines else None
+        self.scorer = queue("ar_score", self._scoring(engines["ar_prior"])) if "ar_prior" in engines else None
         self.sr = [(stage, queue(name, engines[name].run)) for name, stage in
                    ((f"sr_{s.out_size[1]}x{s.out_size[0]}", s) for s in m.super_resolution)]
 
@@ -234,6 +235,33 @@ class Pipeline:
         for stage, q in self.stages_for(size or self.base):
             out = await self._super_resolve(q, stage.noise_level, out)
         return frames_to_uint8(out)
+
+    def _scoring(self, engine: Engine) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+        """One teacher-forced call of the autoregressive prior over whole token grids (an empty KV
+        cache): each row's log-probability of every token given the ones before it."""
+        spec = self.manifest.ar
+
+        def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            rows = feeds["ids"].shape[0]
+            empty = np.zeros((spec.num_layers, rows, spec.num_heads, 0, spec.head_dim), np.float32)
+            logits = engine.run({"ids": feeds["ids"], "cond": feeds["cond"], "state": feeds["state"],
+                                 "past_key": empty, "past_value": empty})["logits"]  # (B, N, V)
+            logp = log_softmax(logits.astype(np.float64))
+            return {"log_prob": np.take_along_axis(logp, feeds["targets"][..., None], axis=-1)[..., 0]}
+
+        return run
+
+    async def score(self, tokens: np.ndarray) -> np.ndarray:
+        """(t, h, w) tokens -> (t, h, w) log-probabilities (nats) of each token under the
+        autoregressive prior, unconditioned (no class, nothing given): exact, in raster order."""
+        if self.scorer is None:
+            raise T.TaskError("this model has no autoregressive prior to score with")
+        m = self.manifest
+        flat = np.asarray(tokens, np.int64).reshape(1, -1)
+        ids = np.concatenate([[[m.vocab_size + m.null_class_id]], flat[:, :-1]], axis=1)  # [class, t_0 .. t_{N-2}]
+        feeds = {"ids": ids, "cond": np.full_like(flat, m.null_cond_id), "state": np.full_like(flat, T.STATE_NONE),
+                 "targets": flat}
+        return (await self.scorer.submit(feeds))["log_prob"][0].reshape(m.token_grid)
 
     async def _super_resolve(self, q: BatchQueue, noise_level: float, video: np.ndarray) -> np.ndarray:
         """video (T, h, w, 3) -> (T, 2h, 2w, 3); windows of frames go through the stage together."""

@@ -1,4 +1,5 @@
-"""/v1/tokenize and /v1/detokenize: the tokenizer as an API (docs/api.md). Synchronous, for one
+"""/v1/tokenize, /v1/detokenize and /v1/score: the tokenizer and the autoregressive prior's
+likelihood as an API (docs/api.md). Synchronous, for one
 window, batched with every other network call through the model's pipeline; the same limits,
 auth and errors as jobs. They need the models in this process (the embedded server; an API
 replica in front of Redis workers answers 503)."""
@@ -80,20 +81,25 @@ async def _body(request: Request, model_type: type[BaseModel], settings) -> tupl
         raise validation_error(exc.errors()) from None
 
 
+async def _video_tokens(input_video: str | None, upload: bytes | None, pipeline, settings) -> np.ndarray:
+    """The request's video (base64 or an uploaded part) -> its first window's tokens."""
+    if upload is not None and len(upload) > settings.max_upload_bytes:
+        raise APIError(413, "upload_too_large", f"input_video is larger than {settings.max_upload_bytes} bytes",
+                       param="input_video")
+    data = upload if upload is not None else decode_base64(input_video or "", settings.max_upload_bytes)
+    try:
+        video = await run_in_threadpool(decode_input, data, settings)
+    except VideoError as exc:
+        raise APIError(exc.status, exc.code, exc.message, param="input_video") from None
+    return await pipeline.tokenize(video.frames)
+
+
 @router.post("/tokenize", response_model=TokenizeResponse, responses=ERRORS,
              summary="A video's tokens (its first window)")
 async def tokenize(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
     req, upload = await _body(request, TokenizeRequest, settings)
     manifest, pipeline = _pipeline(runtime, req.model)
-    data = upload if upload is not None else decode_base64(req.input_video, settings.max_upload_bytes)
-    if upload is not None and len(upload) > settings.max_upload_bytes:
-        raise APIError(413, "upload_too_large", f"input_video is larger than {settings.max_upload_bytes} bytes",
-                       param="input_video")
-    try:
-        video = await run_in_threadpool(decode_input, data, settings)
-    except VideoError as exc:
-        raise APIError(exc.status, exc.code, exc.message, param="input_video") from None
-    tokens = await pipeline.tokenize(video.frames)
+    tokens = await _video_tokens(req.input_video, upload, pipeline, settings)
     return {"model": manifest.model_id, "token_grid": list(manifest.token_grid), "vocab_size": manifest.vocab_size,
             "tokens": tokens.reshape(-1).tolist()}
 
@@ -104,19 +110,60 @@ async def tokenize(request: Request, runtime: RuntimeDep, settings: SettingsDep)
 async def detokenize(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> Response:
     req, _ = await _body(request, DetokenizeRequest, settings)
     manifest, pipeline = _pipeline(runtime, req.model)
-    n = manifest.num_tokens
-    if len(req.tokens) != n:
-        raise APIError(422, "invalid_value", f"tokens must hold {n} ids (token_grid {list(manifest.token_grid)}); "
-                       f"got {len(req.tokens)}", param="tokens")
-    tokens = np.asarray(req.tokens, dtype=np.int64)
-    if tokens.min() < 0 or tokens.max() >= manifest.vocab_size:
-        raise APIError(422, "invalid_value", f"token ids must lie in [0, {manifest.vocab_size}); got "
-                       f"{int(tokens.min())}..{int(tokens.max())}", param="tokens")
+    tokens = _check_tokens(req.tokens, manifest)
     size = req.size or manifest.sizes[0]
     if size not in manifest.sizes:
         raise APIError(422, "invalid_value", f"model {manifest.model_id} makes sizes {', '.join(manifest.sizes)}; "
                        f"got {size!r}", param="size")
     width, height = (int(v) for v in size.split("x"))
-    frames = await pipeline.detokenize(tokens.reshape(manifest.token_grid), (height, width))
+    frames = await pipeline.detokenize(tokens, (height, width))
     mp4 = await run_in_threadpool(encode_mp4, frames, manifest.fps)
     return Response(mp4, media_type=OUTPUT_FORMATS["mp4"])
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model: Optional[str] = None
+    input_video: Optional[str] = Field(None, description="base64 video (its first window is scored), or...")
+    tokens: Optional[list[int]] = Field(None, description="...t*h*w token ids instead")
+
+
+class ScoreResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    model: str
+    log_likelihood: float = Field(description="nats: the exact log-probability of the tokens under the autoregressive prior")
+    bits_per_token: float
+    per_latent_frame: list[float] = Field(description="the log-likelihood summed per latent frame: a surprise curve")
+
+
+def _check_tokens(tokens: list[int], manifest) -> np.ndarray:
+    n = manifest.num_tokens
+    if len(tokens) != n:
+        raise APIError(422, "invalid_value", f"tokens must hold {n} ids (token_grid {list(manifest.token_grid)}); "
+                       f"got {len(tokens)}", param="tokens")
+    array = np.asarray(tokens, dtype=np.int64)
+    if array.min() < 0 or array.max() >= manifest.vocab_size:
+        raise APIError(422, "invalid_value", f"token ids must lie in [0, {manifest.vocab_size}); got "
+                       f"{int(array.min())}..{int(array.max())}", param="tokens")
+    return array.reshape(manifest.token_grid)
+
+
+@router.post("/score", response_model=ScoreResponse, responses=ERRORS,
+             summary="The log-likelihood of a video (or tokens) under the autoregressive prior")
+async def score(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
+    req, upload = await _body(request, ScoreRequest, settings)
+    manifest, pipeline = _pipeline(runtime, req.model)
+    if (req.tokens is None) == (req.input_video is None and upload is None):
+        raise APIError(422, "invalid_value", "give input_video or tokens, exactly one", param="tokens")
+    if req.tokens is not None:
+        tokens = _check_tokens(req.tokens, manifest)
+    else:
+        tokens = await _video_tokens(req.input_video, upload, pipeline, settings)
+    try:
+        log_prob = await pipeline.score(tokens)
+    except ValueError as exc:  # TaskError: no autoregressive prior
+        raise APIError(422, "invalid_request", str(exc), param="model") from None
+    total = float(log_prob.sum())
+    return {"model": manifest.model_id, "log_likelihood": total,
+            "bits_per_token": -total / log_prob.size / np.log(2),
+            "per_latent_frame": [float(v) for v in log_prob.reshape(len(log_prob), -1).sum(axis=1)]}
