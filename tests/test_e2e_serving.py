@@ -923,6 +923,7 @@ def test_score_ranks_real_clips_above_shuffled_ones(live):
         shuffled = clip[rng.permutation(len(clip))]
         fake = c.post("/v1/score", json={"input_video": base64.b64encode(encode_mp4(shuffled, 8)).decode()}).json()
         wins += body["log_likelihood"] > fake["log_likelihood"]
+    print(f"score: real above shuffled on {wins} of 20 clips")
     assert wins >= 15, f"real above shuffled on {wins} of 20 clips"
     tokens = c.post("/v1/tokenize", json={"input_video": base64.b64encode(encode_mp4(clips[0], 8)).decode()}).json()
     once = c.post("/v1/score", json={"tokens": tokens["tokens"]}).json()
