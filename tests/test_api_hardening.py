@@ -170,6 +170,8 @@ async def test_cross_site_posts_and_foreign_hosts_are_refused(make_api):
                      "cross_site_request")
         # the playground (same origin) and non-browser clients (no Origin) are fine
         assert (await c.post("/v1/videos", files=form, headers={"Origin": "http://test"})).status_code == 202
+        behind_proxy = {"Origin": "https://videos.example.com", "X-Forwarded-Host": "videos.example.com"}
+        assert (await c.post("/v1/videos", files=form, headers=behind_proxy)).status_code == 202
         assert (await c.post("/v1/videos", json=CG)).status_code == 202
         assert (await c.get("/v1/videos", headers={"Origin": "https://evil.example"})).status_code == 200  # reads: CORS
     async with make_api(allowed_hosts=[]) as api:  # bound to 127.0.0.1: loopback names only

@@ -159,8 +159,10 @@ class BrowserGuardMiddleware:
                        f"{', '.join(sorted(self.allowed_hosts))} (setting allowed_hosts)")
         elif self.check_origin and scope["method"] in UNSAFE_METHODS:
             origin = _header(scope, b"origin")
+            # this server's names: the Host header, and the public one a proxy forwards
+            ours = {host, *(h.strip() for h in (_header(scope, b"x-forwarded-host") or "").split(",") if h.strip())}
             if _header(scope, b"sec-fetch-site") == "cross-site" or (
-                    origin and origin != "null" and origin.split("://", 1)[-1] != host):
+                    origin and origin != "null" and origin.split("://", 1)[-1] not in ours):
                 problem = ("cross_site_request", "requests from other web sites are refused by a server without "
                            "API keys; set api_keys to serve browsers on other origins")
         if problem is None:
