@@ -83,11 +83,11 @@ def test_a_running_maskgit_job_returns_its_best_video_at_the_deadline():
                        num_frames=16, fps=8, seed=4, deadline_at=time.time() + deadline_in)
 
         full = job({"method": "maskgit", "steps": 64}, 600)
-        video, _, frames = asyncio.run(runtime.generate(full, None, lambda f: None, lambda: False))
+        video, _, frames, _ = asyncio.run(runtime.generate(full, None, lambda f: None, lambda: False))
         assert full.truncated is None
         cut = job({"method": "maskgit", "steps": 64}, 0.05)
         progress: list[float] = []
-        video, _, frames = asyncio.run(runtime.generate(cut, None, progress.append, lambda: False))
+        video, _, frames, _ = asyncio.run(runtime.generate(cut, None, progress.append, lambda: False))
         assert cut.truncated is not None and 0 <= cut.truncated["steps_done"] < 64 and cut.truncated["steps"] == 64
         made = decode_frames(frames)
         assert made.shape == (16, 32, 32, 3) and made.max() > 0  # a whole video, every token decided
