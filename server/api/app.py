@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import time
 from contextlib import asynccontextmanager
@@ -144,13 +145,31 @@ def serve(settings: Settings | None = None) -> None:
     # access_log off: RequestContextMiddleware logs each request with its request id.
     config = uvicorn.Config(create_app(settings), log_level=settings.log_level, access_log=False, log_config=None,
                             timeout_graceful_shutdown=settings.shutdown_seconds)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     started = time.monotonic()
     try:
         server.run(sockets=[sock])
     finally:
         if server.should_exit:
             logger.info("stopped", extra={"seconds": round(time.monotonic() - started, 1)})
+
+
+class _Server:
+    """uvicorn's server, but a second Ctrl-C exits at once (uvicorn would still wait for the
+    lifespan's shutdown). Nothing is lost: with the job store, jobs left running run again after
+    a restart."""
+
+    def __new__(cls, config):
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                if self.should_exit and sig == signal.SIGINT:
+                    logger.warning("second interrupt: exiting now")
+                    os._exit(130)
+                super().handle_exit(sig, frame)
+
+        return Server(config)
 
 
 class PortInUse(RuntimeError):
