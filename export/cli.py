@@ -39,7 +39,7 @@ def serve(host: Annotated[Optional[str], typer.Option(help="bind address (defaul
     """Run the HTTP API (with an embedded worker unless --redis-url is given)."""
     from server.api.app import PortInUse
     from server.api.app import serve as run
-    from server.runtime import find_repositories
+    from server.catalogue import find_repositories
 
     settings = _settings(host=host, port=port, model_repository=model_repository, backend=backend,
                          redis_url=redis_url, api_keys=api_key or None, batching=batching)
@@ -129,12 +129,13 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
     from server.api.errors import APIError
     from server.api.schemas import VideoCreateRequest
     from server.api.validation import check_input_frames, choose_manifest, normalize_request
+    from server.catalogue import load_catalogue
     from server.jobs.base import InputError, Job
     from server.runtime import load_runtime
 
     settings = _settings(model_repository=model_repository, backend=backend)
     try:
-        catalog = load_runtime(settings, engines=False)  # manifests only: a bad request fails before any engine loads
+        catalog = load_catalogue(settings)  # manifests only: a bad request fails before any engine loads
         data = input.read_bytes() if input else None
     except (FileNotFoundError, ValueError, OSError) as e:  # no model there, an unreadable input file
         typer.echo(f"error: {e}", err=True)
@@ -148,9 +149,9 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
                                      ".webm", ".gif") else "mp4",
                                  sampler={"method": sampler, "steps": steps, "guidance_scale": guidance_scale,
                                           "temperature": temperature})
-        manifest = choose_manifest(catalog.manifests, catalog.default_model, model)
+        manifest = choose_manifest(catalog, model)
         request = normalize_request(req, manifest, settings)
-        if data is not None and request["has_input"]:
+        if data is not None and request.has_input:
             from server.video import decode_input
 
             frames = decode_input(data, settings).frames
@@ -165,18 +166,17 @@ def generate(task: Annotated[str, typer.Option(help="class_conditional, frame_pr
     except Exception as e:  # an unreadable video
         typer.echo(f"error: {getattr(e, 'message', e)}", err=True)
         raise typer.Exit(2)
-    job = Job(id="cli", model=manifest.model_id, task=task, request=request, size=request["size"],
-              num_frames=request["num_frames"], fps=request["fps"], seed=request["seed"])
+    job = Job(id="cli", model=manifest.model_id, request=request)
     runtime = load_runtime(settings)
     try:
-        encoded, *_ = asyncio.run(runtime.generate(job, data, lambda f: None, lambda: False, frames=frames))
+        encoded = asyncio.run(runtime.generate(job, data, lambda f: None, lambda: False, frames=frames)).video
     except InputError as e:
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2)
     finally:
         runtime.close()
     output.write_bytes(encoded)
-    typer.echo(f"wrote {output} ({request['num_frames']} frames, {request['size']}, seed {request['seed']})")
+    typer.echo(f"wrote {output} ({request.num_frames} frames, {request.size}, seed {request.seed})")
 
 
 @app.command()

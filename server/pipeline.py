@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,34 +27,16 @@ from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper, wrap
 from server.engines.base import Engine
 from server.jobs.base import JobCanceled
 from server.manifest import Manifest
-from server.samplers import SamplerOptions, ar_init, log_softmax, maskgit_init
+from server.request import VideoRequest
+from server.samplers import ar_init, log_softmax, maskgit_init
 from server.video import fit_to_size, frames_to_float, frames_to_uint8
 
 
-@dataclass(frozen=True)
-class GenerationRequest:
-    task: str
-    num_frames: int
-    size: tuple[int, int]  # (H, W) of the output
-    seed: int
-    class_label: int | None = None
-    preset: str | None = None
-    box: Any = None  # [x0, y0, x1, y1] or one per frame
-    condition_frames: int | None = None
-    sampler: SamplerOptions = SamplerOptions()
-
-    @classmethod
-    def from_dict(cls, request: dict[str, Any], manifest: Manifest) -> "GenerationRequest":
-        """From the API's normalized request (Job.request)."""
-        width, height = (int(v) for v in str(request.get("size") or manifest.sizes[0]).lower().split("x"))
-        mask = request.get("mask") or {}
-        sampler = {k: v for k, v in (request.get("sampler") or {}).items() if v is not None}
-        return cls(task=request["task"], num_frames=int(request.get("num_frames") or manifest.window_frames),
-                   size=(height, width), seed=int(request.get("seed") or 0), class_label=request.get("class_label"),
-                   preset=mask.get("preset"), box=mask.get("box"),
-                   condition_frames=request.get("condition_frames") or (
-                       manifest.default_condition_frames if request["task"] in T.FRAME_TASKS else None),
-                   sampler=SamplerOptions(**sampler))
+def _mask_args(req: VideoRequest) -> dict:
+    """What the task functions take of a request's mask and leading frames."""
+    mask = req.mask
+    return {"preset": mask.preset if mask else None, "box": mask.box if mask else None,
+            "condition_frames": req.condition_frames}
 
 
 class DeadlineExceeded(Exception):
@@ -99,7 +80,7 @@ class Pipeline:
                 return chain
         raise T.TaskError(f"size {size[1]}x{size[0]} is not one of this model's sizes {self.manifest.sizes}")
 
-    async def generate(self, req: GenerationRequest, frames: np.ndarray | None,
+    async def generate(self, req: VideoRequest, frames: np.ndarray | None,
                        on_progress: Callable[[float], None] = lambda f: None,
                        should_stop: Callable[[], bool] = lambda: False,
                        past_deadline: Callable[[], bool] = lambda: False,
@@ -115,11 +96,10 @@ class Pipeline:
         m, (height, width) = self.manifest, self.base
         if req.sampler.method == "autoregressive" and self.ar is None:
             raise T.TaskError("this model has no autoregressive prior")
-        stages = self.stages_for(req.size)
+        stages = self.stages_for(req.size.hw)
         # 1. The clip's given pixels at the base resolution.
         base_in = None if frames is None else frames_to_float(fit_to_size(frames, height, width))
-        given, pixels = clip_condition(req.task, req.num_frames, height, width, base_in, preset=req.preset,
-                                       box=req.box, condition_frames=req.condition_frames)
+        given, pixels = clip_condition(req.task, req.num_frames, height, width, base_in, **_mask_args(req))
         windows = plan_windows(req.num_frames, self.window, m.default_condition_frames)
         steps = req.sampler.steps if req.sampler.method == "maskgit" else m.num_tokens
         chunks = -(-req.num_frames // self.window)
@@ -152,20 +132,19 @@ class Pipeline:
             advance()
         # 6. Super-resolution, chunk by chunk (the stages take windows of frames).
         for stage, q in stages:
-            out = await self._super_resolve(q, stage.noise_level, out)
+            out = await self._run_stage(q, stage.noise_level, out)
             advance(chunks)
         if frames is not None and given.any() and stages:
-            out_h, out_w = req.size
+            out_h, out_w = req.size.hw
             # The mask at the output size, not the base mask upsampled: boxes and dynamic masks
             # round differently at each size, and the upsampled one would blank (hi is 0 there)
             # pixels that are not given at this size and miss some that are.
             hi_given, hi = clip_condition(req.task, req.num_frames, out_h, out_w,
-                                          frames_to_float(fit_to_size(frames, out_h, out_w)),
-                                          preset=req.preset, box=req.box, condition_frames=req.condition_frames)
+                                          frames_to_float(fit_to_size(frames, out_h, out_w)), **_mask_args(req))
             out = np.where(hi_given[..., None], hi, out)
         return frames_to_uint8(out)
 
-    async def _sample(self, req: GenerationRequest, cond_video: np.ndarray, given: np.ndarray, seed: int,
+    async def _sample(self, req: VideoRequest, cond_video: np.ndarray, given: np.ndarray, seed: int,
                       advance: Callable[[int], None], should_stop: Callable[[], bool],
                       past_deadline: Callable[[], bool], truncated: dict[str, int] | None) -> np.ndarray:
         m = self.manifest
@@ -233,8 +212,22 @@ class Pipeline:
         video = (await self.decoder.submit({"tokens": np.asarray(tokens, np.int64)[None]}))["video"][0]
         out = np.clip(video.transpose(1, 2, 3, 0), 0.0, 1.0)
         for stage, q in self.stages_for(size or self.base):
-            out = await self._super_resolve(q, stage.noise_level, out)
+            out = await self._run_stage(q, stage.noise_level, out)
         return frames_to_uint8(out)
+
+    async def reconstruct(self, clip: np.ndarray) -> np.ndarray:
+        """uint8 (T, H, W, 3) -> encoder -> decoder -> uint8 at the base size (the tokenizer's
+        round trip, as the evaluation measures it)."""
+        return await self.detokenize(await self.tokenize(clip))
+
+    async def super_resolve(self, clip: np.ndarray, stages: Sequence[int] | None = None) -> np.ndarray:
+        """uint8 (T, h, w, 3) -> the super-resolution stages `stages` (indices into the cascade,
+        default all of them), as a request of a larger size runs them -> uint8."""
+        video = frames_to_float(clip)
+        for i in range(len(self.sr)) if stages is None else stages:
+            stage, q = self.sr[i]
+            video = await self._run_stage(q, stage.noise_level, video)
+        return frames_to_uint8(video)
 
     def _scoring(self, engine: Engine) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
         """One teacher-forced call of the autoregressive prior over whole token grids (an empty KV
@@ -263,7 +256,7 @@ class Pipeline:
                  "targets": flat}
         return (await self.scorer.submit(feeds))["log_prob"][0].reshape(m.token_grid)
 
-    async def _super_resolve(self, q: BatchQueue, noise_level: float, video: np.ndarray) -> np.ndarray:
+    async def _run_stage(self, q: BatchQueue, noise_level: float, video: np.ndarray) -> np.ndarray:
         """video (T, h, w, 3) -> (T, 2h, 2w, 3); windows of frames go through the stage together."""
         frames = len(video)
         starts = list(range(0, frames, self.window))

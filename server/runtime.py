@@ -1,11 +1,12 @@
-"""The runtime: the models of a repository, their engines and pipelines, and `generate`, the
-one call the worker makes per job (decode input -> pipeline -> MP4 + thumbnail)."""
+"""The runtime: the catalogue's models with their engines and pipelines, and `generate`, the one
+call the worker makes per job, in three named steps: decode the input -> run the pipeline ->
+encode the outputs (the video in the request's format, a PNG thumbnail, the lossless frames and
+the token grids)."""
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,53 +15,18 @@ from typing import Callable
 import numpy as np
 
 from server import metrics
+from server.catalogue import Catalogue, load_catalogue
 from server.engines.base import create_engine
-from server.jobs.base import InputError, Job
-from server.manifest import Manifest, load_manifest
-from server.output import encode_frames, encode_video
 from server.jobs import states
-from server.pipeline import DeadlineExceeded, GenerationRequest, Pipeline
-from server.settings import DEFAULT_MODEL_REPOSITORY, Settings
+from server.jobs.base import InputError, Job, JobResult
+from server.manifest import Manifest
+from server.output import encode_frames, encode_video
+from server.pipeline import DeadlineExceeded, Pipeline
+from server.settings import Settings
 from server.tasks import TaskError
 from server.video import VideoError, decode_input, encode_png
 
 log = logging.getLogger("kinetoscope.runtime")
-
-
-def find_repositories(root: Path) -> list[Path]:
-    """`root` itself when it holds a manifest.json, else each sub-folder that does. When `root` is
-    the default (`model_repository`, relative) and holds no model, the demo model: the checkout's
-    own model_repository/, else assembled from the installed package's bundle into the user's
-    cache folder. So `kinetoscope generate` and `serve` work from any directory."""
-    root = Path(root)
-    if (root / "manifest.json").is_file():
-        return [root]
-    found = sorted(p.parent for p in root.glob("*/manifest.json"))
-    if not found and root == DEFAULT_MODEL_REPOSITORY:
-        found = _demo_repositories()
-    if not found:
-        raise FileNotFoundError(f"no model repository under {root.resolve()} (set --model-repository or "
-                                "KINETOSCOPE_MODEL_REPOSITORY, or run `make model` in the checkout)")
-    return found
-
-
-def _demo_repositories(package_root: Path | None = None, cache_root: Path | None = None) -> list[Path]:
-    from server.repository import assemble
-
-    package_root = package_root or Path(__file__).resolve().parent.parent
-    checkout = package_root / "model_repository" / "moving-digits"
-    if (checkout / "manifest.json").is_file():
-        return [checkout]
-    demo = package_root / "models" / "checkpoints" / "demo"
-    if not (demo / "onnx" / "manifest.json").is_file():
-        return []
-    cache_root = cache_root or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kinetoscope"
-    cache = cache_root / "moving-digits"
-    bundled = (demo / "onnx" / "manifest.json").read_text()
-    if not (cache / "manifest.json").is_file() or (cache / "manifest.json").read_text() != bundled:  # absent or stale
-        log.info("assembling the demo model into %s", cache)
-        assemble(demo / "onnx", demo, cache)
-    return [cache]
 
 
 def tokens_document(manifest: Manifest, windows: list[np.ndarray]) -> bytes:
@@ -71,36 +37,27 @@ def tokens_document(manifest: Manifest, windows: list[np.ndarray]) -> bytes:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, manifests: dict[str, Manifest], pipelines: dict[str, Pipeline],
+    """Runs jobs on the models of `catalogue` (one Pipeline per model)."""
+
+    def __init__(self, settings: Settings, catalogue: Catalogue, pipelines: dict[str, Pipeline],
                  executor: ThreadPoolExecutor | None = None):
         self.settings = settings
-        self.manifests = manifests
+        self.catalogue = catalogue
         self.pipelines = pipelines
-        self.backend = settings.backend
-        self.default_model = settings.default_model or next(iter(manifests))
-        if self.default_model not in manifests:
-            raise ValueError(f"default model {self.default_model!r} is not among {sorted(manifests)}")
         self._executor = executor
 
     async def generate(self, job: Job, input_video: bytes | None, on_progress: Callable[[float], None],
-                       should_stop: Callable[[], bool], frames: np.ndarray | None = None
-                       ) -> tuple[bytes, bytes, bytes, bytes]:
-        """-> (the video in the request's output_format, the PNG thumbnail, the lossless frames zip,
-        the token grids as JSON).
-        `frames`: the input already decoded (uint8 (T, H, W, 3)), when the caller has done it."""
+                       should_stop: Callable[[], bool], frames: np.ndarray | None = None) -> JobResult:
+        """`frames`: the input already decoded (uint8 (T, H, W, 3)), when the caller has done it.
+        InputError for what no retry can fix; any other exception is ours (the queue retries)."""
         pipeline = self.pipelines.get(job.model)
         if pipeline is None:
             raise InputError("model_not_found", f"model {job.model!r} is not served by this worker")
-        s = self.settings
-        if frames is None and input_video is not None and job.request.get("has_input", True) and job.task != "class_conditional":
-            try:
-                frames = (await asyncio.to_thread(decode_input, input_video, s)).frames
-            except VideoError as e:
-                raise InputError(e.code, e.message) from e
-        try:
-            request = GenerationRequest.from_dict(job.request, pipeline.manifest)  # ValueError: a malformed size
-        except ValueError as e:
-            raise InputError("invalid_request", str(e)) from e
+        request = job.request
+        # 1. Decode the input video (tasks without one ignore any bytes they were sent).
+        if frames is None and input_video is not None and request.has_input:
+            frames = await self.decode_input(input_video)
+        # 2. The pipeline.
         truncated: dict[str, int] = {}
         windows: list[np.ndarray] = []
         try:
@@ -113,13 +70,25 @@ class Runtime:
             raise InputError("deadline_exceeded", str(e)) from e
         if truncated:
             metrics.truncated_jobs_total.inc()
-            job.truncated = truncated  # the worker reports it with the result
+        # 3. Encode the outputs.
+        return await self.encode_outputs(pipeline.manifest, video, request.fps, request.output_format, windows,
+                                         truncated or None)
+
+    async def decode_input(self, data: bytes) -> np.ndarray:
+        try:
+            return (await asyncio.to_thread(decode_input, data, self.settings)).frames
+        except VideoError as e:
+            raise InputError(e.code, e.message) from e
+
+    @staticmethod
+    async def encode_outputs(manifest: Manifest, video: np.ndarray, fps: int, output_format: str,
+                             windows: list[np.ndarray], truncated: dict[str, int] | None) -> JobResult:
         start = time.perf_counter()
-        encoded = await asyncio.to_thread(encode_video, video, int(job.fps), job.request.get("output_format", "mp4"))
+        encoded = await asyncio.to_thread(encode_video, video, fps, output_format)
         png = await asyncio.to_thread(encode_png, video[0])
         frames_zip = await asyncio.to_thread(encode_frames, video)
         metrics.encode_seconds.observe(time.perf_counter() - start)
-        return encoded, png, frames_zip, tokens_document(pipeline.manifest, windows)
+        return JobResult(encoded, png, frames_zip, tokens_document(manifest, windows), truncated)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -156,25 +125,19 @@ def observe_batch(name: str, rows: int) -> None:
     metrics.batch_size.labels(engine=name).observe(rows)
 
 
-def load_runtime(settings: Settings, *, engines: bool = True) -> Runtime:
-    """Reads every manifest under settings.model_repository; with `engines`, opens each network
-    (an API replica that only enqueues for Redis workers needs the manifests alone)."""
-    manifests: dict[str, Manifest] = {}
-    pipelines: dict[str, Pipeline] = {}
-    repos = find_repositories(settings.model_repository)
+def load_runtime(settings: Settings) -> Runtime:
+    """The catalogue of settings.model_repository (each network file checked against its
+    manifest's sha256), with every network opened on settings.backend."""
+    catalogue = load_catalogue(settings, verify=True)
     # One thread per batching queue: each queue runs one call at a time, queues run side by side.
-    executor = ThreadPoolExecutor(max_workers=settings.engine_threads, thread_name_prefix="engine") if engines else None
+    executor = ThreadPoolExecutor(max_workers=settings.engine_threads, thread_name_prefix="engine")
     try:
-        for repo in repos:
-            manifest = load_manifest(repo, verify=engines)
-            if manifest.model_id in manifests:
-                raise ValueError(f"two repositories declare model id {manifest.model_id!r}")
-            manifests[manifest.model_id] = manifest
-            if engines:
-                pipelines[manifest.model_id] = build_pipeline(repo, manifest, settings, executor, observe_batch)
-                log.info("loaded model %s from %s on %s", manifest.model_id, repo, settings.backend)
-        return Runtime(settings, manifests, pipelines, executor)
+        pipelines = {}
+        for model_id, manifest in catalogue.manifests.items():
+            repo = catalogue.repositories[model_id]
+            pipelines[model_id] = build_pipeline(repo, manifest, settings, executor, observe_batch)
+            log.info("loaded model %s from %s on %s", model_id, repo, settings.backend)
+        return Runtime(settings, catalogue, pipelines, executor)
     except BaseException:
-        if executor is not None:  # nothing will use the engine threads
-            executor.shutdown(wait=False)
+        executor.shutdown(wait=False)  # nothing will use the engine threads
         raise

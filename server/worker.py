@@ -5,12 +5,13 @@ running job has a monitor task that renews its lease every `heartbeat_seconds`, 
 progress, and polls for a cancel request about every half second. The loop is the same for
 the embedded queue and for Redis: it only speaks the JobQueue interface.
 
-`generate(job, input_bytes, on_progress, should_stop)` is the pipeline entry point:
+`generate(job, input_bytes, on_progress, should_stop)` is the pipeline entry point
+(`server.runtime.Runtime.generate`):
 - `on_progress(fraction)` is a plain function (0..1), cheap to call at every step;
 - `should_stop()` turns true once the job is canceled, deleted or taken over by another
   worker; generate then raises JobCanceled at its next step;
-- it returns `(mp4_bytes, png_bytes)`; InputError fails the job at once, any other exception
-  is retried up to the queue's attempt limit.
+- it returns a JobResult; InputError fails the job at once, any other exception is retried up
+  to the queue's attempt limit.
 """
 from __future__ import annotations
 
@@ -19,14 +20,14 @@ import logging
 import time
 from typing import Awaitable, Callable
 
-from .jobs.base import InputError, Job, JobCanceled, JobQueue
+from .jobs.base import InputError, Job, JobCanceled, JobQueue, JobResult
 
 __all__ = ["run_worker", "JobCanceled", "InputError", "Generate"]
 
 log = logging.getLogger("kinetoscope.worker")
 
 Generate = Callable[[Job, "bytes | None", Callable[[float], None], Callable[[], bool]],
-                    Awaitable[tuple[bytes, bytes]]]
+                    Awaitable[JobResult]]
 
 CLAIM_WAIT_SECONDS = 0.5  # one claim waits this long for a job; also how fast a stop is noticed
 CANCEL_POLL_SECONDS = 0.5  # how often a running job looks for a cancel request
@@ -123,8 +124,7 @@ async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str
     monitor = asyncio.create_task(_monitor(queue, attempt, worker_id, heartbeat_seconds))
     try:
         input_video = await queue.get_input(job.id)
-        video, thumbnail, *rest = await generate(job, input_video, attempt.on_progress, attempt.should_stop)
-        frames, tokens = (rest + [None, None])[:2]  # the lossless frames and tokens, when the runtime makes them
+        result = await generate(job, input_video, attempt.on_progress, attempt.should_stop)
     except JobCanceled:
         outcome = "canceled"
     except InputError as exc:
@@ -149,10 +149,9 @@ async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str
         log.info("job dropped job_id=%s worker_id=%s (canceled, deleted or taken over)", job.id, worker_id)
         return
     if outcome == "completed":
-        await _report(queue.complete, job.id, worker_id, video, thumbnail, frames, truncated=job.truncated,
-                      tokens=tokens)
+        await _report(queue.complete, job.id, worker_id, result)
         log.info("job completed job_id=%s worker_id=%s seconds=%.2f bytes=%d",
-                 job.id, worker_id, seconds, len(video))
+                 job.id, worker_id, seconds, len(result.video))
         emit("job_completed")
     elif outcome == "canceled":
         await _report(queue.finish_canceled, job.id, worker_id)

@@ -117,7 +117,19 @@ def make_api_manifest(model_id: str = "demo", **overrides):
 
 
 @_api_functools.lru_cache(maxsize=None)
-def api_sample_media() -> tuple[bytes, bytes]:
+def video_request(**fields):
+    """A VideoRequest as validation would make it for the demo's 32x32 16-frame window (the
+    fields given override)."""
+    from server.request import Size, VideoRequest
+    from server.samplers import SamplerOptions
+
+    values = dict(task="class_conditional", num_frames=16, size=Size(32, 32), fps=8, seed=0,
+                  sampler=SamplerOptions(), priority="normal", output_format="mp4", deadline_seconds=3600.0)
+    values.update(fields)
+    return VideoRequest(**values)
+
+
+def api_sample_media():
     """(a 4-frame 32x32 MP4, a 32x32 PNG), made once per session with server.video."""
     import numpy as np
 
@@ -136,9 +148,10 @@ class FakeRuntime:
     backend = "onnxruntime"
 
     def __init__(self, manifests=None, steps: int = 4, step_seconds: float = 0.0):
+        from server.catalogue import Catalogue
+
         manifests = manifests or [make_api_manifest()]
-        self.manifests = {m.model_id: m for m in manifests}
-        self.default_model = manifests[0].model_id
+        self.catalogue = Catalogue({m.model_id: m for m in manifests}, {}, manifests[0].model_id, self.backend)
         self.steps, self.step_seconds = steps, step_seconds
         self.hold = _api_asyncio.Event()
         self.hold.set()
@@ -157,7 +170,9 @@ class FakeRuntime:
                 raise JobCanceled()
             await _api_asyncio.sleep(self.step_seconds)
             on_progress((step + 1) / self.steps)
-        return api_sample_media()
+        from server.jobs.base import JobResult
+
+        return JobResult(*api_sample_media())
 
 
 @pytest.fixture

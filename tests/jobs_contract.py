@@ -9,17 +9,17 @@ import asyncio
 import itertools
 
 import pytest
+from conftest import video_request
 
-from server.jobs.base import RETRIES_EXHAUSTED, WORKER_LOST, Job, QueueFull
+from server.jobs.base import RETRIES_EXHAUSTED, WORKER_LOST, Job, QueueFull, JobResult
 
 _ids = itertools.count(1)
 
 
 def make_job(priority: str = "normal", job_id: str | None = None, seed: int = 0) -> Job:
     # Ids sort in creation order (as new_job_id's time prefix does), which listing relies on.
-    return Job(id=job_id or f"video_{next(_ids):024x}", model="demo", task="class_conditional",
-               request={"class_label": 3}, size="32x32", num_frames=16, fps=8, seed=seed,
-               priority=priority)
+    return Job(id=job_id or f"video_{next(_ids):024x}", model="demo",
+               request=video_request(class_label=3, seed=seed, priority=priority))
 
 
 class QueueContract:
@@ -96,7 +96,7 @@ class QueueContract:
         job = (await q.submit(make_job()))[0]
         await q.claim("w1", timeout=0.2)
         assert await q.get_content(job.id, "video") is None  # not ready yet
-        await q.complete(job.id, "w1", b"mp4", b"png")
+        await q.complete(job.id, "w1", JobResult(b"mp4", b"png"))
         done = await q.get(job.id)
         assert (done.status, done.progress) == ("completed", 100)
         assert done.expires_at == pytest.approx(done.completed_at + 3600, abs=1)
@@ -107,7 +107,7 @@ class QueueContract:
         q = make_queue()
         job = (await q.submit(make_job()))[0]
         await q.claim("w1", timeout=0.2)
-        await q.complete(job.id, "w2", b"x", b"y")
+        await q.complete(job.id, "w2", JobResult(b"x", b"y"))
         await q.fail(job.id, "w2", "boom", "no", retryable=False)
         assert (await q.get(job.id)).status == "in_progress"
         assert not await q.heartbeat(job.id, "w2")
@@ -117,7 +117,7 @@ class QueueContract:
         q = make_queue()
         job = (await q.submit(make_job(), input_video=b"in", idempotency_key="k"))[0]
         await q.claim("w1", timeout=0.2)
-        await q.complete(job.id, "w1", b"mp4", b"png")
+        await q.complete(job.id, "w1", JobResult(b"mp4", b"png"))
         assert await q.delete(job.id)
         assert await q.get(job.id) is None
         assert await q.get_content(job.id, "video") is None
@@ -138,7 +138,7 @@ class QueueContract:
         canceled = (await q.submit(make_job()))[0]
         waiting = (await q.submit(make_job()))[0]
         await q.claim("w1", timeout=0.2)
-        await q.complete(done.id, "w1", b"mp4", b"png")
+        await q.complete(done.id, "w1", JobResult(b"mp4", b"png"))
         await q.cancel(canceled.id)
         await asyncio.sleep(0.6)
         assert await q.get(done.id) is None
@@ -187,7 +187,7 @@ class QueueContract:
             await q.set_progress(job.id, value)
             seen.append((await q.get(job.id)).progress)
         assert seen == [10, 10, 30, 30, 99]  # 100 only once completed
-        await q.complete(job.id, "w1", b"v", b"t")
+        await q.complete(job.id, "w1", JobResult(b"v", b"t"))
         assert (await q.get(job.id)).progress == 100
 
     async def test_watch_yields_each_change_and_ends(self, make_queue):
@@ -206,7 +206,7 @@ class QueueContract:
             await asyncio.sleep(0.1)
             await q.set_progress(job.id, value)
         await asyncio.sleep(0.1)
-        await q.complete(job.id, "w1", b"v", b"t")
+        await q.complete(job.id, "w1", JobResult(b"v", b"t"))
         await asyncio.wait_for(watcher, 2)
         assert seen == [("queued", 0), ("in_progress", 0), ("in_progress", 25),
                         ("in_progress", 50), ("completed", 100)]
@@ -221,8 +221,8 @@ class QueueContract:
         assert (taken.id, taken.attempts) == (job.id, 2)
         assert events == ["reclaimed"]
         assert not await q.heartbeat(job.id, "w1")  # w1 learns it lost the job
-        await q.complete(job.id, "w1", b"stale", b"stale")
-        await q.complete(job.id, "w2", b"mp4", b"png")
+        await q.complete(job.id, "w1", JobResult(b"stale", b"stale"))
+        await q.complete(job.id, "w2", JobResult(b"mp4", b"png"))
         assert await q.get_content(job.id, "video") == b"mp4"
         assert (await q.counters())["reclaimed"] == 1
 
@@ -234,7 +234,7 @@ class QueueContract:
             await asyncio.sleep(0.1)
             assert await q.heartbeat(job.id, "w1")
         assert await q.claim("w2", timeout=0.2) is None
-        await q.complete(job.id, "w1", b"v", b"t")
+        await q.complete(job.id, "w1", JobResult(b"v", b"t"))
         assert (await q.get(job.id)).status == "completed"
 
     async def test_lost_workers_use_their_own_budget_not_the_jobs_attempts(self, make_queue):
@@ -277,7 +277,7 @@ class QueueContract:
         assert claimed is not None and claimed.id == fine.id  # the late one was skipped
         expired = await q.get(late.id)
         assert expired.status == "expired" and expired.attempts == 0 and expired.expires_at is not None
-        await q.complete(fine.id, "w1", b"v", b"t", truncated={"steps_done": 3, "steps": 12})
+        await q.complete(fine.id, "w1", JobResult(b"v", b"t", truncated={"steps_done": 3, "steps": 12}))
         assert (await q.get(fine.id)).truncated == {"steps_done": 3, "steps": 12}
 
     async def test_list_newest_first_in_pages(self, make_queue):

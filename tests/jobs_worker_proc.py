@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 
-from server.jobs.base import Job, JobCanceled
+from server.jobs.base import Job, JobCanceled, JobResult
 
 
 def expected_content(job: Job) -> tuple[bytes, bytes]:
@@ -33,7 +33,7 @@ def slow_generate(steps: int, step_seconds: float, log: list[str] | None = None)
             if log is not None:
                 log.append(f"{job.id}:{step}")
             on_progress((step + 1) / steps)
-        return expected_content(job)
+        return JobResult(*expected_content(job))
 
     return generate
 

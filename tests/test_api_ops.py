@@ -55,7 +55,7 @@ async def test_health_and_readiness(make_api):
         assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
         assert "unreachable" in r.json()["error"]["message"]
         assert (await api.client.get("/healthz")).status_code == 200
-        api.app.state.runtime = None
+        api.app.state.catalogue = None
         r = await api.client.get("/readyz")
         assert r.status_code == 503 and "models" in r.json()["error"]["message"]
         r = await api.client.get("/v1/models")
@@ -135,12 +135,18 @@ async def test_lifespan_opens_queue_loads_runtime_and_runs_the_worker(monkeypatc
     from conftest import FakeRuntime
 
     loaded = {}
+    fake = FakeRuntime()
 
-    def load_runtime(settings, *, engines=True):
-        loaded["engines"] = engines
-        return FakeRuntime()
+    def load_runtime(settings):
+        loaded["engines"] = True
+        return fake
+
+    def load_catalogue(settings):
+        loaded["engines"] = False
+        return fake.catalogue
 
     monkeypatch.setitem(sys.modules, "server.runtime", types.SimpleNamespace(load_runtime=load_runtime))
+    monkeypatch.setitem(sys.modules, "server.catalogue", types.SimpleNamespace(load_catalogue=load_catalogue))
     app = create_app(Settings(embedded_workers=True))
     async with app.router.lifespan_context(app):
         assert loaded["engines"] is True

@@ -3,24 +3,39 @@ base64 decoding, error locations."""
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
-from conftest import make_api_manifest
+from conftest import make_api_manifest, video_request
+from server.catalogue import Catalogue
 from server.api.errors import APIError, loc_to_param
 from server.api.intake import decode_base64
 from server.api.ranges import RangeNotSatisfiable, parse_range
 from server.api.schemas import VideoCreateRequest
 from server.api.validation import check_input_frames, choose_manifest, normalize_request
 from server.api.views import parse_prefer_wait
+from server.request import VideoRequest
 from server.settings import Settings
 
 MANIFEST = make_api_manifest()
 SETTINGS = Settings()
 
 
-def normalize(**body):
-    return normalize_request(VideoCreateRequest(**body), MANIFEST, SETTINGS, new_seed=lambda: 42)
+def normalize(**body) -> dict:
+    """The normalized request as the job object shows it (VideoRequest.to_dict)."""
+    return normalize_request(VideoCreateRequest(**body), MANIFEST, SETTINGS, new_seed=lambda: 42).to_dict()
+
+
+def test_the_normalized_request_round_trips_through_its_stored_form():
+    for body in [dict(task="frame_prediction", input_video="AAAA"),
+                 dict(task="class_conditional", class_label=2, sampler={"method": "autoregressive", "top_k": 5}),
+                 dict(task="inpainting", input_video_id="video_1", mask={"box": [[0.1, 0.1, 0.5, 0.5]] * 16}),
+                 dict(task="outpainting", input_video="AAAA", mask={"preset": "dynamic"}, output_format="gif",
+                      priority="high", deadline_seconds=30)]:
+        req = normalize_request(VideoCreateRequest(**body), MANIFEST, SETTINGS, new_seed=lambda: 42)
+        stored = json.loads(json.dumps(req.to_dict()))
+        assert VideoRequest.from_dict(stored) == req and VideoRequest.from_dict(stored).to_dict() == stored
 
 
 def test_defaults_come_from_the_manifest_and_settings():
@@ -53,7 +68,7 @@ def test_masks(mask, expected):
 def test_limits_follow_the_settings():
     settings = Settings(max_num_frames=200, max_steps=100)
     req = normalize_request(VideoCreateRequest(task="class_conditional", class_label=0, num_frames=200,
-                                               sampler={"steps": 100}), MANIFEST, settings)
+                                               sampler={"steps": 100}), MANIFEST, settings).to_dict()
     assert req["num_frames"] == 200 and req["sampler"]["steps"] == 100 and 0 <= req["seed"] < 2**31
     with pytest.raises(APIError) as err:
         normalize(task="class_conditional", class_label=0, num_frames=200)
@@ -62,23 +77,23 @@ def test_limits_follow_the_settings():
 
 def test_a_model_without_maskgit_defaults_to_its_sampler():
     ar_only = make_api_manifest("ar", samplers=["autoregressive"])
-    req = normalize_request(VideoCreateRequest(task="class_conditional", class_label=0), ar_only, SETTINGS)
+    req = normalize_request(VideoCreateRequest(task="class_conditional", class_label=0), ar_only, SETTINGS).to_dict()
     assert req["sampler"]["method"] == "autoregressive"
 
 
 def test_choose_manifest():
-    manifests = {"demo": MANIFEST}
-    assert choose_manifest(manifests, "demo", None) is MANIFEST
+    catalogue = Catalogue({"demo": MANIFEST}, {}, "demo", "onnxruntime")
+    assert choose_manifest(catalogue, None) is MANIFEST
     with pytest.raises(APIError) as err:
-        choose_manifest(manifests, "demo", "other")
+        choose_manifest(catalogue, "other")
     assert (err.value.status, err.value.code, err.value.param) == (404, "model_not_found", "model")
 
 
 def test_input_frame_checks():
-    check_input_frames({"task": "frame_prediction", "condition_frames": 5}, 5)
-    check_input_frames({"task": "inpainting", "condition_frames": None}, 1)
-    for request, frames in [({"task": "frame_prediction", "condition_frames": 5}, 4),
-                            ({"task": "frame_interpolation", "condition_frames": None}, 1)]:
+    check_input_frames(video_request(task="frame_prediction", condition_frames=5), 5)
+    check_input_frames(video_request(task="inpainting", condition_frames=None), 1)
+    for request, frames in [(video_request(task="frame_prediction", condition_frames=5), 4),
+                            (video_request(task="frame_interpolation", condition_frames=None), 1)]:
         with pytest.raises(APIError) as err:
             check_input_frames(request, frames)
         assert err.value.param == "input_video"

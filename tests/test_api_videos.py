@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from server.jobs.base import JobResult
 
 B64 = base64.b64encode
 
@@ -12,7 +13,7 @@ async def finish(queue, job_id: str, video: bytes, thumbnail: bytes) -> None:
     """Plays the worker's part for one job (claims the next job, which must be this one)."""
     job = await queue.claim("test-worker", timeout=1.0)
     assert job is not None and job.id == job_id
-    await queue.complete(job_id, "test-worker", video, thumbnail)
+    await queue.complete(job_id, "test-worker", JobResult(video, thumbnail))
 
 
 async def test_create_returns_202_job_object_with_normalized_request(make_api):

@@ -71,25 +71,28 @@ def _runtime():
 
 @pytest.mark.slow
 def test_a_running_maskgit_job_returns_its_best_video_at_the_deadline():
+    from conftest import video_request
+
     from server.jobs.base import InputError, Job
     from server.output import decode_frames
+    from server.samplers import SamplerOptions
 
     runtime = _runtime()
     try:
         def job(sampler: dict, deadline_in: float) -> Job:
-            request = {"task": "class_conditional", "class_label": 3, "num_frames": 16, "size": "32x32", "seed": 4,
-                       "sampler": sampler, "has_input": False}
-            return Job(id="d", model=runtime.default_model, task="class_conditional", request=request, size="32x32",
-                       num_frames=16, fps=8, seed=4, deadline_at=time.time() + deadline_in)
+            request = video_request(class_label=3, seed=4, sampler=SamplerOptions(**sampler))
+            return Job(id="d", model=runtime.catalogue.default_model, request=request,
+                       deadline_at=time.time() + deadline_in)
 
         full = job({"method": "maskgit", "steps": 64}, 600)
-        video, _, frames, _ = asyncio.run(runtime.generate(full, None, lambda f: None, lambda: False))
-        assert full.truncated is None
+        result = asyncio.run(runtime.generate(full, None, lambda f: None, lambda: False))
+        assert result.truncated is None
         cut = job({"method": "maskgit", "steps": 64}, 0.05)
         progress: list[float] = []
-        video, _, frames, _ = asyncio.run(runtime.generate(cut, None, progress.append, lambda: False))
-        assert cut.truncated is not None and 0 <= cut.truncated["steps_done"] < 64 and cut.truncated["steps"] == 64
-        made = decode_frames(frames)
+        result = asyncio.run(runtime.generate(cut, None, progress.append, lambda: False))
+        truncated = result.truncated
+        assert truncated is not None and 0 <= truncated["steps_done"] < 64 and truncated["steps"] == 64
+        made = decode_frames(result.frames)
         assert made.shape == (16, 32, 32, 3) and made.max() > 0  # a whole video, every token decided
         assert progress[-1] == pytest.approx(1.0) and progress == sorted(progress)
         with pytest.raises(InputError) as info:

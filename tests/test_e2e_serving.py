@@ -883,7 +883,7 @@ def test_tokens_are_an_artifact_and_the_tokenizer_an_endpoint(live, source):
     tokens = tok.json()["tokens"]
     runtime = load_runtime(Settings(model_repository=MODEL_DIR, batching=False))
     try:
-        pipe = runtime.pipelines[runtime.default_model]
+        pipe = runtime.pipelines[runtime.catalogue.default_model]
         frames = decode_mp4(source["mp4"])
         want = asyncio.run(pipe.tokenize(frames)).reshape(-1).tolist()
         assert tokens == want

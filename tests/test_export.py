@@ -120,8 +120,7 @@ def test_load_manifest_verifies_and_detects_tampering(exported, tmp_path):
 
 
 def test_the_exported_repository_serves_both_samplers_and_every_size(exported):
-    from server.pipeline import GenerationRequest
-    from server.samplers import SamplerOptions
+    from server.api.validation import validate_request
     from server.runtime import load_runtime
     from server.settings import Settings
 
@@ -129,13 +128,15 @@ def test_the_exported_repository_serves_both_samplers_and_every_size(exported):
     runtime = load_runtime(Settings(model_repository=repo.parent))
     try:
         pipeline = runtime.pipelines["tiny"]
+        manifest, settings = pipeline.manifest, Settings()
+        request = {"task": "class_conditional", "seed": 1, "class_label": 2}
 
         async def run():
             return await asyncio.gather(
-                pipeline.generate(GenerationRequest("class_conditional", 16, (128, 128), 1, class_label=2,
-                                                    sampler=SamplerOptions(steps=2)), None),
-                pipeline.generate(GenerationRequest("class_conditional", 8, (32, 32), 1,
-                                                    sampler=SamplerOptions(method="autoregressive")), None))
+                pipeline.generate(validate_request({**request, "num_frames": 16, "size": "128x128",
+                                                    "sampler": {"method": "maskgit", "steps": 2}}, manifest, settings), None),
+                pipeline.generate(validate_request({**request, "num_frames": 8, "size": "32x32",
+                                                    "sampler": {"method": "autoregressive"}}, manifest, settings), None))
 
         big, ar = asyncio.run(run())
     finally:

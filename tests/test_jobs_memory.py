@@ -6,6 +6,7 @@ from jobs_contract import QueueContract, make_job
 
 from server.jobs import states
 from server.jobs.memory import MemoryQueue
+from server.jobs.base import JobResult
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ async def test_a_restart_keeps_finished_jobs_and_their_content(tmp_path):
     first = store_queue(tmp_path)
     done, _ = await first.submit(make_job(job_id="video_a"), b"input bytes", idempotency_key="k1")
     claimed = await first.claim("w1", timeout=0.1)
-    await first.complete(claimed.id, "w1", b"mp4", b"png", b"zip")
+    await first.complete(claimed.id, "w1", JobResult(b"mp4", b"png", b"zip"))
     assert await first.get_input("video_a") is None  # inputs are kept only until the job ends
     await first.close()
 
@@ -83,7 +84,7 @@ async def test_expired_jobs_are_not_restored(tmp_path):
     first = store_queue(tmp_path, job_ttl_seconds=0.01)
     await first.submit(make_job(job_id="video_old"))
     claimed = await first.claim("w1", timeout=0.1)
-    await first.complete(claimed.id, "w1", b"mp4", b"png")
+    await first.complete(claimed.id, "w1", JobResult(b"mp4", b"png"))
     await first.close()
     import time
 

@@ -9,6 +9,7 @@ import pytest
 from jobs_contract import QueueContract, make_job
 
 from server.jobs.redis import RedisQueue
+from server.jobs.base import JobResult
 
 pytestmark = pytest.mark.redis
 
@@ -56,7 +57,7 @@ async def test_large_results_go_to_the_shared_folder(make_queue, tmp_path):
     big, small = (await q.submit(make_job()))[0], (await q.submit(make_job()))[0]
     for job, video in ((big, b"v" * 1000), (small, b"v" * 10)):
         await q.claim("w1", timeout=0.2)
-        await q.complete(job.id, "w1", video, b"png")
+        await q.complete(job.id, "w1", JobResult(video, b"png"))
     assert (tmp_path / f"{big.id}.mp4").read_bytes() == b"v" * 1000
     assert not (tmp_path / f"{small.id}.mp4").exists()
     assert await q.get_content(big.id, "video") == b"v" * 1000
@@ -76,7 +77,7 @@ async def test_a_live_lease_is_never_reclaimed_however_long_the_job(make_queue):
         await asyncio.sleep(0.15)
         assert await q1.heartbeat(job.id, "w1")
         assert await q2.claim("w2", timeout=0.05) is None
-    await q1.complete(job.id, "w1", b"v", b"t")
+    await q1.complete(job.id, "w1", JobResult(b"v", b"t"))
     assert (await q2.get(job.id)).attempts == 1
 
 
@@ -94,10 +95,10 @@ async def test_nothing_is_lost_when_redis_is_killed(make_queue, redis_server):
     assert await q2.queue_position(first.id) == 0
     assert await q2.get_input(first.id) == b"in"
     assert (await q2.submit(make_job(), idempotency_key="k1"))[0].id == first.id
-    await q.complete(second.id, "w1", b"mp4", b"png")  # the old client reconnects by itself
+    await q.complete(second.id, "w1", JobResult(b"mp4", b"png"))  # the old client reconnects by itself
     taken = await q2.claim("w2", timeout=0.5)
     assert taken.id == first.id
-    await q2.complete(first.id, "w2", b"mp4-2", b"png-2")
+    await q2.complete(first.id, "w2", JobResult(b"mp4-2", b"png-2"))
     assert [(await q2.get(j.id)).status for j in (first, second)] == ["completed", "completed"]
     assert await q2.get_content(second.id, "video") == b"mp4"
 

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import video_request
 
 from server import tasks as T
 from server.conditioning import clip_condition
 from server.jobs.base import InputError, Job, JobCanceled
-from server.pipeline import GenerationRequest, Pipeline
+from server.pipeline import Pipeline
+from server.request import Mask, Size, VideoRequest
 from server.samplers import SamplerOptions
 from server.runtime import load_runtime
 from server.settings import Settings
@@ -39,7 +41,7 @@ def runtime():
 
 @pytest.fixture(scope="module")
 def pipeline(runtime) -> Pipeline:
-    return runtime.pipelines[runtime.default_model]
+    return runtime.pipelines[runtime.catalogue.default_model]
 
 
 def input_clip(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -61,15 +63,19 @@ def S(steps: int = 2, **kw) -> SamplerOptions:
     return SamplerOptions(steps=steps, **kw)
 
 
-def R(task: str, seed: int, steps: int = 2, *, num_frames: int = 16, size=(32, 32), sampler=None, **kw):
-    return GenerationRequest(task=task, num_frames=num_frames, size=size, seed=seed, sampler=sampler or S(steps), **kw)
+def R(task: str, seed: int, steps: int = 2, *, num_frames: int = 16, size=(32, 32), sampler=None,
+      preset=None, box=None, **kw) -> VideoRequest:
+    """`size`: (H, W)."""
+    mask = Mask.from_dict({"preset": preset, "box": box}) if preset is not None or box is not None else None
+    return video_request(task=task, num_frames=num_frames, size=Size(size[1], size[0]), seed=seed,
+                         sampler=sampler or S(steps), mask=mask, **kw)
 
 
 PER_FRAME_BOXES = [[0.05 * (t % 4), 0.1, 0.5 + 0.05 * (t % 4), 0.6] for t in range(16)]
 
 # name -> (request, input video). Mixed tasks, presets, step counts, samplers, sizes and lengths:
 # run one by one, then all at once, they must give the same frames.
-CASES: dict[str, tuple[GenerationRequest, np.ndarray | None]] = {
+CASES: dict[str, tuple[VideoRequest, np.ndarray | None]] = {
     "class_conditional": (R("class_conditional", 11, 2, class_label=3), None),
     "class_conditional_frame_prediction": (R("class_conditional_frame_prediction", 12, 3, class_label=7, condition_frames=4), CLIP),
     "frame_prediction": (R("frame_prediction", 13, 4, condition_frames=4), CLIP),
@@ -105,11 +111,12 @@ def alone(pipeline):
     return asyncio.run(run_alone(pipeline, CASES))
 
 
-def given_at(req: GenerationRequest, frames: np.ndarray, height: int, width: int):
+def given_at(req: VideoRequest, frames: np.ndarray, height: int, width: int):
     """The given mask and pixels (uint8) at an output size, from the caller's input."""
     resized = fit_to_size(frames, height, width)
-    given, _ = clip_condition(req.task, req.num_frames, height, width, frames_to_float(resized), preset=req.preset,
-                              box=req.box, condition_frames=req.condition_frames)
+    given, _ = clip_condition(req.task, req.num_frames, height, width, frames_to_float(resized),
+                              preset=req.mask.preset if req.mask else None, box=req.mask.box if req.mask else None,
+                              condition_frames=req.condition_frames)
     index = np.minimum(np.arange(req.num_frames), len(resized) - 1)
     held = resized[index]  # spatial tasks: input frame t, the last one held
     if req.task in T.FRAME_TASKS:
@@ -128,7 +135,7 @@ def test_output_shape_and_dtype(alone, name):
     req, _ = CASES[name]
     out, _ = alone[name]
     assert out.dtype == np.uint8
-    assert out.shape == (req.num_frames, *req.size, 3)
+    assert out.shape == (req.num_frames, *req.size.hw, 3)
     assert out.max() > 0, "the video is blank"
 
 
@@ -136,7 +143,7 @@ def test_output_shape_and_dtype(alone, name):
 def test_given_pixels_are_kept_exactly(alone, name):
     req, frames = CASES[name]
     out, _ = alone[name]
-    given, held = given_at(req, frames, *req.size)
+    given, held = given_at(req, frames, *req.size.hw)
     assert given.any()
     np.testing.assert_array_equal(out[given], held[given])
 
@@ -250,12 +257,12 @@ def super_resolved(pipeline):
 def test_super_resolution_sizes_keep_the_given_pixels(super_resolved, name):
     req, frames = SR_CASES[name]
     out = super_resolved[name]
-    assert out.dtype == np.uint8 and out.shape == (req.num_frames, *req.size, 3)
+    assert out.dtype == np.uint8 and out.shape == (req.num_frames, *req.size.hw, 3)
     assert out.max() > 0
     if frames is not None:
         # At the output size the given region is the input resized to that size, exactly; boxes
         # and moving masks round differently at each size, so this is the output-size mask.
-        given, held = given_at(req, frames, *req.size)
+        given, held = given_at(req, frames, *req.size.hw)
         np.testing.assert_array_equal(out[given], held[given])
 
 
@@ -330,11 +337,11 @@ def test_bad_requests_get_a_clear_error(pipeline, req, frames, message):
 def test_runtime_generate_makes_an_mp4_and_reports_bad_requests(runtime):
     from server.video import encode_mp4
 
-    request = {"task": "outpainting", "num_frames": 16, "size": "64x64", "seed": 5, "mask": {"preset": "vertical"},
-               "sampler": {"method": "maskgit", "steps": 2}, "has_input": True}
-    job = Job(id="t", model=runtime.default_model, task="outpainting", request=request, size="64x64",
-              num_frames=16, fps=8, seed=5)
-    mp4, png, frames_zip, tokens = asyncio.run(runtime.generate(job, encode_mp4(CLIP, 8), lambda f: None, lambda: False))
+    request = video_request(task="outpainting", size=Size(64, 64), seed=5, mask=Mask(preset="vertical"),
+                            sampler=SamplerOptions(method="maskgit", steps=2))
+    job = Job(id="t", model=runtime.catalogue.default_model, request=request)
+    result = asyncio.run(runtime.generate(job, encode_mp4(CLIP, 8), lambda f: None, lambda: False))
+    mp4, png, frames_zip, tokens = result.video, result.thumbnail, result.frames, result.tokens
     doc = __import__("json").loads(tokens)
     t, h, w = doc["token_grid"]
     assert len(doc["windows"]) == 1 and len(doc["windows"][0]) == t * h * w
@@ -346,7 +353,7 @@ def test_runtime_generate_makes_an_mp4_and_reports_bad_requests(runtime):
     lossless = decode_frames(frames_zip)  # the frames the MP4 approximates, exactly
     assert lossless.shape == (16, 64, 64, 3)
     assert np.mean(np.abs(lossless.astype(float) - video.frames)) < 10
-    bad = replace(job, request={**request, "mask": {"preset": "zoom"}})
+    bad = replace(job, request=replace(request, mask=Mask(preset="zoom")))
     with pytest.raises(InputError) as info:
         asyncio.run(runtime.generate(bad, encode_mp4(CLIP, 8), lambda f: None, lambda: False))
     assert info.value.code == "invalid_request" and "zoom" in info.value.message

@@ -100,7 +100,7 @@ def test_the_shipped_bundle_is_the_export_of_the_shipped_checkpoints(tmp_path):
 def test_the_demo_model_is_found_from_any_directory(tmp_path, monkeypatch):
     """An installed package (no checkout model_repository/) assembles the demo into the cache once,
     and again when the bundle changes."""
-    from server.runtime import _demo_repositories, find_repositories
+    from server.catalogue import _demo_repositories, find_repositories
 
     package = tmp_path / "site-packages"
     (package / "models" / "checkpoints").mkdir(parents=True)

@@ -22,7 +22,7 @@ SAMPLERS = ["maskgit", "autoregressive"]
 
 
 def sampler_of(**body):
-    return normalize_request(VideoCreateRequest(**body), MANIFEST, Settings(), new_seed=lambda: 1)["sampler"]
+    return normalize_request(VideoCreateRequest(**body), MANIFEST, Settings(), new_seed=lambda: 1).to_dict()["sampler"]
 
 
 def test_resolution_order_is_request_then_model_then_built_in():

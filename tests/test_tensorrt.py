@@ -511,7 +511,7 @@ def test_generation_pipeline_runs_on_the_tensorrt_backend(built_repo):
     from concurrent.futures import ThreadPoolExecutor
 
     from server.engines.tensorrt import TensorRTEngine
-    from server.pipeline import GenerationRequest
+    from server.api.validation import validate_request
     from server.runtime import build_pipeline
     from server.settings import Settings
 
@@ -519,8 +519,8 @@ def test_generation_pipeline_runs_on_the_tensorrt_backend(built_repo):
     assert isinstance(create_engine("tensorrt", built_repo, "prior", manifest.prior.file), TensorRTEngine)
     with ThreadPoolExecutor(4) as executor:
         pipeline = build_pipeline(built_repo, manifest, Settings(backend="tensorrt", max_batch_size=2), executor)
-        request = GenerationRequest.from_dict({"task": "class_conditional", "class_label": 3, "seed": 1,
-                                               "sampler": {"steps": 4}}, manifest)
+        request = validate_request({"task": "class_conditional", "class_label": 3, "seed": 1,
+                                    "sampler": {"method": "maskgit", "steps": 4}}, manifest, Settings())
         video = asyncio.run(pipeline.generate(request, None))
     h, w = manifest.base_size
     assert video.shape == (manifest.window_frames, h, w, 3) and video.dtype == np.uint8

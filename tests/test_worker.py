@@ -16,6 +16,8 @@ import pytest
 from jobs_contract import make_job
 from jobs_worker_proc import expected_content, slow_generate
 
+from server.jobs.base import JobResult
+
 from server.jobs.base import InputError, RETRIES_EXHAUSTED
 from server.jobs.memory import MemoryQueue
 from server.worker import run_worker
@@ -160,7 +162,7 @@ async def test_runs_up_to_concurrency_jobs_at_once(make_queue):
         most = max(most, running)
         await asyncio.sleep(0.15)
         running -= 1
-        return b"v", b"t"
+        return JobResult(b"v", b"t")
 
     async with worker(q, counting, concurrency=2):
         for job in jobs:

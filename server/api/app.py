@@ -55,13 +55,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if owns_queue:
         from server.jobs import open_queue
         state.queue = open_queue(settings)
-    if state.runtime is None:
+    if state.runtime is None and embedded_worker_wanted(settings):
         from server.runtime import load_runtime
-        # Loading engines is slow, blocking work; an API replica in front of Redis workers needs manifests only.
-        state.runtime = await run_in_threadpool(load_runtime, settings, engines=embedded_worker_wanted(settings))
+        state.runtime = await run_in_threadpool(load_runtime, settings)  # opening engines is slow, blocking work
+    if state.catalogue is None:
+        if state.runtime is not None:
+            state.catalogue = state.runtime.catalogue
+        else:  # an API replica in front of Redis workers needs the manifests only
+            from server.catalogue import load_catalogue
+            state.catalogue = await run_in_threadpool(load_catalogue, settings)
     stop = asyncio.Event()
     worker = _start_embedded_worker(state, settings, stop) if embedded_worker_wanted(settings) else None
-    logger.info("ready", extra={"model": state.runtime.default_model})
+    logger.info("ready", extra={"model": state.catalogue.default_model})
     try:
         yield
     finally:
@@ -92,9 +97,11 @@ def _start_embedded_worker(state: Any, settings: Settings, stop: asyncio.Event) 
     return task
 
 
-def create_app(settings: Settings | None = None, *, runtime: Any = None, queue: Any = None) -> FastAPI:
-    """The API. `runtime` and `queue` are made in the lifespan (load_runtime, open_queue) unless
-    given; a given queue is left open on shutdown (its owner closes it)."""
+def create_app(settings: Settings | None = None, *, runtime: Any = None, queue: Any = None,
+               catalogue: Any = None) -> FastAPI:
+    """The API. `queue`, `runtime` (only with an embedded worker) and `catalogue` (the runtime's,
+    else the manifests alone) are made in the lifespan (open_queue, load_runtime, load_catalogue)
+    unless given; a given queue is left open on shutdown (its owner closes it)."""
     settings = settings or Settings()
     app = FastAPI(title="Kinetoscope", version="1", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None,  # install_docs serves them from local assets
@@ -103,6 +110,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None, queue: 
                                 {"name": "models", "description": "what the server can generate"},
                                 {"name": "operations", "description": "health, readiness and metrics"}])
     app.state.settings, app.state.runtime, app.state.queue = settings, runtime, queue
+    app.state.catalogue = catalogue if catalogue is not None else getattr(runtime, "catalogue", None)
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)

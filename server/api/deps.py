@@ -1,4 +1,4 @@
-"""Dependencies the routes declare by type: `SettingsDep`, `QueueDep`, `RuntimeDep`, and the
+"""Dependencies the routes declare by type: `SettingsDep`, `QueueDep`, `CatalogueDep`, `RuntimeDep`, and the
 API-key check. Everything comes from `app.state`, set up by `create_app` and its lifespan."""
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from server.api.errors import APIError
-from server.jobs.base import Job, JobQueue
-from server.manifest import Manifest
+from server.catalogue import Catalogue
+from server.jobs.base import Job, JobQueue, JobResult
 from server.settings import Settings
 
 
 class RuntimeLike(Protocol):
-    """What the API needs of `server.runtime.Runtime` (the API never runs a network itself)."""
+    """What the API needs of `server.runtime.Runtime`, the executor an embedded worker runs jobs
+    on (the /v1/tokenize, /v1/detokenize and /v1/score routes call its pipelines)."""
 
-    manifests: dict[str, Manifest]
-    default_model: str
-    backend: str
+    catalogue: Catalogue
+    pipelines: dict[str, Any]
 
     def generate(self, job: Job, input_video: bytes | None, on_progress: Callable[[float], None],
-                 should_stop: Callable[[], bool]) -> Awaitable[tuple[bytes, ...]]: ...  # video, thumbnail[, frames]
+                 should_stop: Callable[[], bool]) -> Awaitable[JobResult]: ...
 
 
 def get_settings(request: Request) -> Settings:
@@ -37,6 +37,13 @@ def get_queue(request: Request) -> JobQueue:
     return queue
 
 
+def get_catalogue(request: Request) -> Catalogue:
+    catalogue = getattr(request.app.state, "catalogue", None)
+    if catalogue is None:
+        raise APIError(503, "not_ready", "models are not loaded yet")
+    return catalogue
+
+
 def get_runtime(request: Request) -> RuntimeLike:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
@@ -46,7 +53,8 @@ def get_runtime(request: Request) -> RuntimeLike:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
-RuntimeDep = Annotated[Any, Depends(get_runtime)]  # a RuntimeLike; Any keeps FastAPI from inspecting it
+CatalogueDep = Annotated[Any, Depends(get_catalogue)]  # a Catalogue; Any keeps FastAPI from inspecting it
+RuntimeDep = Annotated[Any, Depends(get_runtime)]  # a RuntimeLike
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`, required when the server has API keys")
 

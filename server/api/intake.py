@@ -23,7 +23,9 @@ from server.api.errors import APIError, validation_error
 from server.api.schemas import VideoCreateRequest
 from server.api.validation import check_input_frames, check_metadata, choose_manifest, normalize_request
 from server.api.views import caller, get_job_or_404
+from server.catalogue import Catalogue
 from server.jobs.base import Job, JobQueue, new_job_id
+from server.request import VideoRequest
 from server.settings import Settings
 from server.video import VideoError, decode_input
 
@@ -31,7 +33,7 @@ JSON_FORM_FIELDS = ("mask", "sampler", "metadata")  # objects travel as JSON tex
 UPLOADED = ""  # the request's input_video when the bytes came as a file part
 
 
-async def build_job(request: Request, settings: Settings, queue: JobQueue, runtime: Any) -> tuple[Job, bytes | None]:
+async def build_job(request: Request, settings: Settings, queue: JobQueue, catalogue: Catalogue) -> tuple[Job, bytes | None]:
     """A create request -> the job to submit and its input video bytes, or APIError. Sets
     `request.state.task` once the task is known (for the request metrics)."""
     parsed = await parse_body(request, settings)
@@ -39,15 +41,13 @@ async def build_job(request: Request, settings: Settings, queue: JobQueue, runti
     if cancel_after is not None and parsed.request.deadline_seconds is None:  # Replicate's header
         parsed.request = parsed.request.model_copy(update={"deadline_seconds": parse_duration(cancel_after)})
     request.state.task = parsed.request.task
-    manifest = choose_manifest(runtime.manifests, runtime.default_model, parsed.request.model)
+    manifest = choose_manifest(catalogue, parsed.request.model)
     normalized = normalize_request(parsed.request, manifest, settings)
     input_video, frames = await load_input(parsed, normalized, queue, settings, request)
     if frames is not None:
         check_input_frames(normalized, frames)
-    job = Job(id=new_job_id(), model=manifest.model_id, task=normalized["task"], request=normalized,
-              deadline_at=time.time() + normalized["deadline_seconds"],
-              size=normalized["size"], num_frames=normalized["num_frames"], fps=normalized["fps"],
-              seed=normalized["seed"], priority=normalized["priority"],
+    job = Job(id=new_job_id(), model=manifest.model_id, request=normalized,
+              deadline_at=time.time() + normalized.deadline_seconds,
               metadata=check_metadata(parsed.request.metadata, settings), fingerprint=parsed.fingerprint(),
               owner=caller(request))
     return job, input_video
@@ -165,10 +165,10 @@ def decode_base64(text: str, max_bytes: int) -> bytes:
     return data
 
 
-async def load_input(parsed: ParsedRequest, normalized: dict[str, Any], queue: JobQueue,
+async def load_input(parsed: ParsedRequest, normalized: VideoRequest, queue: JobQueue,
                      settings: Settings, request: Request) -> tuple[bytes | None, int | None]:
     """The input video's bytes and frame count, or (None, None) for tasks without an input."""
-    if not normalized["has_input"]:
+    if not normalized.has_input:
         return None, None
     req = parsed.request
     if req.input_video_id is not None:
@@ -183,7 +183,7 @@ async def load_input(parsed: ParsedRequest, normalized: dict[str, Any], queue: J
         video = await run_in_threadpool(decode_input, data, settings)
     except VideoError as exc:
         raise APIError(exc.status, exc.code, exc.message, param=param) from None
-    if video.truncated and normalized["task"] == "frame_interpolation":
+    if video.truncated and normalized.task == "frame_interpolation":
         raise APIError(413, "video_too_long", f"frame_interpolation uses the input's last frame, and this input has "
                        f"more than max_input_frames ({settings.max_input_frames}) frames; send a shorter clip",
                        param=param)

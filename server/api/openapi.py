@@ -55,10 +55,10 @@ def install_openapi(app: FastAPI) -> None:
             _use_our_validation_errors(schema)
             settings = getattr(app.state, "settings", None)
             if settings is not None:
-                _with_server_limits(schema, settings, getattr(app.state, "runtime", None))
+                _with_server_limits(schema, settings, getattr(app.state, "catalogue", None))
             if settings is not None and not settings.api_keys:  # an open server: no auth to declare
                 _drop_security(schema)
-            if getattr(app.state, "runtime", None) is not None:  # once the models are known: final
+            if getattr(app.state, "catalogue", None) is not None:  # once the models are known: final
                 app.openapi_schema = schema
             return schema
         return app.openapi_schema
@@ -66,7 +66,7 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _with_server_limits(schema: dict[str, Any], settings: Any, runtime: Any) -> None:
+def _with_server_limits(schema: dict[str, Any], settings: Any, catalogue: Any) -> None:
     """The limits the server checks, in the create body's schema, so that a client generated from
     it (or a fuzzer) sends what can be served: frames, steps, deadline, and the models' classes
     and sizes."""
@@ -82,7 +82,7 @@ def _with_server_limits(schema: dict[str, Any], settings: Any, runtime: Any) -> 
     bound(props["condition_frames"], maximum=settings.max_num_frames - 1)
     bound(props["deadline_seconds"], maximum=settings.max_job_seconds)
     bound(sampler["steps"], maximum=settings.max_steps)
-    manifests = list(getattr(runtime, "manifests", {}).values())
+    manifests = list(getattr(catalogue, "manifests", {}).values())
     if manifests:
         bound(props["class_label"], maximum=max(len(m.classes) for m in manifests) - 1)
         sizes = sorted({size for m in manifests for size in m.sizes}, key=lambda s: int(s.split("x")[0]))

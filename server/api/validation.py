@@ -7,12 +7,14 @@ Reading the input video (base64, upload, or a previous job's output) is I/O and 
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict
 from typing import Any, Callable, Mapping
 
 from server.api.errors import APIError
 from server.api.schemas import SamplerSpec, VideoCreateRequest
+from server.catalogue import Catalogue
 from server.manifest import Manifest
+from server.request import Mask, Size, VideoRequest, needs_input
+from server.samplers import SamplerOptions
 from server.settings import Settings
 from server.tasks import CLASS_TASKS, TaskError, pixel_mask
 
@@ -25,18 +27,15 @@ def invalid(param: str, message: str, code: str = "invalid_value") -> APIError:
     return APIError(422, code, message, param=param)
 
 
-def choose_manifest(manifests: Mapping[str, Manifest], default_model: str, model: str | None) -> Manifest:
+def choose_manifest(catalogue: Catalogue, model: str | None) -> Manifest:
     """The request's model, or the server's default. An unknown id is a 404 (like any unknown id),
     with `param: "model"` so a client can tell it from an unknown job."""
-    model_id = model or default_model
+    manifests = catalogue.manifests
+    model_id = model or catalogue.default_model
     if model_id not in manifests:
         raise APIError(404, "model_not_found",
                        f"no model {model_id!r}; this server has: {', '.join(sorted(manifests))}", param="model")
     return manifests[model_id]
-
-
-def needs_input(task: str) -> bool:
-    return task != "class_conditional"
 
 
 def _check_class(req: VideoCreateRequest, manifest: Manifest) -> int | None:
@@ -74,7 +73,7 @@ def _check_frames(req: VideoCreateRequest, manifest: Manifest, settings: Setting
     return num_frames, k
 
 
-def _check_mask(req: VideoCreateRequest, num_frames: int) -> dict[str, Any] | None:
+def _check_mask(req: VideoCreateRequest, num_frames: int) -> Mask | None:
     if req.task not in MASK_TASKS:
         return None  # a mask means nothing to the other tasks; the echoed request shows null
     mask = req.mask
@@ -85,10 +84,10 @@ def _check_mask(req: VideoCreateRequest, num_frames: int) -> dict[str, Any] | No
         pixel_mask(req.task, num_frames, 8, 8, preset=mask.preset, box=mask.box)
     except TaskError as exc:
         raise invalid("mask.box" if mask.box is not None else "mask.preset", str(exc)) from None
-    return {"preset": mask.preset} if mask.preset is not None else {"box": mask.box}
+    return Mask.from_dict({"preset": mask.preset} if mask.preset is not None else {"box": mask.box})
 
 
-def _check_sampler(task: str, spec: SamplerSpec | None, manifest: Manifest, settings: Settings) -> dict[str, Any]:
+def _check_sampler(task: str, spec: SamplerSpec | None, manifest: Manifest, settings: Settings) -> SamplerOptions:
     """Fields the request leaves out get the model's recommendation for the task (manifest
     `sampler_defaults`), then the built-in defaults: see server/samplers/options.py."""
     requested = spec.model_dump(exclude_none=True) if spec is not None else {}
@@ -98,7 +97,7 @@ def _check_sampler(task: str, spec: SamplerSpec | None, manifest: Manifest, sett
     chosen = manifest.sampler_for(task, requested)
     if chosen.steps > settings.max_steps:
         raise invalid("sampler.steps", f"sampler.steps must be in 1..{settings.max_steps}; got {chosen.steps}")
-    return asdict(chosen)
+    return chosen
 
 
 def _check_deadline(seconds: float | None, settings: Settings) -> float:
@@ -111,9 +110,9 @@ def _check_deadline(seconds: float | None, settings: Settings) -> float:
 
 
 def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Settings, *,
-                      new_seed: Callable[[], int] = lambda: secrets.randbelow(SEED_RANGE)) -> dict[str, Any]:
-    """Every rule that needs the manifest or the settings; returns the normalized request dict
-    (the `request` of the job object). Raises APIError 422 naming the first bad field."""
+                      new_seed: Callable[[], int] = lambda: secrets.randbelow(SEED_RANGE)) -> VideoRequest:
+    """Every rule that needs the manifest or the settings; returns the request as the job will run
+    it, every default applied. Raises APIError 422 naming the first bad field."""
     if req.task not in manifest.tasks:
         raise invalid("task", f"model {manifest.model_id} does not serve {req.task}; it serves {', '.join(manifest.tasks)}")
     class_label = _check_class(req, manifest)
@@ -123,23 +122,32 @@ def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Set
     size = req.size or manifest.sizes[0]
     if size not in manifest.sizes:
         raise invalid("size", f"model {manifest.model_id} makes sizes {', '.join(manifest.sizes)}; got {size!r}")
-    has_input = needs_input(req.task)  # class_conditional ignores any input video it is sent
-    return {
-        "task": req.task,
-        "class_label": class_label,
-        "mask": mask,
-        "condition_frames": condition_frames,
-        "num_frames": num_frames,
-        "size": size,
-        "fps": req.fps if req.fps is not None else manifest.fps,
-        "seed": req.seed if req.seed is not None else new_seed(),
-        "sampler": _check_sampler(req.task, req.sampler, manifest, settings),
-        "priority": req.priority,
-        "output_format": req.output_format,
-        "deadline_seconds": _check_deadline(req.deadline_seconds, settings),
-        "input_video_id": req.input_video_id if has_input else None,
-        "has_input": has_input,
-    }
+    return VideoRequest(
+        task=req.task, num_frames=num_frames, size=Size.parse(size),
+        fps=req.fps if req.fps is not None else manifest.fps,
+        seed=req.seed if req.seed is not None else new_seed(),
+        sampler=_check_sampler(req.task, req.sampler, manifest, settings),
+        priority=req.priority, output_format=req.output_format,
+        deadline_seconds=_check_deadline(req.deadline_seconds, settings),
+        class_label=class_label, mask=mask, condition_frames=condition_frames,
+        # class_conditional ignores any input video it is sent
+        input_video_id=req.input_video_id if needs_input(req.task) else None)
+
+
+def validate_request(body: Mapping[str, Any] | VideoCreateRequest, manifest: Manifest, settings: Settings) -> VideoRequest:
+    """The API's validation for callers without an HTTP request (`kinetoscope generate`, the
+    evaluation, the benchmarks): a create body (as JSON would carry it, without the input video's
+    bytes) -> the VideoRequest, or APIError."""
+    from pydantic import ValidationError
+
+    from server.api.errors import validation_error
+
+    if not isinstance(body, VideoCreateRequest):
+        try:
+            body = VideoCreateRequest.model_validate(dict(body))
+        except ValidationError as exc:
+            raise validation_error(exc.errors()) from None
+    return normalize_request(body, manifest, settings)
 
 
 def check_metadata(metadata: Mapping[str, str] | None, settings: Settings) -> dict[str, str]:
@@ -155,11 +163,11 @@ def check_metadata(metadata: Mapping[str, str] | None, settings: Settings) -> di
     return metadata
 
 
-def check_input_frames(request: Mapping[str, Any], frames: int) -> None:
+def check_input_frames(request: VideoRequest, frames: int) -> None:
     """Rules on the decoded input's length: leading-frame tasks need their k given frames, and
     frame_interpolation needs a first and a distinct last frame."""
-    k = request.get("condition_frames")
+    k = request.condition_frames
     if k is not None and frames < k:
         raise invalid("input_video", f"condition_frames is {k} but the input video has {frames} frame(s)")
-    if request["task"] == "frame_interpolation" and frames < 2:
+    if request.task == "frame_interpolation" and frames < 2:
         raise invalid("input_video", f"frame_interpolation needs an input video of at least 2 frames; it has {frames}")

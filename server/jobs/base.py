@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
+
+from server.request import VideoRequest
 
 STATUSES = ("queued", "in_progress", "completed", "failed", "canceled", "expired")
 # What a completed job keeps: the video (in the request's output_format), a PNG of its first
@@ -27,18 +29,13 @@ def new_job_id() -> str:
 
 @dataclass
 class Job:
-    """One generation job. `request` holds the validated, normalized request (JSON-safe dict)
-    that a worker needs to run it; input video bytes are stored separately (see `submit`)."""
+    """One generation job: its validated request (`server.request.VideoRequest`, which holds the
+    task, size, frames, fps, seed and priority) and its bookkeeping. Input video bytes are stored
+    separately (see `submit`)."""
 
     id: str
     model: str
-    task: str
-    request: dict[str, Any]
-    size: str
-    num_frames: int
-    fps: int
-    seed: int
-    priority: str = "normal"
+    request: VideoRequest
     status: str = "queued"
     progress: int = 0
     created_at: float = field(default_factory=time.time)
@@ -55,17 +52,50 @@ class Job:
     lost_leases: int = 0  # of those, how many ended because the worker died (not the job's fault)
     cancel_requested: bool = False
 
+    # The request's fields the job object shows at its top level (api.md) and the queues sort by.
+    task = property(lambda self: self.request.task)
+    size = property(lambda self: str(self.request.size))
+    num_frames = property(lambda self: self.request.num_frames)
+    fps = property(lambda self: self.request.fps)
+    seed = property(lambda self: self.request.seed)
+    priority = property(lambda self: self.request.priority)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-safe: the stored record (memory, SQLite, Redis) and the job object's source."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["request"] = self.request.to_dict()
+        data.update(task=self.task, size=self.size, num_frames=self.num_frames, fps=self.fps, seed=self.seed,
+                    priority=self.priority)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Job":
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["request"] = VideoRequest.from_dict(data["request"])
+        return cls(**values)
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a finished attempt hands the queue: the video (in the request's output_format), a PNG
+    of its first frame, the lossless frames (PNGs in a zip), the token grids (JSON), and
+    {"steps_done", "steps"} when the deadline cut decoding short."""
+
+    video: bytes
+    thumbnail: bytes
+    frames: bytes | None = None
+    tokens: bytes | None = None
+    truncated: dict[str, int] | None = None
+
+    def contents(self) -> dict[str, bytes]:
+        """variant (CONTENT_VARIANTS) -> bytes, for the variants this result has."""
+        every = {"video": self.video, "thumbnail": self.thumbnail, "frames": self.frames, "tokens": self.tokens}
+        return {variant: data for variant, data in every.items() if data is not None}
 
 
 # Error codes the queue itself writes into `Job.error` (workers add their own, e.g. from InputError).
@@ -162,10 +192,8 @@ class JobQueue(Protocol):
 
     async def set_progress(self, job_id: str, progress: int) -> None: ...
 
-    async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes,
-                       frames: bytes | None = None, truncated: dict[str, int] | None = None,
-                       tokens: bytes | None = None) -> None:
-        """Stores the content (video, thumbnail, lossless frames) first, then marks the job completed."""
+    async def complete(self, job_id: str, worker_id: str, result: "JobResult") -> None:
+        """Stores the result's content first, then marks the job completed (with `truncated`)."""
         ...
 
     async def fail(self, job_id: str, worker_id: str, code: str, message: str,

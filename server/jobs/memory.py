@@ -19,7 +19,7 @@ from typing import AsyncIterator, Callable
 
 from . import states
 from .local_store import LocalStore
-from .base import CONTENT_VARIANTS, PRIORITIES, RETRIES_EXHAUSTED, Job, QueueFull, watch_job
+from .base import CONTENT_VARIANTS, PRIORITIES, RETRIES_EXHAUSTED, Job, JobResult, QueueFull, watch_job
 
 EventCallback = Callable[[str], None]
 
@@ -317,20 +317,16 @@ class MemoryQueue:
             self._store(changed)
             await self._notify()
 
-    async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes,
-                       frames: bytes | None = None, truncated: dict[str, int] | None = None,
-                       tokens: bytes | None = None) -> None:
+    async def complete(self, job_id: str, worker_id: str, result: JobResult) -> None:
         job = self._owns(job_id, worker_id)
         if job is None:
             return  # canceled, deleted or taken over meanwhile: drop the result
-        content = {"video": video, "thumbnail": thumbnail, "frames": frames, "tokens": tokens}
-        content = {k: v for k, v in content.items() if v is not None}
-        for variant, data in content.items():  # the bytes first: a completed job always has them
+        for variant, data in result.contents().items():  # the bytes first: a completed job always has them
             if self.store is not None:
                 await asyncio.to_thread(self.store.save_content, job_id, variant, data)
             else:
                 self._content[(job_id, variant)] = data
-        self._store(states.finish(job, "completed", time.time(), self.ttl, truncated=truncated))
+        self._store(states.finish(job, "completed", time.time(), self.ttl, truncated=result.truncated))
         await self._notify()
 
     async def fail(self, job_id: str, worker_id: str, code: str, message: str,

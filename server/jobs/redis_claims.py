@@ -9,7 +9,7 @@ import time
 from redis.exceptions import ResponseError
 
 from . import states
-from .base import PRIORITIES, Job
+from .base import PRIORITIES, Job, JobResult
 from .redis_store import (GROUP, MAX_BLOCK_SECONDS, RANK_SPAN, RECLAIM_PAGE, RESULTS_SWEEP_SECONDS, RedisStore, _died,
                           _ms, _text, log)
 
@@ -219,18 +219,13 @@ class RedisClaims(RedisStore):
 
         await self._transact([self._key("job", job_id)], body)
 
-    async def complete(self, job_id: str, worker_id: str, video: bytes, thumbnail: bytes,
-                       frames: bytes | None = None, truncated: dict[str, int] | None = None,
-                       tokens: bytes | None = None) -> None:
+    async def complete(self, job_id: str, worker_id: str, result: JobResult) -> None:
         if await self._owned(self.r, job_id, worker_id) is None:
             await self._drop_entry(job_id)
             return  # canceled, deleted or taken over meanwhile: drop the result
         # Content first: a job is never completed without its bytes in place.
-        await self._store_content(job_id, "video", video)
-        await self._store_content(job_id, "thumbnail", thumbnail)
-        for variant, data in (("frames", frames), ("tokens", tokens)):
-            if data is not None:
-                await self._store_content(job_id, variant, data)
+        for variant, data in result.contents().items():
+            await self._store_content(job_id, variant, data)
 
         async def body(pipe):
             owned = await self._owned(pipe, job_id, worker_id)
@@ -238,7 +233,7 @@ class RedisClaims(RedisStore):
                 return False
             job, meta = owned
             pipe.multi()
-            self._finish_writes(pipe, states.finish(job, "completed", time.time(), self.ttl, truncated=truncated), meta)
+            self._finish_writes(pipe, states.finish(job, "completed", time.time(), self.ttl, truncated=result.truncated), meta)
             return True
 
         await self._transact([self._key("job", job_id)], body)

@@ -29,10 +29,10 @@ async def healthz() -> dict[str, str]:
             responses={200: {"model": Ready},
                        503: {"model": ErrorResponse, "description": "not ready; `message` says why"}})
 async def readyz(request: Request) -> Response:
-    runtime = getattr(request.app.state, "runtime", None)
+    catalogue = getattr(request.app.state, "catalogue", None)
     queue = getattr(request.app.state, "queue", None)
     problem = None
-    if runtime is None or not runtime.manifests:
+    if catalogue is None or not catalogue.manifests:
         problem = "models are not loaded"
     elif queue is None:
         problem = "the job queue is not open"
@@ -44,7 +44,7 @@ async def readyz(request: Request) -> Response:
             problem = f"the job queue is unreachable ({type(exc).__name__})"
     if problem is not None:
         return JSONResponse(error_body(503, "not_ready", problem), status_code=503, headers={"Retry-After": "1"})
-    body: dict[str, Any] = {"status": "ready", "models": sorted(runtime.manifests), "queue": "ok"}
+    body: dict[str, Any] = {"status": "ready", "models": sorted(catalogue.manifests), "queue": "ok"}
     return JSONResponse(body)
 
 

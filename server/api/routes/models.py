@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from server.api.deps import Authenticated, RuntimeDep, SettingsDep
+from server.api.deps import Authenticated, CatalogueDep, SettingsDep
 from server.api.errors import APIError
 from server.api.schemas import ErrorResponse, ModelCard, ModelList
 from server.manifest import Manifest
@@ -33,15 +33,15 @@ def model_card(manifest: Manifest, backend: str, settings: Settings) -> dict[str
 
 @router.get("", response_model=ModelList, summary="List the models this server runs",
             responses={401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
-async def list_models(runtime: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
+async def list_models(catalogue: CatalogueDep, settings: SettingsDep) -> dict[str, Any]:
     # The default model first: clients that take data[0] get what a request without `model` gets.
-    ids = sorted(runtime.manifests, key=lambda m: (m != runtime.default_model, m))
-    return {"object": "list", "data": [model_card(runtime.manifests[m], runtime.backend, settings) for m in ids]}
+    ids = sorted(catalogue.manifests, key=lambda m: (m != catalogue.default_model, m))
+    return {"object": "list", "data": [model_card(catalogue.manifests[m], catalogue.backend, settings) for m in ids]}
 
 
 @router.get("/{model_id}", response_model=ModelCard, summary="Get one model",
             responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}})
-async def get_model(model_id: str, runtime: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
-    if model_id not in runtime.manifests:
+async def get_model(model_id: str, catalogue: CatalogueDep, settings: SettingsDep) -> dict[str, Any]:
+    if model_id not in catalogue.manifests:
         raise APIError(404, "model_not_found", f"no model {model_id!r}", param="model_id")
-    return model_card(runtime.manifests[model_id], runtime.backend, settings)
+    return model_card(catalogue.manifests[model_id], catalogue.backend, settings)

@@ -47,7 +47,7 @@ class DetokenizeRequest(BaseModel):
 
 
 def _pipeline(runtime: Any, model: str | None):
-    manifest = choose_manifest(runtime.manifests, runtime.default_model, model)
+    manifest = choose_manifest(runtime.catalogue, model)
     pipeline = getattr(runtime, "pipelines", {}).get(manifest.model_id)
     if pipeline is None:
         raise APIError(503, "models_not_loaded", "this API process runs no models (its workers do): tokenize and "

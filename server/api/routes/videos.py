@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from server import metrics
-from server.api.deps import Authenticated, QueueDep, RuntimeDep, SettingsDep, scoped_idempotency_key
+from server.api.deps import Authenticated, CatalogueDep, QueueDep, SettingsDep, scoped_idempotency_key
 from server.api.errors import APIError
 from server.api.intake import build_job
 from server.api.ranges import RangeNotSatisfiable, parse_range
@@ -79,13 +79,13 @@ _CREATE_BODY = {
     },
 )
 async def create_video(
-    request: Request, settings: SettingsDep, queue: QueueDep, runtime: RuntimeDep,
+    request: Request, settings: SettingsDep, queue: QueueDep, catalogue: CatalogueDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255,
                                                   description="repeat-safe creation: same key, same job")] = None,
     prefer: Annotated[str | None, Header(alias="Prefer", description="`wait=N`: hold the request up to N seconds")] = None,
 ) -> Response:
     try:
-        job, input_video = await build_job(request, settings, queue, runtime)
+        job, input_video = await build_job(request, settings, queue, catalogue)
         new_fingerprint = job.fingerprint
         try:
             job, created = await queue.submit(job, input_video,
@@ -118,15 +118,15 @@ async def create_video(
 
 @router.get("", response_model=VideoList, summary="List recent jobs, newest first", responses=_errors(422))
 async def list_videos(
-    request: Request, queue: QueueDep, runtime: RuntimeDep,
+    request: Request, queue: QueueDep, catalogue: CatalogueDep,
     after: Annotated[str | None, Query(description="a job id: list the jobs after it (the previous page's last_id)")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
     status: Annotated[Status | None, Query(description="only jobs with this status")] = None,
     task: Annotated[TaskName | None, Query(description="only jobs of this task")] = None,
     model: Annotated[str | None, Query(description="only jobs of this model id")] = None,
 ) -> dict[str, Any]:
-    if model is not None and model not in runtime.manifests:
-        raise APIError(422, "invalid_value", f"no model {model!r}; this server has: {', '.join(sorted(runtime.manifests))}",
+    if model is not None and model not in catalogue.manifests:
+        raise APIError(422, "invalid_value", f"no model {model!r}; this server has: {', '.join(sorted(catalogue.manifests))}",
                        param="model")
     wanted = {k: v for k, v in (("status", status), ("task", task), ("model", model)) if v is not None}
     where = (lambda job: can_see(request, job) and all(getattr(job, k) == v for k, v in wanted.items()))
@@ -210,7 +210,7 @@ async def _with_keepalive(source: AsyncIterator[Job], every: float) -> AsyncIter
 def _media_type(job: Job, variant: str) -> tuple[str, str]:
     """(MIME type, file extension) of one content variant of a job."""
     if variant == "video":
-        fmt = job.request.get("output_format", "mp4")
+        fmt = job.request.output_format
         return OUTPUT_FORMATS[fmt], fmt
     return {"thumbnail": ("image/png", "png"), "frames": (FRAMES_MEDIA_TYPE, "zip"),
             "tokens": ("application/json", "json")}[variant]
