@@ -10,7 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-FRAME_TASKS = ("class_conditional_frame_prediction", "frame_prediction", "frame_interpolation")
+LEADING_FRAME_TASKS = ("class_conditional_frame_prediction", "frame_prediction")  # the first k frames are given
+FRAME_TASKS = LEADING_FRAME_TASKS + ("frame_interpolation",)
 SPATIAL_TASKS = ("inpainting", "outpainting")
 CLASS_TASKS = ("class_conditional", "class_conditional_frame_prediction")
 ALL_TASKS = ("class_conditional",) + FRAME_TASKS + SPATIAL_TASKS
@@ -80,7 +81,7 @@ def pixel_mask(task: str, frames: int, height: int, width: int, *, preset: str |
     given = np.zeros((frames, height, width), dtype=bool)
     if task == "class_conditional":
         return given
-    if task in ("class_conditional_frame_prediction", "frame_prediction"):
+    if task in LEADING_FRAME_TASKS:
         if condition_frames is None or not 1 <= condition_frames < frames:
             raise TaskError(f"{task} needs 1 <= condition_frames < {frames}; got {condition_frames}")
         given[:condition_frames] = True
@@ -119,7 +120,7 @@ def pad_condition(video: np.ndarray, given: np.ndarray, task: str) -> np.ndarray
     frames = video.shape[0]
     if task == "class_conditional":
         return out
-    if task in ("class_conditional_frame_prediction", "frame_prediction"):
+    if task in LEADING_FRAME_TASKS:
         k = int(given[:, 0, 0].sum())
         out[:k] = video[:k]
         out[k:] = video[k - 1]

@@ -9,14 +9,18 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.tasks import PRESETS
+from server.jobs.base import PRIORITIES, STATUSES
+from server.output import OUTPUT_FORMATS
+from server.samplers import SAMPLERS
+from server.tasks import ALL_TASKS, PRESETS
 
-TaskName = Literal["class_conditional", "class_conditional_frame_prediction", "frame_prediction",
-                   "frame_interpolation", "inpainting", "outpainting"]
-SamplerName = Literal["maskgit", "autoregressive"]
-Priority = Literal["high", "normal", "low"]
-OutputFormat = Literal["mp4", "webm", "gif"]  # server/output.py encodes each
-Status = Literal["queued", "in_progress", "completed", "failed", "canceled", "expired"]
+# Each name list is defined once, where its meaning lives; the schema (and so /openapi.json, which
+# tests/test_client_contract.py checks the SDKs against) is built from them.
+TaskName = Literal[ALL_TASKS]  # type: ignore[valid-type]
+SamplerName = Literal[SAMPLERS]  # type: ignore[valid-type]
+Priority = Literal[PRIORITIES]  # type: ignore[valid-type]
+OutputFormat = Literal[tuple(OUTPUT_FORMATS)]  # type: ignore[valid-type]  # server/output.py encodes each
+Status = Literal[STATUSES]  # type: ignore[valid-type]
 MAX_SEED = 2**53 - 1  # the largest integer every JSON client (JavaScript included) keeps exact
 # Bounds of the sampler's numbers: far beyond any useful value, low enough that no value can
 # overflow the sampler's arithmetic (a guidance of 1e308 would make every logit infinite).

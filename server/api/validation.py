@@ -16,10 +16,8 @@ from server.manifest import Manifest
 from server.request import Mask, Size, VideoRequest, needs_input
 from server.samplers import SamplerOptions
 from server.settings import Settings
-from server.tasks import CLASS_TASKS, TaskError, pixel_mask
+from server.tasks import CLASS_TASKS, LEADING_FRAME_TASKS, SPATIAL_TASKS as MASK_TASKS, TaskError, pixel_mask
 
-LEADING_FRAME_TASKS = ("class_conditional_frame_prediction", "frame_prediction")
-MASK_TASKS = ("inpainting", "outpainting")
 SEED_RANGE = 2**31  # a default seed is drawn from [0, 2**31)
 
 

@@ -139,7 +139,7 @@ export interface VideoDeleted {
 }
 
 /** video: in the request's output_format; thumbnail: PNG; frames: the lossless frames, PNGs in a zip. */
-export type ContentVariant = 'video' | 'thumbnail' | 'frames';
+export type ContentVariant = 'video' | 'thumbnail' | 'frames' | 'tokens';
 
 export interface Model {
   id: string;

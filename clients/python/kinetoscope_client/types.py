@@ -42,7 +42,7 @@ Task = Literal[
 ]
 Status = Literal["queued", "in_progress", "completed", "failed", "canceled", "expired"]
 Priority = Literal["high", "normal", "low"]
-Variant = Literal["video", "thumbnail", "frames"]  # frames: the lossless frames, PNGs in a zip
+Variant = Literal["video", "thumbnail", "frames", "tokens"]  # frames: the lossless frames, PNGs in a zip; tokens: JSON
 MaskPreset = Literal["center", "vertical", "horizontal", "dynamic"]
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled", "expired"})

@@ -17,7 +17,7 @@ from server.api.ranges import RangeNotSatisfiable, parse_range
 from server.api.schemas import ErrorResponse, Status, TaskName, VideoDeleted, VideoJob, VideoList
 from server.api.views import (POLL_HEADER, can_see, get_job_or_404, job_view, parse_prefer_wait, poll_headers, public_base,
                               wait_until_terminal)
-from server.jobs.base import Job, QueueFull
+from server.jobs.base import CONTENT_VARIANTS, Job, QueueFull
 from server.output import FRAMES_MEDIA_TYPE, OUTPUT_FORMATS
 
 logger = logging.getLogger("kinetoscope.api")
@@ -236,7 +236,7 @@ def _media_type(job: Job, variant: str) -> tuple[str, str]:
 )
 async def video_content(
     request: Request, video_id: str, queue: QueueDep,
-    variant: Annotated[Literal["video", "thumbnail", "frames", "tokens"], Query(
+    variant: Annotated[Literal[CONTENT_VARIANTS], Query(  # type: ignore[valid-type]
         description="video (in the request's output_format), thumbnail (PNG of the first frame), frames (the frames "
                     "the model made, lossless: PNG files in a zip) or tokens (the token grids, JSON: "
                     '{"model", "token_grid", "vocab_size", "windows"})')] = "video",
