@@ -25,6 +25,7 @@ from server.batching import BatchQueue
 from server.conditioning import clip_condition, plan_windows, window_condition
 from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper, wrap
 from server.engines.base import Engine
+from server.errors import InputError
 from server.jobs.base import JobCanceled
 from server.manifest import Manifest
 from server.request import VideoRequest
@@ -39,8 +40,11 @@ def _mask_args(req: VideoRequest) -> dict:
             "condition_frames": req.condition_frames}
 
 
-class DeadlineExceeded(Exception):
+class DeadlineExceeded(InputError):
     """The request's deadline passed while the autoregressive sampler was decoding."""
+
+    def __init__(self, message: str):
+        super().__init__("deadline_exceeded", message)
 
 
 def window_seed(seed: int, window: int) -> int:

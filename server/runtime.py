@@ -18,12 +18,12 @@ from server import metrics
 from server.catalogue import Catalogue, load_catalogue
 from server.engines.base import create_engine
 from server.jobs import states
-from server.jobs.base import InputError, Job, JobResult
+from server.errors import InputError
+from server.jobs.base import Job, JobResult
 from server.manifest import Manifest
 from server.output import encode_frames, encode_video
-from server.pipeline import DeadlineExceeded, Pipeline
+from server.pipeline import Pipeline
 from server.settings import Settings
-from server.tasks import TaskError
 from server.video import VideoError, decode_input, encode_png
 
 log = logging.getLogger("kinetoscope.runtime")
@@ -60,14 +60,10 @@ class Runtime:
         # 2. The pipeline.
         truncated: dict[str, int] = {}
         windows: list[np.ndarray] = []
-        try:
-            video = await pipeline.generate(request, frames, on_progress, should_stop,
-                                            past_deadline=lambda: states.past_deadline(job, time.time()),
-                                            truncated=truncated, tokens_out=windows)
-        except TaskError as e:  # the request cannot be served; any other error is ours (logged, retried)
-            raise InputError("invalid_request", str(e)) from e
-        except DeadlineExceeded as e:
-            raise InputError("deadline_exceeded", str(e)) from e
+        # TaskError and DeadlineExceeded are InputErrors (the job fails); anything else is ours (retried)
+        video = await pipeline.generate(request, frames, on_progress, should_stop,
+                                        past_deadline=lambda: states.past_deadline(job, time.time()),
+                                        truncated=truncated, tokens_out=windows)
         if truncated:
             metrics.truncated_jobs_total.inc()
         # 3. Encode the outputs.

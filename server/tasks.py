@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from server.errors import InputError
+
 LEADING_FRAME_TASKS = ("class_conditional_frame_prediction", "frame_prediction")  # the first k frames are given
 FRAME_TASKS = LEADING_FRAME_TASKS + ("frame_interpolation",)
 SPATIAL_TASKS = ("inpainting", "outpainting")
@@ -23,8 +25,11 @@ STATE_NONE, STATE_PARTIAL, STATE_FULL = 0, 1, 2
 Box = Sequence[float]  # [x0, y0, x1, y1], relative coordinates in [0, 1]
 
 
-class TaskError(ValueError):
+class TaskError(InputError, ValueError):
     """A task, preset, box or frame count that cannot be served; the message says why."""
+
+    def __init__(self, message: str):
+        super().__init__("invalid_request", message)
 
 
 def _check_box(box: Box) -> tuple[float, float, float, float]:

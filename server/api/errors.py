@@ -1,7 +1,8 @@
 """One error shape for every failure the API reports: `{"error": {"type", "code", "message", "param"}}`.
 
-Routes raise `APIError`; the handlers here turn it, and FastAPI's and Starlette's own errors
-(validation, unknown route, wrong method), into that shape so a client needs one parser.
+Routes raise `APIError` (or let any other KinetoscopeError of server/errors.py through: a
+TaskError is a 422, QueueFull a 429); the handlers here turn it, and FastAPI's and Starlette's
+own errors (validation, unknown route, wrong method), into that shape so a client needs one parser.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server.errors import KinetoscopeError
 
 logger = logging.getLogger("kinetoscope.api")
 
@@ -47,18 +50,14 @@ DEFAULT_CODES = {
 }
 
 
-class APIError(Exception):
+class APIError(KinetoscopeError):
     """An error the client caused or should know about; becomes a JSON error response."""
 
     def __init__(self, status: int, code: str | None, message: str, param: str | None = None,
                  type: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code or DEFAULT_CODES.get(status, "error")
-        self.message = message
-        self.param = param
-        self.type = type or ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
-        self.headers = headers or {}
+        super().__init__(message, code=code or DEFAULT_CODES.get(status, "error"), status=status, param=param,
+                         headers=headers)
+        self.type = type
 
 
 def error_body(status: int, code: str, message: str, param: str | None = None,
@@ -67,8 +66,11 @@ def error_body(status: int, code: str, message: str, param: str | None = None,
                       "message": message, "param": param}}
 
 
-def error_response(err: APIError) -> JSONResponse:
-    return JSONResponse(error_body(err.status, err.code, err.message, err.param, err.type),
+def error_response(err: KinetoscopeError) -> JSONResponse:
+    """Every KinetoscopeError (server/errors.py) -> the API's error shape: the one mapping."""
+    kind = getattr(err, "type", None) or ERROR_TYPES.get(err.status, "invalid_request_error" if err.status < 500
+                                                         else "server_error")
+    return JSONResponse(error_body(err.status, err.code, err.message, err.param, kind),
                         status_code=err.status, headers=err.headers)
 
 
@@ -94,7 +96,7 @@ def validation_error(errors: Sequence[dict[str, Any]]) -> APIError:
     return APIError(422, code, message, param=param)
 
 
-async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+async def _api_error(request: Request, exc: KinetoscopeError) -> JSONResponse:
     return error_response(exc)
 
 
@@ -116,6 +118,6 @@ async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSON
 
 def install_error_handlers(app: FastAPI) -> None:
     """Unhandled exceptions are caught by RequestContextMiddleware (it knows the request id)."""
-    app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(KinetoscopeError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_exception)  # type: ignore[arg-type]

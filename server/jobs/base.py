@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field, fields
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
+from server.errors import InputError, KinetoscopeError  # noqa: F401 - InputError: the worker's contract
 from server.request import VideoRequest
 
 STATUSES = ("queued", "in_progress", "completed", "failed", "canceled", "expired")
@@ -103,27 +104,19 @@ RETRIES_EXHAUSTED = "retries_exhausted"  # dead letter: the job failed max_attem
 WORKER_LOST = "worker_lost"  # the worker running an attempt stopped heartbeating (recorded as last reason)
 
 
-class QueueFull(Exception):
+class QueueFull(KinetoscopeError):
     """The queue holds its maximum number of waiting jobs; the client should retry later."""
 
+    status, code = 429, "queue_full"
+
     def __init__(self, retry_after: int):
-        super().__init__(f"queue is full; retry after {retry_after} s")
+        super().__init__(f"queue is full; retry after {retry_after} s", headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
 
 
 class JobCanceled(Exception):
     """Raised by a generate function when `should_stop()` turned true: the job was canceled
     (or taken away from this worker), so the attempt ends without a result."""
-
-
-class InputError(Exception):
-    """A problem with the job's input that no retry can fix (undecodable video, bad mask...).
-    The worker fails the job at once with this code and message, which the user sees."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 class JobQueue(Protocol):

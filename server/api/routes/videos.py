@@ -17,7 +17,8 @@ from server.api.ranges import RangeNotSatisfiable, parse_range
 from server.api.schemas import ErrorResponse, Status, TaskName, VideoDeleted, VideoJob, VideoList
 from server.api.views import (POLL_HEADER, can_see, get_job_or_404, job_view, parse_prefer_wait, poll_headers, public_base,
                               wait_until_terminal)
-from server.jobs.base import CONTENT_VARIANTS, Job, QueueFull
+from server.errors import KinetoscopeError
+from server.jobs.base import CONTENT_VARIANTS, Job
 from server.output import FRAMES_MEDIA_TYPE, OUTPUT_FORMATS
 
 logger = logging.getLogger("kinetoscope.api")
@@ -87,15 +88,12 @@ async def create_video(
     try:
         job, input_video = await build_job(request, settings, queue, catalogue)
         new_fingerprint = job.fingerprint
-        try:
-            job, created = await queue.submit(job, input_video,
-                                              idempotency_key=scoped_idempotency_key(request, idempotency_key))
-        except QueueFull as exc:
-            raise APIError(429, "queue_full", str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+        job, created = await queue.submit(job, input_video,  # QueueFull: a 429 with Retry-After
+                                          idempotency_key=scoped_idempotency_key(request, idempotency_key))
         if not created and job.fingerprint and job.fingerprint != new_fingerprint:
             raise APIError(422, "idempotency_key_reused", "this Idempotency-Key was used for another request "
                            f"(job {job.id}); use a new key for a new request", param="Idempotency-Key")
-    except APIError as exc:
+    except KinetoscopeError as exc:
         task = getattr(request.state, "task", "unknown")  # bounded: set only once the task parsed
         metrics.requests_total.labels(task=task, status=str(exc.status)).inc()
         logger.info("create refused: %s", exc.message, extra={"task": task, "status": exc.status})
