@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, description="failed attempts (the job's own errors) before it fails for good (dead letter)")
     max_lost_leases: int = Field(10, description="times a job's worker may die holding it (reclaimed, run again) before "
                                  "it fails for good; counted apart from max_attempts")
+    claim_wait_seconds: float = Field(0.5, gt=0, description="how long one claim waits for a job (also how fast a "
+                                      "stopping worker notices)")
+    cancel_poll_seconds: float = Field(0.5, gt=0, description="how often a running job looks for a cancel request")
+    progress_push_seconds: float = Field(0.25, gt=0, description="a running job's progress is written at most this often")
+    queue_ping_timeout_seconds: float = Field(2.0, gt=0, description="/readyz: a job store slower than this to "
+                                              "answer a ping counts as unreachable")
+    results_sweep_seconds: float = Field(60.0, gt=0, description="Redis: how often a worker tidies expired jobs' "
+                                         "files and index entries")
+    dead_letter_maxlen: int = Field(10_000, ge=1, description="Redis: the dead-letter stream keeps about this many entries")
     result_inline_max_bytes: int = Field(8 << 20, description="MP4s up to this size are stored in Redis; larger go to results_dir")
     results_dir: Path | None = Field(None, description="shared folder for large results (all workers and API replicas)")
     poll_interval_seconds: float = Field(1.0, description="poll interval the API suggests to clients (Retry-After / X-Poll-Interval)")

@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from .settings import Settings
 from .jobs.base import InputError, Job, JobCanceled, JobQueue, JobResult
 
 __all__ = ["run_worker", "JobCanceled", "InputError", "Generate"]
@@ -29,9 +31,6 @@ log = logging.getLogger("kinetoscope.worker")
 Generate = Callable[[Job, "bytes | None", Callable[[float], None], Callable[[], bool]],
                     Awaitable[JobResult]]
 
-CLAIM_WAIT_SECONDS = 0.5  # one claim waits this long for a job; also how fast a stop is noticed
-CANCEL_POLL_SECONDS = 0.5  # how often a running job looks for a cancel request
-PROGRESS_PUSH_SECONDS = 0.25  # progress is written to the queue at most this often
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # backoff for queue calls that report an outcome
 
 
@@ -52,10 +51,18 @@ class _Attempt:
         return self.canceled or self.lost
 
 
+def _setting(name: str):
+    """A timing's default: the settings object's (server/settings.py), the one place limits live."""
+    return Settings.model_fields[name].default
+
+
 async def run_worker(queue: JobQueue, generate: Generate, *, worker_id: str, concurrency: int,
                      heartbeat_seconds: float, stop: asyncio.Event,
                      on_event: Callable[[str], None] | None = None,
-                     drain_seconds: float | None = None) -> None:
+                     drain_seconds: float | None = None,
+                     claim_wait_seconds: float = _setting("claim_wait_seconds"),
+                     cancel_poll_seconds: float = _setting("cancel_poll_seconds"),
+                     progress_push_seconds: float = _setting("progress_push_seconds")) -> None:
     """Claims and runs jobs until `stop` is set.
 
     On stop it claims nothing more and waits for running jobs: all of them when
@@ -74,7 +81,7 @@ async def run_worker(queue: JobQueue, generate: Generate, *, worker_id: str, con
             await _wait_any(running, stop)
             continue
         try:
-            job = await queue.claim(worker_id, timeout=CLAIM_WAIT_SECONDS)
+            job = await queue.claim(worker_id, timeout=claim_wait_seconds)
             failures = 0
         except Exception as exc:  # the store is unreachable: back off, keep going
             failures += 1
@@ -84,7 +91,8 @@ async def run_worker(queue: JobQueue, generate: Generate, *, worker_id: str, con
             continue
         if job is None:
             continue
-        task = asyncio.create_task(_run_job(queue, generate, job, worker_id, heartbeat_seconds, emit))
+        task = asyncio.create_task(_run_job(queue, generate, job, worker_id, emit, _Timings(
+            heartbeat_seconds, cancel_poll_seconds, progress_push_seconds)))
         running.add(task)
         task.add_done_callback(running.discard)
 
@@ -114,14 +122,21 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class _Timings:
+    heartbeat: float
+    cancel_poll: float
+    progress_push: float
+
+
 async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str,
-                   heartbeat_seconds: float, emit: Callable[[str], None]) -> None:
+                   emit: Callable[[str], None], timings: _Timings) -> None:
     attempt = _Attempt(job)
     started = time.monotonic()
     log.info("job started job_id=%s attempt=%d worker_id=%s task=%s",
              job.id, job.attempts, worker_id, job.task)
     emit("job_started")
-    monitor = asyncio.create_task(_monitor(queue, attempt, worker_id, heartbeat_seconds))
+    monitor = asyncio.create_task(_monitor(queue, attempt, worker_id, timings))
     try:
         input_video = await queue.get_input(job.id)
         result = await generate(job, input_video, attempt.on_progress, attempt.should_stop)
@@ -167,12 +182,12 @@ async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str
         emit("job_error")
 
 
-async def _monitor(queue: JobQueue, attempt: _Attempt, worker_id: str, heartbeat_seconds: float) -> None:
+async def _monitor(queue: JobQueue, attempt: _Attempt, worker_id: str, timings: _Timings) -> None:
     """Renews the lease, pushes progress and looks for a cancel request while the job runs."""
     job_id = attempt.job.id
-    tick = min(PROGRESS_PUSH_SECONDS, heartbeat_seconds)
+    tick = min(timings.progress_push, timings.heartbeat)
     now = time.monotonic()
-    next_beat, next_poll = now + heartbeat_seconds, now + CANCEL_POLL_SECONDS
+    next_beat, next_poll = now + timings.heartbeat, now + timings.cancel_poll
     pushed = attempt.progress
     while not attempt.done:
         await asyncio.sleep(tick)
@@ -182,12 +197,12 @@ async def _monitor(queue: JobQueue, attempt: _Attempt, worker_id: str, heartbeat
                 pushed = attempt.progress
                 await queue.set_progress(job_id, pushed)
             if now >= next_beat:
-                next_beat = now + heartbeat_seconds
+                next_beat = now + timings.heartbeat
                 if not await queue.heartbeat(job_id, worker_id):
                     attempt.lost = True
                     log.warning("job lease lost job_id=%s worker_id=%s", job_id, worker_id)
             if now >= next_poll and not attempt.canceled:
-                next_poll = now + CANCEL_POLL_SECONDS
+                next_poll = now + timings.cancel_poll
                 current = await queue.get(job_id)
                 if current is None:
                     attempt.lost = True

@@ -87,7 +87,9 @@ def _start_embedded_worker(state: Any, settings: Settings, stop: asyncio.Event) 
     task = asyncio.create_task(run_worker(
         state.queue, metrics.instrument_generate(state.runtime.generate), worker_id=f"api-{os.getpid()}",
         concurrency=settings.worker_concurrency, heartbeat_seconds=settings.heartbeat_seconds,
-        stop=stop, on_event=metrics.on_worker_event, drain_seconds=settings.shutdown_seconds),
+        stop=stop, on_event=metrics.on_worker_event, drain_seconds=settings.shutdown_seconds,
+        claim_wait_seconds=settings.claim_wait_seconds, cancel_poll_seconds=settings.cancel_poll_seconds,
+        progress_push_seconds=settings.progress_push_seconds),
         name="kinetoscope-embedded-worker")
 
     def report(t: asyncio.Task) -> None:

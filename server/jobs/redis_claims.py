@@ -10,7 +10,7 @@ from redis.exceptions import ResponseError
 
 from . import states
 from .base import PRIORITIES, Job, JobResult
-from .redis_store import (GROUP, MAX_BLOCK_SECONDS, RANK_SPAN, RECLAIM_PAGE, RESULTS_SWEEP_SECONDS, RedisStore, _died,
+from .redis_store import (GROUP, MAX_BLOCK_SECONDS, RANK_SPAN, RECLAIM_PAGE, RedisStore, _died,
                           _ms, _text, log)
 
 
@@ -34,7 +34,7 @@ class RedisClaims(RedisStore):
         while True:
             now = time.monotonic()
             if now >= self._next_sweep:
-                self._next_sweep = now + RESULTS_SWEEP_SECONDS
+                self._next_sweep = now + self.results_sweep_seconds
                 await self.purge_results()
                 await self._trim_index()
             if now >= self._next_reclaim:

@@ -23,11 +23,9 @@ log = logging.getLogger("kinetoscope.jobs.redis")
 EventCallback = Callable[[str], None]
 GROUP = "workers"
 RANK_SPAN = 10 ** 13  # sequence numbers stay below this, so rank * span + seq orders by priority
-DEAD_LETTER_MAXLEN = 10_000
 MAX_BLOCK_SECONDS = 2.0  # one blocking read stays well inside redis-py's socket timeout (5 s)
 RECONNECT_DELAYS = (0.05, 0.2, 0.5, 1.0)  # a transaction whose connection broke is redone
 RECLAIM_PAGE = 100  # pending entries examined per round trip when looking for lapsed leases
-RESULTS_SWEEP_SECONDS = 60.0  # how often claim() tidies expired jobs' files and index entries
 # Error replies of a Redis that is up but cannot take writes now (out of memory under noeviction,
 # a failed background save, a replica, still loading its data).
 UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS")
@@ -54,6 +52,7 @@ class RedisStore:
                  job_ttl_seconds: float = 24 * 3600, lease_seconds: float = 15.0,
                  max_attempts: int = 3, max_lost_leases: int = 10, retry_after_seconds: int = 5,
                  result_inline_max_bytes: int = 8 << 20, results_dir: Path | None = None,
+                 results_sweep_seconds: float = 60.0, dead_letter_maxlen: int = 10_000,
                  on_event: EventCallback | None = None):
         # RESP2 pins the reply shapes (redis-py 8 may speak RESP3, where stream replies differ).
         self.r = aioredis.Redis.from_url(url, protocol=2)
@@ -73,7 +72,8 @@ class RedisStore:
         self._prefetched: list[tuple[str, str, str]] = []  # (priority, entry id, job id)
         self._entries: dict[str, tuple[str, str]] = {}  # job id -> entry this process claimed
         self._next_reclaim = 0.0
-        self._next_sweep = time.monotonic() + RESULTS_SWEEP_SECONDS
+        self.results_sweep_seconds, self.dead_letter_maxlen = results_sweep_seconds, dead_letter_maxlen
+        self._next_sweep = time.monotonic() + results_sweep_seconds
 
     @classmethod
     def from_settings(cls, settings, on_event: EventCallback | None = None, **kwargs) -> Self:
@@ -82,7 +82,8 @@ class RedisStore:
                    max_attempts=settings.max_attempts, max_lost_leases=settings.max_lost_leases,
                    retry_after_seconds=settings.retry_after_seconds,
                    result_inline_max_bytes=settings.result_inline_max_bytes,
-                   results_dir=settings.results_dir, on_event=on_event, **kwargs)
+                   results_dir=settings.results_dir, results_sweep_seconds=settings.results_sweep_seconds,
+                   dead_letter_maxlen=settings.dead_letter_maxlen, on_event=on_event, **kwargs)
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}:{name}"
@@ -172,7 +173,7 @@ class RedisStore:
         if _died(job):
             pipe.xadd(self.prefix + "dead", {"job_id": job.id, "code": job.error["code"],
                                              "message": job.error["message"]},
-                      maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+                      maxlen=self.dead_letter_maxlen, approximate=True)
             pipe.hincrby(self.prefix + "counters", "dead", 1)
 
     async def ping(self) -> bool:

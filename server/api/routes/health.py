@@ -17,7 +17,6 @@ logger = logging.getLogger("kinetoscope.api")
 router = APIRouter(tags=["operations"])
 metrics_router = APIRouter(tags=["operations"], dependencies=Authenticated)
 
-PING_TIMEOUT_SECONDS = 2.0  # a queue slower than this to answer a ping counts as unreachable
 
 
 @router.get("/healthz", summary="Liveness: the process is up", response_model=Health)
@@ -38,7 +37,8 @@ async def readyz(request: Request) -> Response:
         problem = "the job queue is not open"
     else:
         try:
-            if not await asyncio.wait_for(queue.ping(), PING_TIMEOUT_SECONDS):
+            timeout = request.app.state.settings.queue_ping_timeout_seconds
+            if not await asyncio.wait_for(queue.ping(), timeout):
                 problem = "the job queue does not answer"
         except Exception as exc:  # noqa: BLE001 - any failure to ping means "not ready"
             problem = f"the job queue is unreachable ({type(exc).__name__})"
