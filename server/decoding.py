@@ -1,10 +1,14 @@
 """One decoding step of many requests in one network call: the `run_batch` functions that the
 prior's batching queues run off the event loop.
 
-A request's decoding state travels through `BatchQueue.submit` as a one-element object array
-(`{"job": ...}`), so the queue packs the next step of every active request — any task, any
-step number — into one batch; the network call and the per-request sampling (each with its own
-random generator) both happen here, in the engine's thread.
+A request's decoding state (a job) goes through `BatchQueue.submit` as itself, so the queue packs
+the next step of every active request — any task, any step number — into one batch. A stepper
+runs that batch in three steps, in the engine's thread:
+
+1. `gather`: every job's feeds stacked into one batch (plus a null-class row per guided job);
+2. `forward`: the one network call;
+3. `update`: each job's own state advanced from its rows of the outputs (each job samples with
+   its own random generator, so its tokens do not depend on its batch).
 """
 from __future__ import annotations
 
@@ -59,10 +63,12 @@ def guided_rows(out: np.ndarray, base: list, guided: list[int]) -> list:
     return base
 
 
-def wrap(job) -> dict[str, np.ndarray]:
-    holder = np.empty(1, dtype=object)
-    holder[0] = job
-    return {"job": holder}
+@dataclass(eq=False)
+class MaskGITBatch:
+    """One gathered MaskGIT step: the jobs, which of them got a null-class row, the feeds."""
+    jobs: list[MaskGITJob]
+    guided: list[int]  # indices of the jobs whose null-class row follows the jobs' own rows
+    feeds: dict[str, np.ndarray]
 
 
 class MaskGITStepper:
@@ -72,22 +78,44 @@ class MaskGITStepper:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        jobs: list[MaskGITJob] = list(feeds["job"])
+    def __call__(self, jobs: list[MaskGITJob]) -> list[MaskGITJob]:
+        batch = self.gather(jobs)
+        self.update(batch, self.forward(batch))
+        return jobs
+
+    def gather(self, jobs: list[MaskGITJob]) -> MaskGITBatch:
+        """The feeds of one call for every job; no job's state changes."""
         # A guided job without a class needs no second row: its unconditional logits are its own
         # (cond + g * 0), so they are passed back as they are.
         guided = [i for i, j in enumerate(jobs) if j.state.needs_uncond and j.class_id != j.null_class]
         rows = list(range(len(jobs))) + guided
-        out = self.engine.run({
+        return MaskGITBatch(jobs, guided, {
             "tokens": np.stack([jobs[i].state.tokens for i in rows]),
             "cond": np.stack([jobs[i].cond for i in rows]),
             "state": np.stack([jobs[i].token_state for i in rows]),
-            "class_id": np.array([jobs[i].class_id for i in range(len(jobs))] + [jobs[i].null_class for i in guided],
-                                 dtype=np.int64),
-        })["logits"]
-        uncond = guided_rows(out, [out[i] if j.state.needs_uncond else None for i, j in enumerate(jobs)], guided)
-        maskgit_step([j.state for j in jobs], out[:len(jobs)], uncond)
-        return {"done": np.array([j.state.done for j in jobs])}
+            "class_id": np.array([j.class_id for j in jobs] + [jobs[i].null_class for i in guided], dtype=np.int64),
+        })
+
+    def forward(self, batch: MaskGITBatch) -> np.ndarray:
+        """The network call: logits for every row of the batch."""
+        return self.engine.run(batch.feeds)["logits"]
+
+    def update(self, batch: MaskGITBatch, logits: np.ndarray) -> None:
+        """One MaskGIT step of every job, from its own rows of `logits`."""
+        jobs = batch.jobs
+        uncond = guided_rows(logits, [logits[i] if j.state.needs_uncond else None for i, j in enumerate(jobs)],
+                             batch.guided)
+        maskgit_step([j.state for j in jobs], logits[:len(jobs)], uncond)
+
+
+@dataclass(eq=False)
+class ARBatch:
+    """One gathered autoregressive step: its rows (job, whether it is the job's null-class row),
+    the indices of the guided jobs, the feeds."""
+    jobs: list[ARJob]
+    rows: list[tuple[ARJob, bool]]
+    guided: list[int]
+    feeds: dict[str, np.ndarray]
 
 
 class ARStepper:
@@ -98,8 +126,13 @@ class ARStepper:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        jobs: list[ARJob] = list(feeds["job"])
+    def __call__(self, jobs: list[ARJob]) -> list[ARJob]:
+        batch = self.gather(jobs)
+        self.update(batch, self.forward(batch))
+        return jobs
+
+    def gather(self, jobs: list[ARJob]) -> ARBatch:
+        """The feeds of one call for every job, caches included; no job's state changes."""
         start, count = jobs[0].group()
         if any(j.group() != (start, count) for j in jobs):
             raise ValueError("autoregressive jobs of one batch must share past and feed lengths")
@@ -108,15 +141,22 @@ class ARStepper:
         layers, heads, dim = jobs[0].shape
         empty = np.zeros((layers, 1, heads, 0, dim), np.float32)
         pasts = [job.cache(uncond) for job, uncond in rows]
-        out = self.engine.run({
+        return ARBatch(jobs, rows, guided, {
             "ids": np.stack([ar_input_ids(j.state, start, count, unconditional=u) for j, u in rows]),
             "cond": np.stack([j.cond[start:start + count] for j, _ in rows]),
             "state": np.stack([j.token_state[start:start + count] for j, _ in rows]),
             "past_key": np.concatenate([empty if key is None else key for key, _ in pasts], axis=1),
             "past_value": np.concatenate([empty if value is None else value for _, value in pasts], axis=1),
         })
-        for b, (job, uncond) in enumerate(rows):
+
+    def forward(self, batch: ARBatch) -> dict[str, np.ndarray]:
+        """The network call: logits and the grown KV caches of every row."""
+        return self.engine.run(batch.feeds)
+
+    def update(self, batch: ARBatch, out: dict[str, np.ndarray]) -> None:
+        """Every row keeps its new cache; every job samples its next tokens from its own rows."""
+        for b, (job, uncond) in enumerate(batch.rows):
             job.keep_cache(uncond, out["present_key"][:, b:b + 1], out["present_value"][:, b:b + 1])
         last = out["logits"][:, -1]
-        ar_step([j.state for j in jobs], last[:len(jobs)], guided_rows(last, [None] * len(jobs), guided))
-        return {"done": np.array([j.state.done for j in jobs])}
+        jobs = batch.jobs
+        ar_step([j.state for j in jobs], last[:len(jobs)], guided_rows(last, [None] * len(jobs), batch.guided))

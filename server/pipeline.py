@@ -21,9 +21,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from server import tasks as T
-from server.batching import BatchQueue
+from server.batching import BatchQueue, FeedsQueue
 from server.conditioning import clip_condition, plan_windows, window_condition
-from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper, wrap
+from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper
 from server.engines.base import Engine
 from server.errors import InputError
 from server.jobs.base import JobCanceled
@@ -61,14 +61,14 @@ class Pipeline:
         self.window = m.window_frames
         self.base = tuple(m.base_size)
 
-        def queue(name, fn):
-            return BatchQueue(fn, name=name, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                              executor=executor, on_batch=on_batch)
+        def queue(name, fn, kind=FeedsQueue):  # FeedsQueue: an engine's arrays; BatchQueue: decoding jobs
+            return kind(fn, name=name, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                        executor=executor, on_batch=on_batch)
 
         self.encoder = queue("encoder", engines["encoder"].run)
         self.decoder = queue("decoder", engines["decoder"].run)
-        self.prior = queue("prior", MaskGITStepper(engines["prior"]))
-        self.ar = queue("ar_prior", ARStepper(engines["ar_prior"])) if "ar_prior" in engines else None
+        self.prior = queue("prior", MaskGITStepper(engines["prior"]), BatchQueue)
+        self.ar = queue("ar_prior", ARStepper(engines["ar_prior"]), BatchQueue) if "ar_prior" in engines else None
         self.scorer = queue("ar_score", self._scoring(engines["ar_prior"])) if "ar_prior" in engines else None
         self.sr = [(stage, queue(name, engines[name].run)) for name, stage in
                    ((f"sr_{s.out_size[1]}x{s.out_size[0]}", s) for s in m.super_resolution)]
@@ -179,7 +179,7 @@ class Pipeline:
                         truncated.update(steps_done=job.state.step, steps=job.state.steps)
                     advance(job.state.steps - job.state.step - 1)
                     job.state.steps, job.state.temperature = job.state.step + 1, 0.0
-                await self.prior.submit(wrap(job))
+                await self.prior.submit(job)
                 advance(1)
             tokens = job.state.tokens
         else:
@@ -195,7 +195,7 @@ class Pipeline:
                 if past_deadline():  # no best-so-far video exists halfway through a raster order
                     raise DeadlineExceeded(f"the deadline passed after {job.state.position} of "
                                            f"{m.num_tokens} tokens (autoregressive decoding cannot stop early)")
-                await self.ar.submit(wrap(job), group_key=job.group())
+                await self.ar.submit(job, group_key=job.group())
                 advance(job.state.position - before)
                 before = job.state.position
             advance(m.num_tokens - before)

@@ -1,5 +1,8 @@
-"""BatchQueue: concurrent submissions share network calls, every caller gets exactly its rows,
-groups and shapes stay apart, errors and cancellations stay contained."""
+"""server/batching.py. BatchPolicy on its own, with no event loop: groups never mix, the oldest
+group goes first, the row cap holds, nobody starves, FIFO within a group, settling stops when it
+should. BatchQueue and FeedsQueue: concurrent submissions share network calls, every caller gets
+exactly its result (its rows), groups and shapes stay apart, errors and cancellations stay
+contained."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +13,106 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from server.batching import BatchQueue, BatchSizeMismatch
+from server.batching import BatchPolicy, BatchQueue, BatchSizeMismatch, FeedsQueue
+
+
+# --- BatchPolicy: the decisions alone, no event loop ---------------------------------------------
+
+def batches(policy: BatchPolicy) -> list[list]:
+    """Every batch the policy hands out until nothing waits, as lists of items."""
+    out = []
+    while batch := policy.next_batch():
+        out.append([w.item for w in batch])
+    return out
+
+
+def test_policy_groups_never_mix_and_the_oldest_group_goes_first():
+    policy = BatchPolicy(max_batch_size=16, max_wait_ms=2)
+    for item, group in [("b1", "B"), ("a1", "A"), ("b2", "B"), ("c1", "C"), ("a2", "A"), ("b3", "B")]:
+        policy.add(item, group=group)
+    assert batches(policy) == [["b1", "b2", "b3"], ["a1", "a2"], ["c1"]]
+
+
+def test_policy_is_fifo_within_a_group_and_caps_rows():
+    policy = BatchPolicy(max_batch_size=4, max_wait_ms=2)
+    for i in range(10):
+        policy.add(i)
+    assert batches(policy) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_policy_an_item_that_does_not_fit_waits_and_goes_first_next():
+    policy = BatchPolicy(max_batch_size=4, max_wait_ms=2)
+    for item, rows in [("x", 3), ("y", 2), ("z", 1), ("w", 2)]:
+        policy.add(item, rows=rows)
+    # y would make 5 rows: it waits, z fills the batch; next time y is the oldest
+    assert batches(policy) == [["x", "z"], ["y", "w"]]
+
+
+def test_policy_an_item_larger_than_the_cap_runs_alone():
+    policy = BatchPolicy(max_batch_size=4, max_wait_ms=2)
+    policy.add("small", rows=1)
+    policy.add("big", rows=9)
+    policy.add("tiny", rows=1)
+    assert batches(policy) == [["small", "tiny"], ["big"]]
+    policy.add("big", rows=9)
+    policy.add("small", rows=1)
+    assert batches(policy) == [["big"], ["small"]]
+
+
+def test_policy_a_group_that_keeps_arriving_does_not_starve_an_older_one():
+    """B resubmits two items after every batch (a busy group); A's one item still runs next."""
+    policy = BatchPolicy(max_batch_size=2, max_wait_ms=2)
+    policy.add("b0", group="B")
+    policy.add("b1", group="B")
+    policy.add("a0", group="A")
+    ran = []
+    for step in range(4):
+        ran.append([w.item for w in policy.next_batch()])
+        policy.add(f"b{2 * step + 2}", group="B")
+        policy.add(f"b{2 * step + 3}", group="B")
+    assert ran == [["b0", "b1"], ["a0"], ["b2", "b3"], ["b4", "b5"]]
+
+
+def test_policy_forgets_abandoned_items():
+    gone = {"b"}
+    policy = BatchPolicy(max_batch_size=16, max_wait_ms=2, abandoned=lambda item: item in gone)
+    for item in "abc":
+        policy.add(item, rows=2)
+    assert policy.pending_rows == 4
+    gone.add("a")  # abandoned after it arrived: its group no longer leads
+    policy.add("d", group="D")
+    assert batches(policy) == [["c"], ["d"]]
+
+
+def test_policy_settles_while_items_arrive_until_full_or_out_of_time():
+    policy = BatchPolicy(max_batch_size=3, max_wait_ms=5)
+    policy.add("a")
+    policy.start_settling(now=10.0)
+    assert not policy.keep_settling(now=10.0)  # nothing came during the turn: run now
+    policy.start_settling(now=10.0)
+    policy.add("b")
+    assert policy.keep_settling(now=10.001)  # something came: one more turn
+    policy.add("c", group="other")
+    assert policy.keep_settling(now=10.002)  # still arriving, the oldest group has 2 of 3 rows
+    policy.add("d")
+    assert not policy.keep_settling(now=10.003)  # the oldest group is full
+    policy = BatchPolicy(max_batch_size=3, max_wait_ms=5)
+    policy.add("a")
+    policy.start_settling(now=10.0)
+    policy.add("b")
+    assert not policy.keep_settling(now=10.006)  # max_wait_ms passed
+
+
+def test_policy_refuses_bad_limits():
+    with pytest.raises(ValueError):
+        BatchPolicy(max_batch_size=0, max_wait_ms=2)
+    with pytest.raises(ValueError):
+        BatchPolicy(max_batch_size=4, max_wait_ms=-1)
+    with pytest.raises(ValueError):
+        BatchPolicy(max_batch_size=4, max_wait_ms=2).add("x", rows=0)
+
+
+# --- the queues -----------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -52,7 +154,7 @@ class Net:
 
 def make_queue(net, executor, max_batch_size=16, max_wait_ms=2.0):
     seen: list[int] = []
-    q = BatchQueue(net, name="prior", max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+    q = FeedsQueue(net, name="prior", max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                    executor=executor, on_batch=lambda name, rows: seen.append(rows))
     return q, seen
 
@@ -127,7 +229,7 @@ async def test_errors_reach_every_caller_of_the_batch_and_the_queue_recovers(exe
 
 
 async def test_an_output_with_the_wrong_batch_size_is_refused(executor):
-    q = BatchQueue(lambda feeds: {"y": np.zeros((1, 2))}, name="bad", max_batch_size=8,
+    q = FeedsQueue(lambda feeds: {"y": np.zeros((1, 2))}, name="bad", max_batch_size=8,
                    max_wait_ms=2, executor=executor)
     results = await asyncio.gather(q.submit({"x": np.ones((1, 2))}), q.submit({"x": np.ones((1, 2))}),
                                    return_exceptions=True)
@@ -195,3 +297,46 @@ async def test_invalid_feeds_are_refused(executor):
         await q.submit({"x": np.zeros((1, 2)), "z": np.zeros((2, 2))})
     with pytest.raises(ValueError):
         await q.submit({})
+
+
+class Job:
+    """A decoding state: the generic queue hands it to run_batch and back as itself."""
+
+    def __init__(self, group: str):
+        self.group = group
+        self.steps = 0
+
+
+async def test_generic_items_travel_as_themselves(executor):
+    calls: list[list[str]] = []
+
+    def step(jobs: list[Job]) -> list[Job]:
+        calls.append([j.group for j in jobs])
+        for job in jobs:
+            job.steps += 1
+        return jobs
+
+    seen: list[int] = []
+    q = BatchQueue(step, name="prior", max_batch_size=16, max_wait_ms=2, executor=executor,
+                   on_batch=lambda name, rows: seen.append(rows))
+    jobs = [Job("even" if i % 2 == 0 else "odd") for i in range(6)]
+    outs = await asyncio.gather(*(q.submit(j, group_key=j.group) for j in jobs))
+    assert all(out is job and job.steps == 1 for out, job in zip(outs, jobs))
+    assert sorted(seen) == [3, 3] and all(len(set(c)) == 1 for c in calls)
+
+
+async def test_generic_rows_count_against_the_cap(executor):
+    seen: list[int] = []
+    q = BatchQueue(lambda items: items, name="prior", max_batch_size=4, max_wait_ms=2, executor=executor,
+                   on_batch=lambda name, rows: seen.append(rows))
+    assert await asyncio.gather(q.submit("a", rows=3), q.submit("b", rows=3), q.submit("c")) == ["a", "b", "c"]
+    assert seen == [4, 3]  # a + c fill the first call, b runs next
+
+
+async def test_generic_results_must_be_one_per_item(executor):
+    short = BatchQueue(lambda items: items[:1], name="short", max_batch_size=8, max_wait_ms=2, executor=executor)
+    results = await asyncio.gather(short.submit(1), short.submit(2), return_exceptions=True)
+    assert all(isinstance(r, BatchSizeMismatch) for r in results)
+    lone = BatchQueue(lambda items: None, name="none", max_batch_size=8, max_wait_ms=2, executor=executor)
+    with pytest.raises(TypeError):
+        await lone.submit(1)

@@ -1,13 +1,13 @@
 """server/decoding.py: the batched steppers, against fake networks that record what they are
 fed. A guided request adds one null-class row (with its own KV cache for the autoregressive
 prior), a request with no class to guide towards adds none, and every request gets the same
-tokens alone as in any batch."""
+tokens alone as in any batch. Gathering changes no state; only the update step does."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper, wrap
+from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper
 from server.samplers import ar_init, maskgit_init
 
 V, CLASSES, N = 12, 3, 10
@@ -70,7 +70,8 @@ def run_maskgit(jobs):
     net = FakeMaskedPrior()
     stepper = MaskGITStepper(net)
     while not all(j.state.done for j in jobs):
-        stepper({"job": np.concatenate([wrap(j)["job"] for j in jobs if not j.state.done])})
+        live = [j for j in jobs if not j.state.done]
+        assert stepper(live) == live  # each job comes back as itself
     return net
 
 
@@ -80,7 +81,7 @@ def run_ar(jobs):
     while not all(j.state.done for j in jobs):
         live = [j for j in jobs if not j.state.done]
         for group in {j.group() for j in live}:
-            stepper({"job": np.concatenate([wrap(j)["job"] for j in live if j.group() == group])})
+            stepper([j for j in live if j.group() == group])
     return net
 
 
@@ -120,3 +121,24 @@ def test_autoregressive_guidance_keeps_a_null_class_cache():
         if guided:
             assert job.uncond_key[0, 0, 0, 0, 0] == V + NULL_CLASS and job.key[0, 0, 0, 0, 0] == V + c
         np.testing.assert_array_equal(job.state.tokens[4:6], [4, 5])  # teacher-forced tokens stay
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_gather_then_forward_then_update(sampler):
+    """The three parts of a step: gather stacks one row per job plus a null-class row per guided
+    job and changes nothing; the network is called once; update advances every job."""
+    make, _ = SAMPLERS[sampler]
+    stepper_class, net = (MaskGITStepper, FakeMaskedPrior()) if sampler == "maskgit" else (ARStepper, FakeARPrior())
+    stepper = stepper_class(net)
+    jobs = [make(c, g, i) for i, (c, g) in enumerate(SPECS)]
+    before = [j.state.tokens.copy() for j in jobs]
+    batch = stepper.gather(jobs)
+    rows = batch.feeds["tokens" if sampler == "maskgit" else "ids"]
+    assert len(rows) == 4 and net.rows == []  # three jobs + one null-class row, nothing run yet
+    for job, tokens in zip(jobs, before):
+        np.testing.assert_array_equal(job.state.tokens, tokens)
+    out = stepper.forward(batch)
+    assert net.rows == [4]
+    stepper.update(batch, out)
+    assert net.rows == [4]  # update calls nothing
+    assert all(not np.array_equal(j.state.tokens, t) for j, t in zip(jobs, before))
