@@ -26,7 +26,6 @@ import onnx
 import torch
 
 from models.checkpoint import load_network
-from models.data.moving_digits import FPS, FRAMES, MovingDigits
 from models.priors import ARPriorExport
 from models.tokenizer import DecoderExport, EncoderExport
 from server.manifest import SCHEMA_VERSION, Manifest, NetworkFile, SuperResolutionStage, sha256_file
@@ -40,6 +39,9 @@ OPSET = 18
 FLOAT_TOLERANCE = 2e-3
 TOKEN_AGREEMENT = 0.995
 DEMO_CHECKPOINTS = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "demo"
+# The manifest's fps when the tokenizer's json does not record the frame rate of the clips it was
+# trained on (`meta.fps`); export warns when it falls back to it.
+FALLBACK_FPS = 8
 
 
 class ParityError(RuntimeError):
@@ -104,6 +106,32 @@ def _sampler_defaults(checkpoints: Path) -> dict:
     return {task: entry for task, entry in data.items() if not task.startswith("_")}  # "_comment" keys
 
 
+@dataclass(frozen=True)
+class VideoShape:
+    """The video a family works on, as its own checkpoints describe it (never a data module's
+    constants): the prior's token grid times the tokenizer's stride gives the window and the base
+    size, and the tokenizer's json records the frame rate of its training clips."""
+
+    frames: int  # the window: frames per token grid
+    base_size: tuple[int, int]  # (H, W) of the prior's video
+    stride: int  # frames per latent frame, and pixels per token side
+    fps: int
+    condition_frames: int  # the default for prediction tasks: one latent frame's worth
+
+    @classmethod
+    def of(cls, tokenizer: torch.nn.Module, prior: torch.nn.Module, tokenizer_info: dict) -> "VideoShape":
+        stride = tokenizer.cfg.stride
+        t, h, w = prior.cfg.grid
+        frames = t * stride
+        fps = tokenizer_info.get("meta", {}).get("fps")
+        if fps is None:
+            log.warning("tokenizer.json records no meta.fps (the frame rate of its training clips); "
+                        "the manifest says FALLBACK_FPS = %d", FALLBACK_FPS)
+            fps = FALLBACK_FPS
+        return cls(frames=frames, base_size=(h * stride, w * stride), stride=stride, fps=int(fps),
+                   condition_frames=max(1, min(stride, frames - 1)))
+
+
 def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str | Path = "model_repository/moving-digits",
                       model_id: str = "moving-digits", check: bool = True) -> Manifest:
     """Exports every network in `checkpoints` to `out_dir` and writes the manifest."""
@@ -112,14 +140,15 @@ def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str |
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     torch.manual_seed(0)
-    tok, _ = load_network(checkpoints, "tokenizer")
+    tok, tok_info = load_network(checkpoints, "tokenizer")
     prior, _ = load_network(checkpoints, "masked_prior")
-    tcfg, pcfg = tok.cfg, prior.cfg
-    stride = tcfg.stride
-    grid = pcfg.grid
-    side = 32
-    clips, labels = MovingDigits("test", seed=7).batch(0, 2)
-    video = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 255.0  # (2, 3, 16, 32, 32)
+    pcfg = prior.cfg
+    shape = VideoShape.of(tok, prior, tok_info)
+    stride, grid = shape.stride, pcfg.grid
+    # Parity inputs: any clips of the window's shape will do (the check compares PyTorch with
+    # ONNX Runtime on the same input), so seeded noise, not a data set's clips.
+    video = torch.rand(2, 3, shape.frames, *shape.base_size)
+    cls = torch.arange(2) % pcfg.num_classes  # class ids of the two clips
     reports: list[Parity] = []
     files: dict[str, NetworkFile] = {}
 
@@ -134,6 +163,9 @@ def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str |
     # 1. Tokenizer encoder and decoder.
     enc = add("encoder", EncoderExport(tok).eval(), (video,), ["video"], ["tokens"], {"video": batch})
     tokens = tok.encode(video)
+    if tuple(tokens.shape[1:]) != tuple(grid):
+        raise ValueError(f"the tokenizer encodes a window of {shape.frames} frames at {shape.base_size} to a token grid "
+                         f"{tuple(tokens.shape[1:])}, but the masked prior's grid is {tuple(grid)}: not one family")
     dec = add("decoder", DecoderExport(tok).eval(), (tokens,), ["tokens"], ["video"], {"tokens": batch})
     if check:
         got = _session(enc).run(None, {"video": video.numpy()})[0]
@@ -148,7 +180,6 @@ def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str |
     masked = torch.where(torch.rand(2, n) < 0.5, torch.full_like(flat, pcfg.mask_id), flat)
     cond = torch.full_like(flat, pcfg.mask_id)
     state = torch.zeros_like(flat)
-    cls = torch.from_numpy(labels)
     p = add("prior", prior, (masked, cond, state, cls), ["tokens", "cond", "state", "class_id"], ["logits"],
             {k: batch for k in ("tokens", "cond", "state", "class_id")})
     if check:
@@ -190,10 +221,10 @@ def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str |
     # 4. Super-resolution stages, in order of size.
     stages: list[SuperResolutionStage] = []
     low = video
-    size = side
-    while (checkpoints / f"sr_{size * 2}.json").is_file():
-        sr, info = load_network(checkpoints, f"sr_{size * 2}")
-        name = f"sr_{size * 2}x{size * 2}"
+    (height, width) = shape.base_size
+    while (checkpoints / f"sr_{width * 2}.json").is_file():  # named by output width, as checkpoint_of reads them
+        sr, _ = load_network(checkpoints, f"sr_{width * 2}")
+        name = f"sr_{width * 2}x{height * 2}"
         level = torch.full((2,), sr.cfg.serve_noise)
         path = add(name, sr, (low, level), ["video", "noise_level"], ["video_hr"], {"video": batch, "noise_level": batch})
         with torch.no_grad():
@@ -202,9 +233,9 @@ def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str |
             got = _session(path).run(None, {"video": low.numpy(), "noise_level": level.numpy()})[0]
             reports.append(Parity(name, max_abs_diff=_max_diff(got, high.numpy())))
         f = files.pop(name)
-        stages.append(SuperResolutionStage(**f.model_dump(), scale=2, in_size=(size, size), out_size=(size * 2, size * 2),
-                                           noise_level=sr.cfg.serve_noise))
-        low, size = high.clamp(0, 1), size * 2
+        stages.append(SuperResolutionStage(**f.model_dump(), scale=2, in_size=(height, width),
+                                           out_size=(height * 2, width * 2), noise_level=sr.cfg.serve_noise))
+        low, height, width = high.clamp(0, 1), height * 2, width * 2
 
     for report in reports:
         log.info("parity %s", report)
@@ -212,8 +243,9 @@ def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str |
     manifest = Manifest(
         schema_version=SCHEMA_VERSION, model_id=model_id,
         description="Moving Digits demo family: causal LFQ tokenizer, masked and autoregressive priors, x2 super-resolution cascade",
-        classes=[str(i) for i in range(pcfg.num_classes)], window_frames=FRAMES, default_condition_frames=4,
-        base_size=(side, side), fps=FPS, token_grid=grid, temporal_stride=stride, spatial_stride=stride,
+        classes=[str(i) for i in range(pcfg.num_classes)], window_frames=shape.frames,
+        default_condition_frames=shape.condition_frames, base_size=shape.base_size, fps=shape.fps, token_grid=grid,
+        temporal_stride=stride, spatial_stride=stride,
         vocab_size=pcfg.vocab_size, mask_token_id=pcfg.mask_id, null_class_id=pcfg.null_class, null_cond_id=pcfg.mask_id,
         encoder=files["encoder"], decoder=files["decoder"], prior=files["prior"], ar_prior=files.get("ar_prior"),
         ar=ar_spec, samplers=["maskgit", "autoregressive"] if ar_spec else ["maskgit"],

@@ -35,16 +35,17 @@ SR = SRConfig(channels=8, blocks=1, serve_noise=0.02)
 NETWORKS = ["encoder", "decoder", "prior", "ar_prior", "sr_64x64", "sr_128x128"]
 
 
-def write_checkpoints(directory: Path, ar: bool = True) -> Path:
+def write_checkpoints(directory: Path, ar: bool = True, prior: PriorConfig = PRIOR, sr_widths: tuple[int, ...] = (64, 128),
+                      tokenizer_meta: dict | None = None) -> Path:
     """The checkpoint names export_repository looks for: tokenizer, masked_prior, ar_prior
-    (optional), sr_64, sr_128 (each optional, in order)."""
+    (optional), sr_<output width> (each optional, in order of size)."""
     torch.manual_seed(0)
-    save_network(directory, "tokenizer", "tokenizer", build("tokenizer", asdict(TOKENIZER)))
-    save_network(directory, "masked_prior", "masked_prior", build("masked_prior", asdict(PRIOR)))
+    save_network(directory, "tokenizer", "tokenizer", build("tokenizer", asdict(TOKENIZER)), meta=tokenizer_meta)
+    save_network(directory, "masked_prior", "masked_prior", build("masked_prior", asdict(prior)))
     if ar:
-        save_network(directory, "ar_prior", "ar_prior", build("ar_prior", asdict(PRIOR)))
-    for size in (64, 128):
-        save_network(directory, f"sr_{size}", "super_resolution", build("super_resolution", asdict(SR)))
+        save_network(directory, "ar_prior", "ar_prior", build("ar_prior", asdict(prior)))
+    for width in sr_widths:
+        save_network(directory, f"sr_{width}", "super_resolution", build("super_resolution", asdict(SR)))
     return directory
 
 
@@ -224,3 +225,49 @@ def test_export_without_check_or_ar_prior(exported, tmp_path, monkeypatch):
     assert json.loads(manifest.exporter["parity"]) == []
     assert not (tmp_path / "repo" / "ar_prior.onnx").exists()
     load_manifest(tmp_path / "repo", verify=True)
+
+
+# -- the manifest's video shape comes from the checkpoints ------------------------------------
+
+def test_a_family_of_another_shape_exports_its_own_frames_fps_and_sizes(tmp_path):
+    """8 frames (token grid t = 2), a 24x16 base (h, w = 4, 6), one x2 stage and 12 fps: none of
+    them the demo's, all of them in the manifest, and the server runs the repository."""
+    from server.api.validation import validate_request
+    from server.runtime import load_runtime
+    from server.settings import Settings
+
+    prior = PriorConfig(vocab_size=64, num_classes=3, grid=(2, 4, 6), dim=32, layers=1, heads=2)
+    checkpoints = write_checkpoints(tmp_path / "checkpoints", prior=prior, sr_widths=(48,), tokenizer_meta={"fps": 12})
+    manifest = export_repository(checkpoints, tmp_path / "repo" / "other", model_id="other", check=True)
+    assert manifest.window_frames == 8 and manifest.fps == 12
+    assert tuple(manifest.base_size) == (16, 24) and tuple(manifest.token_grid) == (2, 4, 6)
+    assert manifest.sizes == ["24x16", "48x32"]
+    assert [(tuple(s.in_size), tuple(s.out_size)) for s in manifest.super_resolution] == [((16, 24), (32, 48))]
+    assert manifest.default_condition_frames == 4  # one latent frame
+    assert manifest.classes == ["0", "1", "2"]
+    assert sorted(r["network"] for r in json.loads(manifest.exporter["parity"])) == [
+        "ar_prior", "decoder", "encoder", "prior", "sr_48x32"]
+    assert load_manifest(tmp_path / "repo" / "other", verify=True) == manifest
+
+    runtime = load_runtime(Settings(model_repository=tmp_path / "repo"))
+    try:
+        pipeline = runtime.pipelines["other"]
+        request = validate_request({"task": "class_conditional", "seed": 1, "class_label": 2, "size": "48x32",
+                                    "sampler": {"method": "maskgit", "steps": 2}}, pipeline.manifest, Settings())
+        video = asyncio.run(pipeline.generate(request, None))
+    finally:
+        runtime.close()
+    assert video.shape == (8, 32, 48, 3)
+
+
+def test_a_tokenizer_without_fps_falls_back_with_a_warning(caplog):
+    """Checkpoints from before training recorded meta.fps: FALLBACK_FPS, said out loud."""
+    tok, prior = build("tokenizer", asdict(TOKENIZER)), build("masked_prior", asdict(PRIOR))
+    with caplog.at_level("WARNING", logger="kinetoscope.export"):
+        shape = exporter.VideoShape.of(tok, prior, {"kind": "tokenizer", "meta": {}})
+    assert shape.fps == exporter.FALLBACK_FPS and "meta.fps" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kinetoscope.export"):
+        assert exporter.VideoShape.of(tok, prior, {"meta": {"fps": 24}}).fps == 24
+    assert not caplog.records
+    assert (shape.frames, shape.base_size, shape.stride) == (16, (32, 32), 4)
