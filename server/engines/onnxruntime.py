@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.engines.base import EngineError, check_feeds
+from server.engines.base import Engine, EngineError, EngineOptions, check_feeds, register_backend
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -22,7 +22,12 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
-class OnnxRuntimeEngine:
+@register_backend("onnxruntime")
+class OnnxRuntimeEngine(Engine):
+    @classmethod
+    def open(cls, repo: Path, name: str, file: str, options: EngineOptions) -> "OnnxRuntimeEngine":
+        return cls(name, repo / file, threads=options.threads, providers=options.providers)
+
     def __init__(self, name: str, path: Path, *, threads: int = 0, providers: list[str] | None = None):
         import onnxruntime as ort
 

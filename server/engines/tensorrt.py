@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.engines.base import EngineError, check_feeds
+from server.engines.base import Engine, EngineError, EngineOptions, check_feeds, register_backend
 from server.manifest import sha256_file
 
 log = logging.getLogger("kinetoscope.engines.tensorrt")
@@ -179,9 +179,14 @@ def to_numpy(x) -> np.ndarray:
 
 # ---- The engine -----------------------------------------------------------------------------
 
-class TensorRTEngine:
+@register_backend("tensorrt")
+class TensorRTEngine(Engine):
     """Engine over one cached plan. `max_batch` / `precision` pick a specific build; by default
     the build for this GPU, TensorRT version and ONNX file with the largest max_batch."""
+
+    @classmethod
+    def open(cls, repo: Path, name: str, file: str, options: EngineOptions) -> "TensorRTEngine":
+        return cls(name, repo, file, max_batch=options.plan_max_batch, precision=options.plan_precision)
 
     def __init__(self, name: str, repo: Path, file: str, *, device: int = 0, max_batch: int | None = None,
                  precision: str | None = None):

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from server.engines.base import EngineError, check_feeds
+from server.engines.base import Engine, EngineError, EngineOptions, check_feeds, register_backend
 
 
-class TorchEngine:
+@register_backend("torch")
+class TorchEngine(Engine):
+    @classmethod
+    def open(cls, repo: Path, name: str, file: str, options: EngineOptions) -> "TorchEngine":
+        return cls(name, repo / Path(file).with_suffix(".pt2"), device=options.device)
+
     def __init__(self, name: str, path: Path, *, device: str = "auto"):
         import torch
 
