@@ -21,6 +21,22 @@ Choices a user would notice, all documented here and in the docstrings below:
 
 Every function here blocks (ffmpeg runs as a subprocess, at most FFMPEG_TIMEOUT_S): call them
 from a worker thread, not on the event loop.
+
+Why ffmpeg is run here rather than through imageio-ffmpeg's `read_frames`/`write_frames` or PyAV
+(measured with scripts/bench_video_io.py on a 2-core CPU; see BENCHMARKS.md, "Video I/O"):
+- `read_frames` ends quietly when ffmpeg stops at a decode error: a 95%-truncated MP4 gave 12
+  of its 16 frames and no error, where we must answer 400 (it never reads ffmpeg's exit
+  status), and its frame reads have no deadline. Its metadata probe took 36-48 ms against
+  13-14 ms for ours, and decodes a whole frame before the pixel limit could refuse it.
+- `write_frames` gives byte-identical MP4s (the same binary and options) but never looks at
+  ffmpeg's exit status or keeps its stderr: a failed or killed encode would return a broken
+  file. It was no faster (28 against 17 ms for 16 frames of 32x32; 41 against 43 at 128x128).
+- PyAV (a 36 MB wheel, 103 MB installed, its own FFmpeg 8.1 beside imageio-ffmpeg's) decodes
+  5-6x faster (5 against 28 ms at 32x32, 8 against 40 at 128x128) with the same frames, but its
+  libx264 writes other bytes, so a seed would no longer give the same file as before; and it
+  decodes untrusted uploads inside the server process, where a stuck decoder cannot be killed.
+  The 20-30 ms it saves per input video are small beside a generation's seconds.
+So one subprocess per call, with its exit status, its stderr and a hard timeout, stays.
 """
 from __future__ import annotations
 
@@ -90,7 +106,8 @@ def encode_mp4(frames: np.ndarray, fps: int) -> bytes:
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         h, w = h + h % 2, w + w % 2
     # +faststart rewrites the file to move the moov box to the front, which needs a seekable
-    # output: ffmpeg writes to a temporary file rather than to a pipe.
+    # output: ffmpeg writes to a temporary file rather than to a pipe. Not imageio-ffmpeg's
+    # write_frames: it ignores ffmpeg's exit status (module docstring).
     with tempfile.TemporaryDirectory(prefix="kinetoscope-mp4-") as tmp:
         path = os.path.join(tmp, "out.mp4")
         cmd = [
@@ -249,7 +266,8 @@ def _decode_with_ffmpeg(data: bytes, fmt: str, max_frames: int, max_pixels: int,
     """MP4/MOV and WebM/Matroska: probe the first video stream's size, then read raw RGB frames.
 
     The bytes go to a temporary file, not a pipe: an MP4 whose moov box is at the end needs a
-    seekable input.
+    seekable input. Not imageio-ffmpeg's read_frames: it cannot tell a truncated file from a
+    short one (module docstring); `-xerror` and the exit status here can.
     """
     suffix = ".mp4" if fmt == "mp4" else ".webm"
     with tempfile.TemporaryDirectory(prefix="kinetoscope-in-") as tmp:
