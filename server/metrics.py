@@ -45,6 +45,9 @@ http_requests_total = Counter(
 http_request_seconds = Histogram(
     "kinetoscope_http_request_seconds", "HTTP request latency (until the response starts)",
     ["method", "route"], registry=REGISTRY)
+webhook_deliveries_total = Counter(
+    "kinetoscope_webhook_deliveries", "Webhook delivery attempts by outcome (delivered, retried, failed: given up)",
+    ["outcome"], registry=REGISTRY)
 queue_depth = Gauge(
     "kinetoscope_queue_depth", "Queued jobs per priority (read from the queue at each scrape)",
     ["priority"], registry=REGISTRY)

@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     max_metadata_key_chars: int = Field(64, description="longest metadata key")
     max_metadata_value_chars: int = Field(512, description="longest metadata value")
 
+    # --- webhooks (server/webhooks.py) ------------------------------------------------------------
+    webhook_secret: str | None = Field(None, description="whsec_<base64>: the key deliveries are signed with "
+                                       "(Standard Webhooks); a request may name a webhook only when it is set")
+    webhook_allow_private_addresses: bool = Field(False, description="deliver to loopback, link-local and private "
+                                                  "addresses too (tests, private networks); off: public ones only")
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="one delivery attempt's connect+answer limit")
+    webhook_retry_seconds: float = Field(3600.0, gt=0, description="a delivery is retried (exponential backoff) "
+                                         "for at most this long after its event, then given up")
+    webhook_backoff_seconds: float = Field(1.0, gt=0, description="the first retry's delay; each next one doubles "
+                                           "(at most 5 minutes)")
+    webhook_poll_seconds: float = Field(0.5, gt=0, description="how often the delivery loop looks for due deliveries")
+    webhook_batch: int = Field(16, ge=1, description="deliveries one process sends at once")
+    webhook_progress_step: int = Field(10, ge=1, le=100, description="a `progress` event every this many percent")
+
     # --- HTTP -------------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="bind address; 127.0.0.1 unless told otherwise")
     port: int = Field(8000, description="port")
@@ -90,6 +104,15 @@ class Settings(BaseSettings):
     shutdown_seconds: float = Field(1.0, ge=0, description="on Ctrl-C / SIGTERM: how long running embedded jobs and "
                                     "open connections get to finish; then the jobs are abandoned (with job_store_dir "
                                     "they run again after a restart) and connections closed. A second Ctrl-C exits at once")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value):
+        if value:
+            from server.webhooks import check_secret
+
+            check_secret(value)
+        return value or None
 
     @field_validator("job_store_dir", mode="before")
     @classmethod

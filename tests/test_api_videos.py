@@ -23,7 +23,7 @@ async def test_create_returns_202_job_object_with_normalized_request(make_api):
         job = r.json()
         assert list(job) == ["id", "object", "model", "task", "status", "progress", "queue_position",
                              "created_at", "started_at", "completed_at", "expires_at", "error", "size",
-                             "num_frames", "fps", "seed", "request", "metadata", "truncated", "urls"]
+                             "num_frames", "fps", "seed", "request", "metadata", "truncated", "webhook_status", "urls"]
         assert job["object"] == "video" and job["status"] == "queued" and job["queue_position"] == 0
         assert job["metadata"] == {} and job["truncated"] is None
         here = f"http://test/v1/videos/{job['id']}"

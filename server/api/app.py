@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from server import metrics
+from server.webhooks import run_deliveries
 from server.api.errors import install_error_handlers
 from server.api.middleware import BodyLimitMiddleware, BrowserGuardMiddleware, RequestContextMiddleware
 from server.api.openapi import install_docs, install_openapi
@@ -66,6 +67,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             state.catalogue = await run_in_threadpool(load_catalogue, settings)
     stop = asyncio.Event()
     worker = _start_embedded_worker(state, settings, stop) if embedded_worker_wanted(settings) else None
+    # Every API process sends due webhook deliveries (with Redis, whichever process comes first).
+    webhooks = asyncio.create_task(run_deliveries(state.queue, settings, stop), name="kinetoscope-webhooks")
     logger.info("ready", extra={"model": state.catalogue.default_model})
     try:
         yield
@@ -78,6 +81,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 logger.warning("embedded worker did not stop; cancelled it")
             except Exception:  # noqa: BLE001 - already logged by the done callback
                 pass
+        await asyncio.gather(webhooks, return_exceptions=True)
         if owns_queue:
             await state.queue.close()
 

@@ -22,14 +22,15 @@ from starlette.datastructures import UploadFile
 from server.api.errors import APIError, validation_error
 from server.api.schemas import VideoCreateRequest
 from server.api.validation import check_input_frames, check_metadata, choose_manifest, normalize_request
-from server.api.views import caller, get_job_or_404
+from server.api.views import caller, get_job_or_404, public_base
 from server.catalogue import Catalogue
 from server.jobs.base import Job, JobQueue, new_job_id
 from server.request import VideoRequest
 from server.settings import Settings
 from server.video import VideoError, decode_input
+from server.webhooks import check_url, webhook_config
 
-JSON_FORM_FIELDS = ("mask", "sampler", "metadata")  # objects travel as JSON text in multipart forms
+JSON_FORM_FIELDS = ("mask", "sampler", "metadata", "webhook_events")  # objects travel as JSON text in multipart forms
 UPLOADED = ""  # the request's input_video when the bytes came as a file part
 
 
@@ -49,8 +50,23 @@ async def build_job(request: Request, settings: Settings, queue: JobQueue, catal
     job = Job(id=new_job_id(), model=manifest.model_id, request=normalized,
               deadline_at=time.time() + normalized.deadline_seconds,
               metadata=check_metadata(parsed.request.metadata, settings), fingerprint=parsed.fingerprint(),
-              owner=caller(request))
+              owner=caller(request), webhook=await load_webhook(parsed.request, settings, request))
     return job, input_video
+
+
+async def load_webhook(req: VideoCreateRequest, settings: Settings, request: Request) -> dict[str, Any] | None:
+    """The job's webhook (server/webhooks.py), or APIError 422: the URL is checked here, host
+    resolution included, so a refused one never makes a job."""
+    if req.webhook is None:
+        if req.webhook_events is not None:
+            raise APIError(422, "missing_field", "webhook_events needs a webhook URL", param="webhook")
+        return None
+    if not settings.webhook_secret:
+        raise APIError(422, "webhooks_disabled", "this server has no webhook secret (KINETOSCOPE_WEBHOOK_SECRET), "
+                       "so it sends no webhooks", param="webhook")
+    await run_in_threadpool(check_url, req.webhook, settings.webhook_allow_private_addresses)
+    events = list(dict.fromkeys(req.webhook_events)) if req.webhook_events else None
+    return webhook_config(req.webhook, events, public_base(request), settings.webhook_progress_step)
 
 
 @dataclass

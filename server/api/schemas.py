@@ -13,6 +13,7 @@ from server.jobs.base import PRIORITIES, STATUSES
 from server.output import OUTPUT_FORMATS
 from server.samplers import SAMPLERS
 from server.tasks import ALL_TASKS, PRESETS
+from server.webhooks import EVENTS as WEBHOOK_EVENTS, MAX_URL_CHARS
 
 # Each name list is defined once, where its meaning lives; the schema (and so /openapi.json, which
 # tests/test_client_contract.py checks the SDKs against) is built from them.
@@ -21,6 +22,7 @@ SamplerName = Literal[SAMPLERS]  # type: ignore[valid-type]
 Priority = Literal[PRIORITIES]  # type: ignore[valid-type]
 OutputFormat = Literal[tuple(OUTPUT_FORMATS)]  # type: ignore[valid-type]  # server/output.py encodes each
 Status = Literal[STATUSES]  # type: ignore[valid-type]
+WebhookEvent = Literal[WEBHOOK_EVENTS]  # type: ignore[valid-type]
 MAX_SEED = 2**53 - 1  # the largest integer every JSON client (JavaScript included) keeps exact
 # Bounds of the sampler's numbers: far beyond any useful value, low enough that no value can
 # overflow the sampler's arithmetic (a guidance of 1e308 would make every logit infinite).
@@ -93,6 +95,11 @@ class VideoCreateRequest(BaseModel):
                                         "content?variant=frames is always the lossless frames (PNGs in a zip)")
     metadata: Optional[dict[str, str]] = Field(None, description="string pairs kept with the job and echoed back "
                                                "(limits: the server's max_metadata_* settings)")
+    webhook: Optional[str] = Field(None, max_length=MAX_URL_CHARS, description=(
+        "an http(s) URL that gets a signed POST (Standard Webhooks) of the job object at each of webhook_events; "
+        "retried with backoff; public addresses only unless the server allows private ones"))
+    webhook_events: Optional[list[WebhookEvent]] = Field(None, min_length=1, description=(
+        "which changes to deliver; default: the terminal ones (completed, failed, canceled, expired)"))
 
     @model_validator(mode="before")
     @classmethod
@@ -127,6 +134,8 @@ class VideoCreateMultipart(BaseModel):
     deadline_seconds: Optional[float] = None
     output_format: Optional[OutputFormat] = None
     metadata: Optional[str] = Field(None, description='JSON text, e.g. {"user": "u_123"}')
+    webhook: Optional[str] = None
+    webhook_events: Optional[str] = Field(None, description='JSON text, e.g. ["completed", "failed"]')
 
 
 # --- responses -----------------------------------------------------------------------------------
@@ -184,7 +193,17 @@ class VideoJob(BaseModel):
     request: NormalizedRequest
     metadata: dict[str, str] = Field(description="the string pairs given at create")
     truncated: Optional["Truncated"] = Field(None, description="set when the deadline cut MaskGIT decoding short")
+    webhook_status: Optional["WebhookStatus"] = Field(None, description="null unless the job has a webhook")
     urls: "JobUrls"
+
+
+class WebhookStatus(BaseModel):
+    url: str
+    events: list[WebhookEvent]
+    enqueued: int = Field(description="deliveries the job's changes have made so far")
+    delivered: int
+    failed: int = Field(description="deliveries given up after webhook_retry_seconds of retries")
+    last: Optional[dict[str, Any]] = Field(description='the last finished delivery: {"event", "delivered", "attempts", "detail", "at"}')
 
 
 class Truncated(BaseModel):

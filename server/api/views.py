@@ -10,12 +10,9 @@ from starlette.requests import Request
 
 from server.api.errors import APIError
 from server.jobs.base import Job, JobQueue
+from server.jobs.view import job_object
 from server.settings import Settings
 
-# The job object's keys, in api.md's order; Job's bookkeeping (attempts, priority...) stays inside.
-JOB_FIELDS = ("id", "object", "model", "task", "status", "progress", "queue_position", "created_at",
-              "started_at", "completed_at", "expires_at", "error", "size", "num_frames", "fps", "seed",
-              "request", "metadata", "truncated", "urls")
 POLL_HEADER = "X-Poll-Interval"
 
 
@@ -28,20 +25,11 @@ def public_base(request: Request) -> str:
     return f"{scheme}://{host}{request.scope.get('root_path', '')}".rstrip("/")
 
 
-def job_urls(base: str, job_id: str) -> dict[str, str]:
-    job = f"{base}/v1/videos/{job_id}"
-    return {"self": job, "content": f"{job}/content", "thumbnail": f"{job}/content?variant=thumbnail",
-            "events": f"{job}/events", "cancel": f"{job}/cancel"}
-
-
 async def job_view(queue: JobQueue, job: Job, base: str) -> dict[str, Any]:
     """The job object of api.md (queue_position is asked of the queue only while queued); `base`:
     `public_base(request)`, for the absolute `urls`."""
-    data = job.to_dict()
-    data["object"] = "video"
-    data["queue_position"] = await queue.queue_position(job.id) if job.status == "queued" else None
-    data["urls"] = job_urls(base, job.id)
-    return {key: data.get(key) for key in JOB_FIELDS}
+    position = await queue.queue_position(job.id) if job.status == "queued" else None
+    return job_object(job, base, position)
 
 
 def caller(request: Request) -> str:

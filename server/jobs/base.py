@@ -47,6 +47,7 @@ class Job:
     metadata: dict[str, str] = field(default_factory=dict)  # the caller's string pairs, echoed back
     deadline_at: float | None = None  # Unix time: queued after it -> expired; running MaskGIT -> truncated
     truncated: dict[str, int] | None = None  # {"steps_done", "steps"} when the deadline cut decoding short
+    webhook: dict[str, Any] | None = None  # server/webhooks.py: url, events, what was enqueued and how it went
     owner: str = ""  # who made it: a digest of the API key ("" when the server has no keys)
     fingerprint: str = ""  # sha256 of the create request as sent: an Idempotency-Key's repeat must match it
     attempts: int = 0  # how many times a worker has started this job

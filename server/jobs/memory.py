@@ -20,6 +20,7 @@ from typing import AsyncIterator, Callable
 from . import states
 from .local_store import LocalStore
 from .base import CONTENT_VARIANTS, PRIORITIES, RETRIES_EXHAUSTED, Job, JobResult, QueueFull, watch_job
+from .webhooks import Delivery, collect, record_outcome
 
 EventCallback = Callable[[str], None]
 
@@ -46,6 +47,7 @@ class MemoryQueue:
         self._lease_until: dict[str, float] = {}  # running job id -> monotonic deadline
         self._counters = {"reclaimed": 0, "retried": 0, "dead": 0}
         self._changed: asyncio.Condition | None = None
+        self._outbox: dict[str, tuple[Delivery, float]] = {}  # webhook deliveries (in this process only) -> due time
         self.store = store
         if store is not None:
             self._restore()
@@ -129,7 +131,11 @@ class MemoryQueue:
             del self._idempotency[key]
 
     def _store(self, job: Job) -> None:
-        """Saves a transition and keeps the side tables in step with the job's status."""
+        """Saves a transition (with the webhook deliveries it makes) and keeps the side tables in
+        step with the job's status."""
+        now = time.time()
+        for delivery in collect(job, now):
+            self._outbox.setdefault(delivery.id, (delivery, now))
         self._jobs[job.id] = job
         if self.store is not None:
             self.store.save(job)
@@ -155,6 +161,31 @@ class MemoryQueue:
     @staticmethod
     def _out(job: Job | None) -> Job | None:
         return copy.deepcopy(job) if job is not None else None
+
+    # --- webhook outbox (server/webhooks.py) --------------------------------------------------
+    async def webhooks_due(self, limit: int, lease_seconds: float) -> list[Delivery]:
+        now = time.time()
+        due = sorted((at, d.id) for d, at in self._outbox.values() if at <= now)[:limit]
+        taken = []
+        for _, delivery_id in due:
+            delivery, _ = self._outbox[delivery_id]
+            self._outbox[delivery_id] = (delivery, now + lease_seconds)
+            taken.append(copy.deepcopy(delivery))
+        return taken
+
+    async def webhook_retry(self, delivery: Delivery, at: float) -> None:
+        if delivery.id in self._outbox:
+            self._outbox[delivery.id] = (copy.deepcopy(delivery), at)
+
+    async def webhook_finished(self, delivery: Delivery, delivered: bool, detail: str) -> None:
+        if self._outbox.pop(delivery.id, None) is None:
+            return
+        job = self._jobs.get(delivery.job_id)
+        if job is not None:
+            job = copy.deepcopy(job)
+            record_outcome(job, delivery, delivered, detail, time.time())
+            self._store(job)
+            await self._notify()
 
     # --- API side -----------------------------------------------------------------------------
     async def submit(self, job: Job, input_video: bytes | None = None,

@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, WatchError
 
 from .base import PRIORITIES, RETRIES_EXHAUSTED, Job
+from .webhooks import Delivery, collect, record_outcome
 
 log = logging.getLogger("kinetoscope.jobs.redis")
 
@@ -30,6 +31,14 @@ RECLAIM_PAGE = 100  # pending entries examined per round trip when looking for l
 # a failed background save, a replica, still loading its data).
 UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS")
 EXTENSIONS = {"video": "mp4", "thumbnail": "png", "frames": "zip", "tokens": "json"}  # results_dir file names, per variant
+
+
+# KEYS[1]: the outbox; ARGV: now, lease end, limit. Due ids get the lease end as their due time.
+_LEASE_DUE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
+return ids
+"""
 
 
 def _ms(seconds: float) -> int:
@@ -73,6 +82,7 @@ class RedisStore:
         self._entries: dict[str, tuple[str, str]] = {}  # job id -> entry this process claimed
         self._next_reclaim = 0.0
         self.results_sweep_seconds, self.dead_letter_maxlen = results_sweep_seconds, dead_letter_maxlen
+        self._lease_due = self.r.register_script(_LEASE_DUE)
         self._next_sweep = time.monotonic() + results_sweep_seconds
 
     @classmethod
@@ -102,9 +112,53 @@ class RedisStore:
         return Job.from_dict(data), {k: v for k, v in data.items() if k.startswith("_")}
 
     def _put(self, pipe, job: Job, meta: dict[str, Any]) -> None:
-        """Queues the write of a job record; finished jobs expire at `expires_at`."""
-        px = _ms(job.expires_at - time.time()) if job.terminal and job.expires_at else None
+        """Queues the write of a job record, and of the webhook deliveries this change makes (in
+        the same transaction: a change and its delivery are never apart); finished jobs expire
+        at `expires_at`."""
+        now = time.time()
+        for delivery in collect(job, now):  # ids are fixed per job and event: a redone write adds nothing
+            pipe.set(self._key("webhook", delivery.id), delivery.to_json(), nx=True)
+            pipe.zadd(self._outbox, {delivery.id: now}, nx=True)
+        px = _ms(job.expires_at - now) if job.terminal and job.expires_at else None
         pipe.set(self._key("job", job.id), json.dumps({**job.to_dict(), **meta}), px=px)
+
+    # --- webhook outbox (server/webhooks.py): a sorted set of delivery ids by due time --------
+    @property
+    def _outbox(self) -> str:
+        return self.prefix + "webhooks"
+
+    async def webhooks_due(self, limit: int, lease_seconds: float) -> list[Delivery]:
+        """Leases due deliveries atomically (a Lua script moves each one's due time past the
+        lease), so two processes never send one delivery at once; a process that dies holding
+        one leaves it to come due again."""
+        now = time.time()
+        ids = await self._lease_due(keys=[self._outbox], args=[now, now + lease_seconds, limit])
+        if not ids:
+            return []
+        records = await self.r.mget([self._key("webhook", _text(i)) for i in ids])
+        gone = [i for i, raw in zip(ids, records) if raw is None]
+        if gone:
+            await self.r.zrem(self._outbox, *gone)
+        return [Delivery.from_json(raw) for raw in records if raw is not None]
+
+    async def webhook_retry(self, delivery: Delivery, at: float) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self._key("webhook", delivery.id), delivery.to_json(), xx=True)
+        pipe.zadd(self._outbox, {delivery.id: at}, xx=True)
+        await pipe.execute()
+
+    async def webhook_finished(self, delivery: Delivery, delivered: bool, detail: str) -> None:
+        async def body(pipe):
+            raw = await pipe.get(self._key("job", delivery.job_id))
+            pipe.multi()
+            if raw is not None:
+                job, meta = self._load(raw)
+                record_outcome(job, delivery, delivered, detail, time.time())
+                self._put(pipe, job, meta)
+            pipe.delete(self._key("webhook", delivery.id))
+            pipe.zrem(self._outbox, delivery.id)
+
+        await self._transact([self._key("job", delivery.job_id)], body)
 
     def _file(self, job_id: str, variant: str) -> Path:
         assert self.results_dir is not None

@@ -22,4 +22,6 @@ export type {
   PollOptions,
 } from './resources/videos.js';
 export { Models } from './resources/models.js';
+export { verifyWebhook, WebhookVerificationError } from './webhooks.js';
+export type { WebhookEventPayload } from './webhooks.js';
 export { Kinetoscope as default } from './client.js';

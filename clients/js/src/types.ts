@@ -12,6 +12,8 @@ export type JobStatus = 'queued' | 'in_progress' | 'completed' | 'failed' | 'can
 
 export type MaskPreset = 'center' | 'vertical' | 'horizontal' | 'dynamic';
 
+export type WebhookEvent = 'started' | 'progress' | 'completed' | 'failed' | 'canceled' | 'expired';
+
 /** `[x0, y0, x1, y1]` in relative coordinates (0..1). */
 export type Box = [number, number, number, number];
 
@@ -56,6 +58,10 @@ export interface VideoCreateParams {
   metadata?: Record<string, string>;
   /** Seconds: queued past it -> expired; running MaskGIT -> best-so-far video (`truncated`). */
   deadline_seconds?: number;
+  /** An http(s) URL that gets a signed POST of the job object at each of `webhook_events`. */
+  webhook?: string;
+  /** Default: the terminal ones (completed, failed, canceled, expired). */
+  webhook_events?: WebhookEvent[];
   /** The video variant's format (default mp4); `variant=frames` is always lossless. */
   output_format?: 'mp4' | 'webm' | 'gif';
 }
@@ -93,6 +99,15 @@ export interface Video {
   metadata: Record<string, string>;
   /** Set when the deadline cut MaskGIT decoding short. */
   truncated: { steps_done: number; steps: number } | null;
+  /** Null unless the job has a webhook: where, which events, and how deliveries went. */
+  webhook_status: {
+    url: string;
+    events: WebhookEvent[];
+    enqueued: number;
+    delivered: number;
+    failed: number;
+    last: { event: string; delivered: boolean; attempts: number; detail: string; at: number } | null;
+  } | null;
   /** Absolute URLs of the job's endpoints. */
   urls: { self: string; content: string; thumbnail: string; events: string; cancel: string };
 }

@@ -26,11 +26,14 @@ from ._exceptions import (
 from ._version import __version__
 from .pagination import AsyncPage, AsyncPager, SyncPage
 from .types import Mask, Model, Sampler, Video, VideoCreateParams, VideoDeleted, VideoError, VideoList
+from .webhooks import WebhookVerificationError, verify_webhook
 
 Job = Video  # the API calls a job's object "video"; both names work
 
 __all__ = [
     "__version__",
+    "verify_webhook",
+    "WebhookVerificationError",
     "Client",
     "AsyncClient",
     "Video",

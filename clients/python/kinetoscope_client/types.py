@@ -44,6 +44,7 @@ Status = Literal["queued", "in_progress", "completed", "failed", "canceled", "ex
 Priority = Literal["high", "normal", "low"]
 Variant = Literal["video", "thumbnail", "frames", "tokens"]  # frames: the lossless frames, PNGs in a zip; tokens: JSON
 MaskPreset = Literal["center", "vertical", "horizontal", "dynamic"]
+WebhookEvent = Literal["started", "progress", "completed", "failed", "canceled", "expired"]
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled", "expired"})
 
@@ -93,6 +94,8 @@ class VideoCreateParams(TypedDict, total=False):
     metadata: dict[str, str]
     output_format: Literal["mp4", "webm", "gif"]
     deadline_seconds: float
+    webhook: str
+    webhook_events: List[WebhookEvent]
     idempotency_key: NotRequired[Optional[str]]
     wait: NotRequired[Optional[float]]
 
@@ -132,6 +135,7 @@ class Video(_Response):
     request: Optional[dict[str, Any]] = None
     metadata: dict[str, str] = Field(default_factory=dict)
     truncated: Optional[dict[str, int]] = None  # {"steps_done", "steps"}: the deadline cut decoding short
+    webhook_status: Optional[dict[str, Any]] = None  # url, events, enqueued, delivered, failed, last
     # Absolute URLs of the job's endpoints: self, content, thumbnail, events, cancel.
     urls: dict[str, str] = Field(default_factory=dict)
 
