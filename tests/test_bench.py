@@ -1,4 +1,5 @@
-"""server/bench/: the load tester's pure parts, then whole runs against a small fake API.
+"""cli/bench/: the load tester's pure parts, then whole runs (through the Python SDK) against a
+small fake API.
 
 The fake (FakeAPI below) implements just enough of spec/api.md for the load tester: POST/GET
 /v1/videos, content, /v1/models and /metrics. Its jobs take a fixed queue and compute time and
@@ -21,7 +22,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from server.bench import (
+import cli.bench.client as bench_client
+from cli.bench import (
+    SDK_MISSING,
     BenchError,
     RequestRecord,
     bench_command,
@@ -31,7 +34,6 @@ from server.bench import (
     parse_task_mix,
     percentile,
     poisson_arrivals,
-    poll_interval,
     run_bench,
     summarize,
 )
@@ -142,14 +144,6 @@ def test_histogram_without_type_line_or_absent():
     assert mean_batch_sizes(None, {"prior": (6.0, 3.0)}) == {"prior": 2.0}
 
 
-def test_poll_interval_follows_the_server():
-    assert poll_interval({"x-poll-interval": "0.25", "retry-after": "1"}) == 0.25
-    assert poll_interval({"retry-after": "2"}) == 2.0
-    assert poll_interval({"retry-after": "0"}) == pytest.approx(0.05), "never a busy loop"
-    assert poll_interval({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 1.0
-    assert poll_interval({}) == 1.0
-
-
 def test_summarize_counts_errors_and_ignores_them_in_latency():
     records = [
         RequestRecord(0, "class_conditional", 0.0, latency_s=1.0, ok=True, queue_s=0.2, compute_s=0.5),
@@ -198,9 +192,11 @@ class FakeAPI:
         self.reset()
 
     def reset(self, *, refuse_every: int = 0, api_key: str | None = None, metrics: bool = True,
-              fail_task: str | None = None, hold_gets: bool = True) -> "FakeAPI":
+              fail_task: str | None = None, hold_gets: bool = True, max_hold_s: float = 60.0) -> "FakeAPI":
         self.refuse_every, self.api_key, self.metrics, self.fail_task = refuse_every, api_key, metrics, fail_task
         self.hold_gets = hold_gets  # False: GET ignores Prefer: wait, as a server may
+        self.max_hold_s = max_hold_s  # the longest hold, whatever the client asks (max_wait_seconds)
+        self.user_agents: set[str] = set()
         self.jobs: dict[str, dict] = {}
         self.bodies: list[dict] = []
         self.posts = self.refused = self.job_gets = 0
@@ -230,7 +226,7 @@ class FakeAPI:
         prefer, headers = request.headers.get("prefer", ""), {"Retry-After": "1", "X-Poll-Interval": "0.02"}
         if prefer.startswith("wait=") and (created or self.hold_gets):
             headers["Preference-Applied"] = prefer
-            deadline = time.time() + float(prefer[5:])
+            deadline = time.time() + min(float(prefer[5:]), self.max_hold_s)
             while self._job(job_id)["status"] in ("queued", "in_progress") and time.time() < deadline:
                 await asyncio.sleep(0.005)
         job = self._job(job_id)
@@ -242,13 +238,15 @@ class FakeAPI:
 
         @app.middleware("http")
         async def auth(request: Request, call_next):
+            if request.url.path.startswith("/v1/"):  # the API, not the /metrics scrape
+                self.user_agents.add(request.headers.get("user-agent", ""))
             if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
                 return self._error(401, "invalid_api_key")
             return await call_next(request)
 
         @app.get("/v1/models")
         async def models():
-            return {"object": "list", "data": [{"id": "fake", "class_names": ["a", "b", "c"]}]}
+            return {"object": "list", "data": [{"id": "fake", "classes": ["a", "b", "c"]}]}
 
         @app.post("/v1/videos")
         async def create(request: Request):
@@ -354,8 +352,11 @@ async def test_closed_loop_polling_end_to_end(fake):
     assert all(r["content_bytes"] == len(api.mp4) for r in report["records"])
     # The setup job's batch is observed before the first scrape, so it is not in the mean.
     assert report["mean_batch_size"] == {"prior": pytest.approx(expected_prior_mean(measured)), "tokenizer": 1.0}
-    # Polling follows X-Poll-Interval (0.02 s) over a job of 0.08 s: a few GETs each, not hundreds.
+    # Polling follows X-Poll-Interval (0.02 s; the SDK waits at least 0.1 s) over a job of 0.08 s:
+    # a few GETs each, not hundreds.
     assert 13 <= api.job_gets <= 13 * 8
+    # Every API request went out through the SDK's client (only /metrics is a plain GET).
+    assert len(api.user_agents) == 1 and next(iter(api.user_agents)).startswith("kinetoscope-client/")
 
 
 async def test_open_loop_prefer_wait_follows_the_seeded_arrivals(fake):
@@ -370,11 +371,11 @@ async def test_open_loop_prefer_wait_follows_the_seeded_arrivals(fake):
 
 @pytest.mark.parametrize("hold_gets, most_gets_per_job", [(True, 5), (False, 6)])  # a busy loop: ~30
 async def test_prefer_wait_beyond_the_servers_hold(fake, hold_gets, most_gets_per_job):
-    # The POST holds 0.02 s of a 0.08 s job: the rest is waited on with GETs, held by the server
-    # (Preference-Applied) or, where it does not hold them, spaced by its X-Poll-Interval.
+    # The server holds the POST 0.02 s of a 0.08 s job: the rest is waited on with GETs, held by
+    # the server (Preference-Applied) or, where it does not hold them, spaced by its X-Poll-Interval.
     api, url = fake
-    api.reset(hold_gets=hold_gets)
-    report = await run_bench(url, num_requests=4, concurrency=2, wait="prefer", prefer_wait_s=0.02)
+    api.reset(hold_gets=hold_gets, max_hold_s=0.02)
+    report = await run_bench(url, num_requests=4, concurrency=2, wait="prefer", prefer_wait_s=5)
     assert report["completed"] == 4
     assert 4 <= api.job_gets <= 4 * most_gets_per_job
 
@@ -442,7 +443,7 @@ def test_bench_command_writes_json_and_png_for_a_timed_run(fake, tmp_path):
 
 def test_task_draw_follows_the_mix():
     # Over many requests the drawn tasks match the weights; the same seed gives the same order.
-    from server.bench import _TaskDraw
+    from cli.bench import _TaskDraw
 
     def draws(seed):
         d = _TaskDraw({"class_conditional": 0.25, "inpainting": 0.75}, seed)
@@ -451,3 +452,10 @@ def test_task_draw_follows_the_mix():
     first = draws(5)
     assert first == draws(5) and first != draws(6)
     assert first.count("inpainting") / 4000 == pytest.approx(0.75, abs=0.03)
+
+
+def test_without_the_sdk_the_command_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(bench_client, "sdk", None)
+    with pytest.raises(BenchError, match=r"pip install -e clients/python$") as err:
+        bench_command(url="http://127.0.0.1:9", requests=1)  # port 9: nothing is sent
+    assert str(err.value) == SDK_MISSING and "\n" not in SDK_MISSING

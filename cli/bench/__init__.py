@@ -1,9 +1,10 @@
 """`kinetoscope bench`: a load tester for any deployment of the HTTP API (spec/api.md).
 
-It speaks only HTTP (httpx, async), so it measures what a user of the deployment gets.
-Each request creates a job (POST /v1/videos), waits for it to finish (polling GET
-/v1/videos/{id} at the interval the server suggests, or holding the request with
-`Prefer: wait=N`), and downloads the MP4.
+It is a client of the Python SDK (`kinetoscope_client.AsyncClient`, clients/python), so it
+measures what a user of the deployment gets, through the client users run. Each request creates
+a job (POST /v1/videos), waits for it to finish (polling GET /v1/videos/{id} at the interval the
+server suggests, or holding the requests with `Prefer: wait=N`), and downloads the MP4. It lives
+in cli/, not server/: the server never imports the SDK.
 
 Two load shapes:
 - closed loop: `concurrency` workers, each sending its next request as soon as its last one
@@ -15,7 +16,8 @@ Two load shapes:
 
 What the report means:
 - latency: from sending the POST to having the whole MP4; successful requests only. With
-  `wait="poll"` it includes up to one poll interval of waiting after the job finished.
+  `wait="poll"` it includes up to one poll interval of waiting after the job finished (the
+  server's X-Poll-Interval, at least the SDK's 0.1 s).
 - queue and compute time: the server's own clock, `started_at - created_at` and
   `completed_at - started_at` of the job object.
 - videos_per_second: completed videos over the wall time from the first request to the last
@@ -25,8 +27,9 @@ What the report means:
   null when the deployment exposes no such histogram.
 - errors: counted by `"<HTTP status>/<error code>"` for refused requests (e.g. `429/queue_full`),
   `"failed/<code>"` or `"canceled/..."` for jobs that ended without a video, `"timeout/request"`
-  for requests past `request_timeout_s`, `"transport/<exception>"` for network errors, and
-  `"bad_response/<exception>"` for a success status whose body is not a job object.
+  for requests past `request_timeout_s`, `"transport/<exception>"` for network errors (httpx's
+  exception, which the SDK wraps), and `"bad_response/<exception>"` for a success status whose
+  body is not a job object. Nothing is retried (the SDK runs with max_retries=0).
 
 Setting up (not measured): one GET /v1/models to learn the number of classes, and, when the
 mix holds a task that needs an input video and none is given, one class_conditional job whose
@@ -34,13 +37,14 @@ MP4 becomes the base64 `input_video` of every conditional request.
 """
 from __future__ import annotations
 
-from server.bench.client import _TaskDraw, poll_interval, run_bench
-from server.bench.command import bench_command
-from server.bench.options import BenchError, parse_task_mix
-from server.bench.report import format_summary
-from server.bench.stats import RequestRecord, histogram_totals, mean_batch_sizes, percentile, poisson_arrivals, summarize
+from cli.bench.client import SDK_MISSING, _TaskDraw, run_bench
+from cli.bench.command import bench_command
+from cli.bench.options import BenchError, parse_task_mix
+from cli.bench.report import format_summary
+from cli.bench.stats import RequestRecord, histogram_totals, mean_batch_sizes, percentile, poisson_arrivals, summarize
 
 __all__ = [
+    "SDK_MISSING",
     "BenchError",
     "RequestRecord",
     "bench_command",
@@ -50,7 +54,6 @@ __all__ = [
     "parse_task_mix",
     "percentile",
     "poisson_arrivals",
-    "poll_interval",
     "run_bench",
     "summarize",
 ]

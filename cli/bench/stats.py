@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from server.bench.options import BenchError
+from cli.bench.options import BenchError
 
 BATCH_HISTOGRAM = "kinetoscope_batch_size"
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from server.bench.client import run_bench
-from server.bench.options import DEFAULT_REQUESTS, parse_task_mix
-from server.bench.report import plot_report
+from cli.bench.client import run_bench
+from cli.bench.options import DEFAULT_REQUESTS, parse_task_mix
+from cli.bench.report import plot_report
 
 
 def bench_command(

@@ -1,9 +1,16 @@
-"""The HTTP side: creating jobs, waiting for them (polling or `Prefer: wait`), downloading,
-the closed and open loops, and run_bench."""
+"""The HTTP side, through the Python SDK's AsyncClient (`kinetoscope_client`, clients/python):
+creating jobs, waiting for them (`Prefer: wait` or polling as the server suggests), downloading,
+the closed and open loops, and run_bench.
+
+The SDK runs with `max_retries=0`: a refused request (429) is a measurement, not something to
+retry. Input videos go as base64 JSON (`upload_encoding="json"`), the body the bench has always
+sent. The SDK has no call for the Prometheus text at /metrics, so that one is a plain GET on the
+httpx client the SDK sends through.
+"""
 from __future__ import annotations
 
 import asyncio
-import base64
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -12,13 +19,17 @@ from typing import Any, Mapping
 import httpx
 import numpy as np
 
-from server.bench.options import BenchError, Mode, WaitStrategy, _check_arguments, validate_task_mix
-from server.bench.stats import RequestRecord, histogram_totals, mean_batch_sizes, poisson_arrivals, summarize
+from cli.bench.options import BenchError, Mode, WaitStrategy, _check_arguments, validate_task_mix
+from cli.bench.stats import RequestRecord, histogram_totals, mean_batch_sizes, poisson_arrivals, summarize
 from server.tasks import CLASS_TASKS, SPATIAL_TASKS
 
-DEFAULT_POLL_S = 1.0  # when the server suggests no poll interval
-MIN_POLL_S = 0.05  # never poll faster than this, whatever the server says (Retry-After: 0)
-TERMINAL = ("completed", "failed", "canceled")
+try:
+    import kinetoscope_client as sdk
+except ImportError:  # the command line still starts; run_bench says how to install it
+    sdk = None
+
+SDK_MISSING = "kinetoscope bench talks to the API through the Python SDK, which is not installed: pip install -e clients/python"
+MIN_RETRY_S = 0.05  # a refused worker never retries faster than this, whatever Retry-After says
 
 
 def header_seconds(headers: Mapping[str, str], name: str) -> float | None:
@@ -29,43 +40,34 @@ def header_seconds(headers: Mapping[str, str], name: str) -> float | None:
         return None
 
 
-def poll_interval(headers: Mapping[str, str]) -> float:
-    """The poll interval a response suggests: X-Poll-Interval, else Retry-After, else
-    DEFAULT_POLL_S; never below MIN_POLL_S."""
-    for name in ("x-poll-interval", "retry-after"):
-        seconds = header_seconds(headers, name)
-        if seconds is not None:
-            return max(seconds, MIN_POLL_S)
-    return DEFAULT_POLL_S
-
-
-class _Refused(Exception):
-    """An HTTP error answer from the API, reduced to what the report counts."""
-
-    def __init__(self, response: httpx.Response):
-        try:
-            code = response.json()["error"]["code"]
-        except (ValueError, KeyError, TypeError):
-            code = "unknown"
-        super().__init__(f"{response.status_code}/{code}")
-        self.key = f"{response.status_code}/{code}"
-        retry_after = header_seconds(response.headers, "retry-after")
-        self.retry_after_s = None if retry_after is None else max(retry_after, MIN_POLL_S)
+def error_key(error: Exception) -> str:
+    """What the report counts an SDK error as: "<HTTP status>/<error code>" for a refusal,
+    "<status>/<code>" of the job for one that ended without a video, "transport/<exception>"
+    (httpx's, as the SDK wraps it) for no answer."""
+    if isinstance(error, sdk.APIStatusError):
+        return f"{error.status_code}/{error.code or 'unknown'}"
+    if isinstance(error, sdk.JobFailedError):
+        return f"{error.job.status}/{error.code or 'unknown'}"
+    if isinstance(error, sdk.APIConnectionError):
+        return f"transport/{type(error.__cause__ or error).__name__}"
+    return f"bad_response/{type(error).__name__}"
 
 
 class _Session:
-    """One run's connection to the API, its request settings and its set-up results."""
+    """One run's SDK client, its request settings and its set-up results."""
 
-    def __init__(self, client: httpx.AsyncClient, *, size: str | None, num_frames: int | None, seed: int,
-                 wait: WaitStrategy, prefer_wait_s: float, request_timeout_s: float):
-        self.client = client
+    def __init__(self, client: "sdk.AsyncClient", http: httpx.AsyncClient, *, size: str | None, num_frames: int | None,
+                 seed: int, wait: WaitStrategy, prefer_wait_s: float, request_timeout_s: float,
+                 api_key: str | None = None):
+        self.client, self.http = client, http
+        self.metrics_headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.size, self.num_frames, self.seed = size, num_frames, seed
         self.wait, self.prefer_wait_s, self.request_timeout_s = wait, prefer_wait_s, request_timeout_s
         self.num_classes = 1
-        self.input_video_b64: str | None = None
+        self.input_video: bytes | None = None
 
     def body(self, task: str, index: int) -> dict[str, Any]:
-        """The JSON of request `index`: its own seed, a class label cycling through the classes."""
+        """The fields of request `index`: its own seed, a class label cycling through the classes."""
         body: dict[str, Any] = {"task": task, "seed": self.seed + index}
         if self.size is not None:
             body["size"] = self.size
@@ -74,74 +76,51 @@ class _Session:
         if task in CLASS_TASKS:
             body["class_label"] = index % self.num_classes
         if task != "class_conditional":
-            body["input_video"] = self.input_video_b64
+            body["input_video"] = self.input_video
         if task in SPATIAL_TASKS:
             body["mask"] = {"preset": "center"}
         return body
 
-    def _prefer(self) -> dict[str, str]:
-        return {"Prefer": f"wait={self.prefer_wait_s:g}"} if self.wait == "prefer" else {}
-
-    async def create_and_wait(self, body: dict[str, Any]) -> dict[str, Any]:
-        """POST the job, then wait for a terminal status; returns the last job object."""
-        response = await self.client.post("/v1/videos", json=body, headers=self._prefer())
-        if response.status_code not in (200, 201, 202):
-            raise _Refused(response)
-        job = response.json()
-        while job["status"] not in TERMINAL:
-            if self.wait == "prefer":
-                asked = time.monotonic()
-                response = await self.client.get(f"/v1/videos/{job['id']}", headers=self._prefer())
-                # A server that held the GET says so (Preference-Applied) or took its time; one that
-                # answers at once does not hold GETs: then wait its poll interval before asking again.
-                held = "preference-applied" in response.headers or time.monotonic() - asked >= 0.5 * self.prefer_wait_s
-                if not held and response.is_success and response.json()["status"] not in TERMINAL:
-                    await asyncio.sleep(poll_interval(response.headers))
-            else:
-                await asyncio.sleep(poll_interval(response.headers))
-                response = await self.client.get(f"/v1/videos/{job['id']}")
-            if not response.is_success:
-                raise _Refused(response)
-            job = response.json()
-        return job
+    async def create_and_wait(self, body: dict[str, Any]) -> "sdk.Video":
+        """POST the job (held with `Prefer: wait` in prefer mode), then wait for it to finish;
+        returns the completed job. A job that ended otherwise raises the SDK's JobFailedError."""
+        wait = self.prefer_wait_s if self.wait == "prefer" else None
+        return await self.client.videos.create_and_poll(**body, wait=wait)
 
     async def download(self, job_id: str) -> bytes:
-        response = await self.client.get(f"/v1/videos/{job_id}/content")
-        if not response.is_success:
-            raise _Refused(response)
-        return response.content
+        return await self.client.videos.download_content(job_id)
 
     async def request(self, index: int, task: str, start: float) -> RequestRecord:
         """One measured request, never raising: every outcome ends up in the record."""
         sent = time.monotonic()
         record = RequestRecord(index=index, task=task, sent_at=sent - start)
         try:
-            job, content = await asyncio.wait_for(self._create_wait_download(task, index), self.request_timeout_s)
-        except _Refused as e:
-            record.error, record.retry_after_s = e.key, e.retry_after_s
+            content = await asyncio.wait_for(self._create_wait_download(task, index, record), self.request_timeout_s)
+        except sdk.JobFailedError as e:  # the job ran (or was canceled): the server's clock still counts
+            record.job_id, record.queue_s, record.compute_s = _timings(e.job)
+            record.error = error_key(e)
+            return record
+        except sdk.APIStatusError as e:
+            retry_after = header_seconds(e.response.headers, "retry-after")
+            record.error = error_key(e)
+            record.retry_after_s = None if retry_after is None else max(retry_after, MIN_RETRY_S)
             return record
         except asyncio.TimeoutError:
             record.error = "timeout/request"
             return record
-        except httpx.HTTPError as e:
-            record.error = f"transport/{type(e).__name__}"
+        except sdk.APIConnectionError as e:
+            record.error = error_key(e)
             return record
         except (ValueError, KeyError, TypeError) as e:  # a 2xx answer that is not a job object
-            record.error = f"bad_response/{type(e).__name__}"
-            return record
-        record.job_id = job.get("id")
-        record.queue_s = _difference(job.get("started_at"), job.get("created_at"))
-        record.compute_s = _difference(job.get("completed_at"), job.get("started_at"))
-        if content is None:
-            code = (job.get("error") or {}).get("code", "unknown")
-            record.error = f"{job['status']}/{code}"
+            record.error = error_key(e)
             return record
         record.ok, record.latency_s, record.content_bytes = True, time.monotonic() - sent, len(content)
         return record
 
-    async def _create_wait_download(self, task: str, index: int) -> tuple[dict[str, Any], bytes | None]:
+    async def _create_wait_download(self, task: str, index: int, record: RequestRecord) -> bytes:
         job = await self.create_and_wait(self.body(task, index))
-        return job, (await self.download(job["id"]) if job["status"] == "completed" else None)
+        record.job_id, record.queue_s, record.compute_s = _timings(job)
+        return await self.download(job.id)
 
     async def discover_num_classes(self) -> None:
         """Class labels cycle through the default model's classes when GET /v1/models lists them.
@@ -149,35 +128,36 @@ class _Session:
         This is also the first contact: an unreachable URL fails here, not N times in the report.
         """
         try:
-            response = await self.client.get("/v1/models")
-        except httpx.TransportError as e:
-            raise BenchError(f"cannot reach {self.client.base_url}: {type(e).__name__}: {e}") from None
-        try:
-            models = response.json()
-            models = models.get("data", []) if isinstance(models, dict) else models
-            for key in ("class_names", "classes"):
-                if isinstance(models[0].get(key), list) and models[0][key]:
-                    self.num_classes = len(models[0][key])
-                    return
-        except (ValueError, KeyError, IndexError, AttributeError, TypeError):
-            pass  # no usable model list: every class-conditional request uses label 0
+            models = await self.client.models.list()
+        except sdk.APIConnectionError as e:
+            cause = e.__cause__ or e
+            raise BenchError(f"cannot reach {self.client.base_url}: {type(cause).__name__}: {cause}") from None
+        except (sdk.KinetoscopeError, ValueError):
+            return  # no usable model list: every class-conditional request uses label 0
+        if models and models[0].classes:
+            self.num_classes = len(models[0].classes)
 
     async def make_input_video(self) -> None:
         """Generate the conditional tasks' input: one class_conditional video from the server."""
         try:
             job = await self.create_and_wait(self.body("class_conditional", 0))
-            if job["status"] != "completed":
-                raise BenchError(f"the job making the input video ended {job['status']}: {job.get('error')}")
-            self.input_video_b64 = base64.b64encode(await self.download(job["id"])).decode("ascii")
-        except (_Refused, httpx.HTTPError, ValueError, KeyError, TypeError) as e:
-            raise BenchError(f"could not make an input video with a class_conditional job: {e}") from None
+            self.input_video = await self.download(job.id)
+        except (sdk.KinetoscopeError, ValueError, KeyError, TypeError) as e:
+            raise BenchError(f"could not make an input video with a class_conditional job: {error_key(e)} ({e})") from None
 
     async def scrape_batch_histogram(self) -> dict[str, tuple[float, float]] | None:
+        # Plain httpx: the SDK has no call for the Prometheus text format.
         try:
-            response = await self.client.get("/metrics")
+            response = await self.http.get(f"{self.client.base_url}/metrics", headers=self.metrics_headers)
             return histogram_totals(response.text) if response.is_success else None
         except (httpx.HTTPError, ValueError):
             return None
+
+
+def _timings(job: "sdk.Video") -> tuple[str, float | None, float | None]:
+    """(id, queue seconds, compute seconds) on the server's clock: started_at - created_at and
+    completed_at - started_at of the job object."""
+    return job.id, _difference(job.started_at, job.created_at), _difference(job.completed_at, job.started_at)
 
 
 def _difference(later: float | None, earlier: float | None) -> float | None:
@@ -253,17 +233,23 @@ async def run_bench(
     """
     mix = validate_task_mix(task_mix or {"class_conditional": 1.0})
     _check_arguments(mode, concurrency, rate, duration_s, num_requests, size, num_frames, wait, prefer_wait_s)
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    timeout = httpx.Timeout(30.0, read=prefer_wait_s + 30.0)
+    if sdk is None:
+        raise BenchError(SDK_MISSING)
     # Open loop must not queue requests in the client's pool: that would hide the server's queue.
     limits = httpx.Limits(max_connections=concurrency if mode == "closed" else None, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, limits=limits) as client:
-        session = _Session(client, size=size, num_frames=num_frames, seed=seed, wait=wait,
-                           prefer_wait_s=prefer_wait_s, request_timeout_s=request_timeout_s)
+    # In prefer mode every GET of a job is held too (the SDK puts `Prefer: wait` on the POST only);
+    # the server ignores the header on the other requests.
+    headers = {"Prefer": f"wait={math.ceil(prefer_wait_s)}"} if wait == "prefer" else {}
+    async with httpx.AsyncClient(limits=limits) as http:
+        # api_key "" rather than None: the bench sends only the key it is given, never $KINETOSCOPE_API_KEY.
+        client = sdk.AsyncClient(base_url, api_key or "", timeout=httpx.Timeout(30.0, read=prefer_wait_s + 30.0),
+                                 max_retries=0, default_headers=headers, http_client=http, upload_encoding="json")
+        session = _Session(client, http, size=size, num_frames=num_frames, seed=seed, wait=wait,
+                           prefer_wait_s=prefer_wait_s, request_timeout_s=request_timeout_s, api_key=api_key)
         await session.discover_num_classes()
         if any(task != "class_conditional" for task in mix):
             if input_video is not None:
-                session.input_video_b64 = base64.b64encode(Path(input_video).read_bytes()).decode("ascii")
+                session.input_video = Path(input_video).read_bytes()
             else:
                 await session.make_input_video()
         before = await session.scrape_batch_histogram()

@@ -6,13 +6,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from cli.bench.options import BenchError
+
+
 def plot_report(report: Mapping[str, Any], path: str | Path) -> None:
     """A PNG of latency over time (per task; errors marked), the latency histogram, and throughput."""
     try:
         from matplotlib.figure import Figure  # no pyplot: no global backend, works headless
     except ImportError:
-        from server.bench import BenchError
-
         raise BenchError("--output-png needs matplotlib: pip install -e '.[bench]'") from None
 
     records = report["records"]
