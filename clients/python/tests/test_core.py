@@ -1,4 +1,4 @@
-"""The client's pure logic (no server needed): retry timing, header parsing, the SSE decoder,
+"""The client's pure logic (no server needed): retry timing, header parsing, reading events,
 upload labelling, the progress bar switch, and the flow drivers of both twins."""
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import io
 import time
 
 import httpx
+import httpx_sse
 import pytest
 
 from kinetoscope_client import (
@@ -14,6 +15,7 @@ from kinetoscope_client import (
     Client,
     ConflictError,
     InternalServerError,
+    KinetoscopeError,
     RateLimitError,
     ServiceUnavailableError,
     Video,
@@ -21,8 +23,8 @@ from kinetoscope_client import (
 from kinetoscope_client._core import Sleep, is_retryable_status, make_status_error, retry_delay
 from kinetoscope_client._headers import parse_poll_interval, parse_retry_after
 from kinetoscope_client._progress import ProgressBar
-from kinetoscope_client._sse import SSEDecoder
 from kinetoscope_client._uploads import read_input_video
+from kinetoscope_client.resources.videos import Videos
 
 
 def response(status: int, headers: dict[str, str] | None = None, json: object = None) -> httpx.Response:
@@ -67,13 +69,37 @@ def test_error_mapping():
     assert plain.message == "boom" and plain.body == "boom" and plain.code is None
 
 
-def test_sse_decoder():
-    decoder = SSEDecoder()
-    lines = [": keep-alive", "", "event: update", "data: {\"a\":", "data: 1}", "id: 7", "", "data: x"]
-    events = [e for e in (decoder.feed(line) for line in lines) if e is not None]
-    assert len(events) == 1 and events[0].event == "update" and events[0].data == '{"a":\n1}' and events[0].id == "7"
-    last = decoder.feed("")
-    assert last is not None and last.data == "x" and last.event == "message"
+def event_stream(body: bytes) -> httpx.Response:
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body,
+                          request=httpx.Request("GET", "http://x/v1/videos/a/events"))
+
+
+def test_events_become_jobs_and_keep_alives_and_other_events_are_skipped():
+    """What stream_events makes of each event httpx-sse reads (LF or CRLF lines alike)."""
+    body = (b": keep-alive\n\n"
+            b'data: {"id":"video_1","status":"in_progress","progress":40}\n\n'
+            b"event: preview\r\ndata: {\"id\": \"video_1\",\r\ndata: \"step\": 2}\r\n\r\n"
+            b'data: not json\n\n'
+            b'data: {"id":"video_1","status":"completed",\ndata: "progress":100}\n\n'
+            b'data: {"id":"video_1","status":"failed"}')  # no blank line ends it: dropped, as the standard says
+    events = list(httpx_sse.EventSource(event_stream(body)).iter_sse())
+    videos = [Videos._event_video(e) for e in events]
+    assert [(v.status, v.progress) for v in videos if v is not None] == [("in_progress", 40), ("completed", 100)]
+    assert len(events) == 4 and videos[1:3] == [None, None]  # the preview (no status) and the non-JSON data
+
+
+def test_an_error_event_raises():
+    events = list(httpx_sse.EventSource(event_stream(b'event: error\ndata: {"message": "store gone"}\n\n')).iter_sse())
+    with pytest.raises(KinetoscopeError, match="store gone"):
+        Videos._event_video(events[0])
+
+
+def test_a_body_that_is_not_an_event_stream_is_a_transport_error():
+    """stream_events reopens the stream on a TransportError, and gives up after max_retries."""
+    plain = httpx.Response(200, headers={"content-type": "application/json"}, content=b"{}",
+                           request=httpx.Request("GET", "http://x/v1/videos/a/events"))
+    with pytest.raises(httpx.TransportError):
+        list(httpx_sse.EventSource(plain).iter_sse())
 
 
 def test_input_video_labels(tmp_path):

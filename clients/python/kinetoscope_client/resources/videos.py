@@ -2,13 +2,12 @@
 
 `_VideosCore` builds every operation once as a flow (see `_core`); `Videos` and `AsyncVideos`
 only run those flows with their client's transport. Event streaming is the one exception:
-reading a response body line by line is itself I/O, so each twin has its own short loop
-around the shared decoder.
+reading a response body is itself I/O, so each twin has its own short loop over httpx-sse's
+event reader (`iter_sse` / `aiter_sse`).
 """
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import math
 import os
@@ -18,12 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Mapping, Optional, Union
 
 import httpx
+from httpx_sse import EventSource, ServerSentEvent
 
 from .._core import Flow, Sleep, new_idempotency_key, parse_model, quote_id
 from .._exceptions import APIConnectionError, JobFailedError, KinetoscopeError, WaitTimeoutError
 from .._headers import parse_poll_interval
 from .._progress import ProgressBar
-from .._sse import ServerSentEvent, SSEDecoder
 from .._uploads import read_input_video
 from ..pagination import AsyncPage, AsyncPager, SyncPage
 from ..types import Variant, Video, VideoCreateParams, VideoDeleted, VideoList
@@ -61,12 +60,6 @@ def _with_extra_read_time(timeout: httpx.Timeout | None, seconds: float) -> http
 
 def _clamp_interval(seconds: float) -> float:
     return min(max(seconds, MIN_POLL_INTERVAL), MAX_POLL_INTERVAL)
-
-
-async def _lines_then_blank(response: httpx.Response) -> AsyncIterator[str]:
-    async for line in response.aiter_lines():
-        yield line
-    yield ""  # ends an unterminated last event
 
 
 class _VideosCore:
@@ -293,9 +286,11 @@ class Videos(_VideosCore):
         while True:
             response = self._client._run(self._open_events(video_id))
             try:
-                decoder = SSEDecoder()
-                for line in itertools.chain(response.iter_lines(), [""]):  # "" ends an unterminated event
-                    video = self._event_video(decoder.feed(line))
+                # httpx-sse drops a last event that no blank line ended (as the SSE standard says);
+                # the stream then counts as dropped, and the reopened one starts with the job as it is.
+                # A body that is not text/event-stream raises SSEError, a TransportError: reopened too.
+                for event in EventSource(response).iter_sse():
+                    video = self._event_video(event)
                     if video is not None:
                         yield video
                         if video.is_terminal:
@@ -365,9 +360,8 @@ class AsyncVideos(_VideosCore):
         while True:
             response = await self._client._run(self._open_events(video_id))
             try:
-                decoder = SSEDecoder()
-                async for line in _lines_then_blank(response):
-                    video = self._event_video(decoder.feed(line))
+                async for event in EventSource(response).aiter_sse():  # as in Videos.stream_events
+                    video = self._event_video(event)
                     if video is not None:
                         yield video
                         if video.is_terminal:
