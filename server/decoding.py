@@ -18,6 +18,7 @@ import numpy as np
 
 from server.engines.base import Engine
 from server.samplers import ARState, MaskGITState, ar_input_ids, ar_next_positions, ar_step, maskgit_step
+from server.samplers.sampling import guided_logits
 
 
 @dataclass(eq=False)
@@ -27,6 +28,8 @@ class MaskGITJob:
     token_state: np.ndarray  # (N,) 0 / 1 / 2: not / partly / fully given
     class_id: int
     null_class: int
+    preview: bool = False  # keep `guess` after each step (the request asked for previews)
+    guess: np.ndarray | None = None  # (N,) decided tokens, and the most likely token where still masked
 
 
 @dataclass(eq=False)
@@ -106,6 +109,24 @@ class MaskGITStepper:
         uncond = guided_rows(logits, [logits[i] if j.state.needs_uncond else None for i, j in enumerate(jobs)],
                              batch.guided)
         maskgit_step([j.state for j in jobs], logits[:len(jobs)], uncond)
+        for b, job in enumerate(jobs):
+            if job.preview:
+                job.guess = current_guess(job.state, logits[b], uncond[b])
+
+
+def current_guess(state: MaskGITState, logits: np.ndarray, uncond: np.ndarray | None) -> np.ndarray:
+    """A preview's tokens: the decided ones, and at every still-masked position its most likely
+    token under this step's (guided) logits. Reads no random numbers: asking for previews does
+    not change the video."""
+    guess = state.tokens.copy()
+    masked = np.flatnonzero(guess == state.mask_id)
+    if masked.size:
+        rows = guided_logits(logits[masked], None if uncond is None else uncond[masked], state.guidance_scale)
+        if state.mask_id < rows.shape[-1]:
+            rows = rows.astype(np.float64)
+            rows[:, state.mask_id] = -np.inf
+        guess[masked] = rows.argmax(axis=-1)
+    return guess
 
 
 @dataclass(eq=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -31,6 +32,16 @@ from server.manifest import Manifest
 from server.request import VideoRequest
 from server.samplers import ar_init, log_softmax, maskgit_init
 from server.video import fit_to_size, frames_to_float, frames_to_uint8
+
+
+@dataclass(frozen=True)
+class Preview:
+    """One MaskGIT step's current guess of a window, decoded: `step` counts across windows."""
+
+    step: int
+    steps: int
+    decided: float  # share of the window's generated tokens decided so far (1 at its last step)
+    frames: np.ndarray  # uint8 (T, H, W, 3) at the base size
 
 
 def _mask_args(req: VideoRequest) -> dict:
@@ -89,14 +100,18 @@ class Pipeline:
                        should_stop: Callable[[], bool] = lambda: False,
                        past_deadline: Callable[[], bool] = lambda: False,
                        truncated: dict[str, int] | None = None,
-                       tokens_out: list[np.ndarray] | None = None) -> np.ndarray:
+                       tokens_out: list[np.ndarray] | None = None,
+                       on_preview: Callable[["Preview"], None] | None = None) -> np.ndarray:
         """-> uint8 (num_frames, H, W, 3). `frames`: the caller's input video, uint8 (T, h, w, 3).
 
         Once `past_deadline()` turns true, MaskGIT decoding ends at the end of its current step:
         one last call gives every still-masked token its most likely value, and later windows are
         decoded in one such call each; `truncated` (if given) receives {"steps_done", "steps"} of
         the first window cut short. The autoregressive sampler raises DeadlineExceeded instead.
-        `tokens_out` (if given) receives each window's (t, h, w) token grid, in order."""
+        `tokens_out` (if given) receives each window's (t, h, w) token grid, in order.
+        `on_preview` (MaskGIT only): called after every step with the window's current guess,
+        decoded (the decoder calls are batched with everyone else's; a request without it pays
+        nothing, and asking for it does not change the video)."""
         m, (height, width) = self.manifest, self.base
         if req.sampler.method == "autoregressive" and self.ar is None:
             raise T.TaskError("this model has no autoregressive prior")
@@ -124,14 +139,17 @@ class Pipeline:
             wg[:win.overlap] = True
             cond_video = window_condition(wv, wg, req.task)
             # 3. Tokens.
+            preview = None
+            if on_preview is not None:
+                async def preview(guess, step, steps, decided, index=index, wg=wg, wv=wv, length=win.length):
+                    frames_now = frames_to_uint8((await self._decode_window(guess, wg, wv))[:length])
+                    on_preview(Preview(index * steps + step, len(windows) * steps, decided, frames_now))
             tokens = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance, should_stop,
-                                        past_deadline, truncated)
+                                        past_deadline, truncated, preview)
             if tokens_out is not None:
                 tokens_out.append(tokens)
             # 4. Pixels, with the given ones put back.
-            video = (await self.decoder.submit({"tokens": tokens[None]}))["video"][0]  # (3, T, H, W)
-            video = np.clip(video.transpose(1, 2, 3, 0), 0.0, 1.0)
-            video = np.where(wg[..., None], wv, video)
+            video = await self._decode_window(tokens, wg, wv)
             out[win.start + win.overlap:win.start + win.length] = video[win.overlap:win.length]
             advance()
         # 6. Super-resolution, chunk by chunk (the stages take windows of frames).
@@ -148,9 +166,16 @@ class Pipeline:
             out = np.where(hi_given[..., None], hi, out)
         return frames_to_uint8(out)
 
+    async def _decode_window(self, tokens: np.ndarray, given: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        """(t, h, w) tokens -> float (T, H, W, 3) at the base size, the given pixels put back."""
+        video = (await self.decoder.submit({"tokens": np.asarray(tokens, np.int64).reshape(self.manifest.token_grid)[None]}))["video"][0]
+        video = np.clip(video.transpose(1, 2, 3, 0), 0.0, 1.0)  # (3, T, H, W) -> (T, H, W, 3)
+        return np.where(given[..., None], pixels, video)
+
     async def _sample(self, req: VideoRequest, cond_video: np.ndarray, given: np.ndarray, seed: int,
                       advance: Callable[[int], None], should_stop: Callable[[], bool],
-                      past_deadline: Callable[[], bool], truncated: dict[str, int] | None) -> np.ndarray:
+                      past_deadline: Callable[[], bool], truncated: dict[str, int] | None,
+                      preview=None) -> np.ndarray:
         m = self.manifest
         grid = tuple(m.token_grid)
         if given.any():
@@ -167,7 +192,7 @@ class Pipeline:
             job = MaskGITJob(maskgit_init(np.where(fixed, cond, m.mask_token_id), fixed, mask_id=m.mask_token_id,
                                           steps=s.steps, temperature=s.temperature, choice_temperature=s.choice_temperature,
                                           guidance_scale=s.guidance_scale, top_k=s.top_k, seed=seed),
-                             cond, token_state, class_id, m.null_class_id)
+                             cond, token_state, class_id, m.null_class_id, preview=preview is not None)
             for _ in range(s.steps):
                 if job.state.done:
                     break
@@ -180,6 +205,10 @@ class Pipeline:
                     advance(job.state.steps - job.state.step - 1)
                     job.state.steps, job.state.temperature = job.state.step + 1, 0.0
                 await self.prior.submit(job)
+                if preview is not None:
+                    unknown = job.state.n_unknown
+                    decided = 1.0 if unknown == 0 else 1.0 - job.state.num_masked / unknown
+                    await preview(job.guess, job.state.step, job.state.steps, decided)
                 advance(1)
             tokens = job.state.tokens
         else:

@@ -86,6 +86,7 @@ class VideoRequest:
     mask: Mask | None = None
     condition_frames: int | None = None
     input_video_id: str | None = None
+    previews: bool = False  # publish the current guess after every MaskGIT step
 
     @property
     def has_input(self) -> bool:
@@ -99,7 +100,7 @@ class VideoRequest:
                 "condition_frames": self.condition_frames, "num_frames": self.num_frames, "size": str(self.size),
                 "fps": self.fps, "seed": self.seed, "sampler": sampler, "priority": self.priority,
                 "output_format": self.output_format, "deadline_seconds": self.deadline_seconds,
-                "input_video_id": self.input_video_id, "has_input": self.has_input}
+                "input_video_id": self.input_video_id, "has_input": self.has_input, "previews": self.previews}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "VideoRequest":
@@ -110,4 +111,5 @@ class VideoRequest:
                    priority=data["priority"], output_format=data["output_format"],
                    deadline_seconds=float(data["deadline_seconds"]), class_label=data.get("class_label"),
                    mask=Mask.from_dict(mask) if mask is not None else None,
-                   condition_frames=data.get("condition_frames"), input_video_id=data.get("input_video_id"))
+                   condition_frames=data.get("condition_frames"), input_video_id=data.get("input_video_id"),
+                   previews=bool(data.get("previews", False)))  # absent in jobs stored before previews existed

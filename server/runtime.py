@@ -5,6 +5,7 @@ the token grids)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -22,7 +23,7 @@ from server.errors import InputError
 from server.jobs.base import Job, JobResult
 from server.manifest import Manifest
 from server.output import encode_frames, encode_video
-from server.pipeline import Pipeline
+from server.pipeline import Pipeline, Preview
 from server.settings import Settings
 from server.video import VideoError, decode_input, encode_png
 
@@ -36,6 +37,14 @@ def tokens_document(manifest: Manifest, windows: list[np.ndarray]) -> bytes:
                        "windows": [w.reshape(-1).tolist() for w in windows]}, separators=(",", ":")).encode()
 
 
+def preview_image(frames: np.ndarray) -> str:
+    """A preview's image: the clip's frames side by side as one PNG (a 16-frame 32x32 clip is a
+    512x32 strip of a few KB), as a data URL. PNG because every client can show it and it keeps
+    the exact pixels; a strip because it shows the whole clip at once, with no player."""
+    strip = np.concatenate(list(frames), axis=1)  # (H, T*W, 3)
+    return "data:image/png;base64," + base64.b64encode(encode_png(strip)).decode()
+
+
 class Runtime:
     """Runs jobs on the models of `catalogue` (one Pipeline per model)."""
 
@@ -47,8 +56,11 @@ class Runtime:
         self._executor = executor
 
     async def generate(self, job: Job, input_video: bytes | None, on_progress: Callable[[float], None],
-                       should_stop: Callable[[], bool], frames: np.ndarray | None = None) -> JobResult:
+                       should_stop: Callable[[], bool], frames: np.ndarray | None = None,
+                       on_preview: Callable[[dict], None] | None = None) -> JobResult:
         """`frames`: the input already decoded (uint8 (T, H, W, 3)), when the caller has done it.
+        `on_preview` (a request with previews): gets {"step", "steps", "decided", "image"} after
+        every MaskGIT step, `image` a PNG data URL (`preview_image`).
         InputError for what no retry can fix; any other exception is ours (the queue retries)."""
         pipeline = self.pipelines.get(job.model)
         if pipeline is None:
@@ -61,9 +73,14 @@ class Runtime:
         truncated: dict[str, int] = {}
         windows: list[np.ndarray] = []
         # TaskError and DeadlineExceeded are InputErrors (the job fails); anything else is ours (retried)
+        publish = None
+        if on_preview is not None and request.previews:
+            def publish(p: Preview) -> None:
+                on_preview({"step": p.step, "steps": p.steps, "decided": round(p.decided, 4),
+                            "image": preview_image(p.frames)})
         video = await pipeline.generate(request, frames, on_progress, should_stop,
                                         past_deadline=lambda: states.past_deadline(job, time.time()),
-                                        truncated=truncated, tokens_out=windows)
+                                        truncated=truncated, tokens_out=windows, on_preview=publish)
         if truncated:
             metrics.truncated_jobs_total.inc()
         # 3. Encode the outputs.

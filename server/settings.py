@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     dead_letter_maxlen: int = Field(10_000, ge=1, description="Redis: the dead-letter stream keeps about this many entries")
     result_inline_max_bytes: int = Field(8 << 20, description="MP4s up to this size are stored in Redis; larger go to results_dir")
     results_dir: Path | None = Field(None, description="shared folder for large results (all workers and API replicas)")
+    sse_keepalive_seconds: float = Field(15.0, gt=0, description="GET /v1/videos/{id}/events sends a keep-alive "
+                                         "comment this often, so proxies do not close a quiet stream")
     poll_interval_seconds: float = Field(1.0, description="poll interval the API suggests to clients (Retry-After / X-Poll-Interval)")
     max_wait_seconds: float = Field(60.0, description="longest Prefer: wait=N the API honours")
 

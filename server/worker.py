@@ -43,12 +43,23 @@ class _Attempt:
         self.canceled = job.cancel_requested
         self.lost = False  # the queue says another worker owns this job now, or it is gone
         self.done = False  # generate returned or raised: the monitor stops
+        self.previews: list[dict] = []  # published by generate, not yet written to the queue
 
     def on_progress(self, fraction: float) -> None:
         self.progress = max(self.progress, int(max(0.0, min(1.0, fraction)) * 100))
 
     def should_stop(self) -> bool:
         return self.canceled or self.lost
+
+    def on_preview(self, preview: dict) -> None:
+        self.previews.append(preview)
+
+    async def flush_previews(self, queue: JobQueue) -> None:
+        """Writes the previews published since the last flush (kept if the write fails)."""
+        if self.previews:
+            batch = self.previews[:]
+            await queue.add_previews(self.job.id, batch)
+            del self.previews[:len(batch)]
 
 
 def _setting(name: str):
@@ -139,7 +150,9 @@ async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str
     monitor = asyncio.create_task(_monitor(queue, attempt, worker_id, timings))
     try:
         input_video = await queue.get_input(job.id)
-        result = await generate(job, input_video, attempt.on_progress, attempt.should_stop)
+        # Only a job that asked for previews gets the callback (a generate may not take one).
+        extra = {"on_preview": attempt.on_preview} if job.request.previews else {}
+        result = await generate(job, input_video, attempt.on_progress, attempt.should_stop, **extra)
     except JobCanceled:
         outcome = "canceled"
     except InputError as exc:
@@ -164,6 +177,7 @@ async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str
         log.info("job dropped job_id=%s worker_id=%s (canceled, deleted or taken over)", job.id, worker_id)
         return
     if outcome == "completed":
+        await _report(lambda _job_id: attempt.flush_previews(queue), job.id)  # every preview before the result
         await _report(queue.complete, job.id, worker_id, result)
         log.info("job completed job_id=%s worker_id=%s seconds=%.2f bytes=%d",
                  job.id, worker_id, seconds, len(result.video))
@@ -196,6 +210,7 @@ async def _monitor(queue: JobQueue, attempt: _Attempt, worker_id: str, timings: 
             if attempt.progress > pushed:
                 pushed = attempt.progress
                 await queue.set_progress(job_id, pushed)
+            await attempt.flush_previews(queue)
             if now >= next_beat:
                 next_beat = now + timings.heartbeat
                 if not await queue.heartbeat(job_id, worker_id):

@@ -289,3 +289,29 @@ class QueueContract:
         assert [j.id for j in page] == [ids[2], ids[1]] and more
         page, more = await q.list(after=page[-1].id, limit=2)
         assert [j.id for j in page] == [ids[0]] and not more
+
+    async def test_previews_are_kept_in_order_and_wake_watchers(self, make_queue):
+        q = make_queue()
+        job, _ = await q.submit(make_job())
+        await q.claim("w1", timeout=0.2)
+        seen = []
+
+        async def watch():
+            async for j in q.watch(job.id, poll_interval=0.02):
+                seen.append(j.previews)
+                if j.previews == 3:
+                    return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.05)
+        await q.add_previews(job.id, [{"step": 1, "steps": 3, "decided": 0.4, "image": "data:,a"}])
+        await q.add_previews(job.id, [{"step": 2, "steps": 3, "decided": 0.8, "image": "data:,b"},
+                                      {"step": 3, "steps": 3, "decided": 1.0, "image": "data:,c"}])
+        await asyncio.wait_for(watcher, 5)
+        assert seen[-1] == 3 and (await q.get(job.id)).previews == 3
+        assert [p["step"] for p in await q.get_previews(job.id)] == [1, 2, 3]
+        assert [p["image"] for p in await q.get_previews(job.id, 2)] == ["data:,c"]
+        await q.complete(job.id, "w1", JobResult(b"v", b"t"))
+        await q.add_previews(job.id, [{"step": 4, "steps": 3, "decided": 1.0, "image": "data:,late"}])
+        assert len(await q.get_previews(job.id)) == 3  # a finished job takes no more
+        assert await q.delete(job.id) and await q.get_previews(job.id) == []

@@ -10,7 +10,6 @@ import asyncio
 import contextvars
 import json
 
-import server.api.routes.videos as videos_route
 
 _IN_STREAM = contextvars.ContextVar("in_stream", default=False)  # set while a Stream's request runs
 
@@ -97,9 +96,8 @@ async def test_wire_format_is_lf_separated_data_events_that_end_after_the_termin
         assert blocks[-2] == "data: " + json.dumps(events[-1], separators=(",", ":"))
 
 
-async def test_an_idle_stream_gets_keep_alive_comments(make_api, monkeypatch):
-    monkeypatch.setattr(videos_route, "SSE_KEEPALIVE_SECONDS", 0.2)
-    async with make_api() as api:  # no worker: the job stays queued and nothing changes
+async def test_an_idle_stream_gets_keep_alive_comments(make_api):
+    async with make_api(sse_keepalive_seconds=0.2) as api:  # no worker: the job stays queued and nothing changes
         job_id = await create(api)
         stream = Stream(api.app, f"/v1/videos/{job_id}/events")
         try:
@@ -116,8 +114,7 @@ async def test_an_idle_stream_gets_keep_alive_comments(make_api, monkeypatch):
 
 
 async def test_a_client_disconnect_stops_the_server_side_generator(make_api, monkeypatch):
-    monkeypatch.setattr(videos_route, "SSE_KEEPALIVE_SECONDS", 0.2)
-    async with make_api() as api:
+    async with make_api(sse_keepalive_seconds=0.2) as api:
         job_id = await create(api)
         watching: list[str] = []
         original_watch = api.queue.watch

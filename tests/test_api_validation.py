@@ -44,7 +44,8 @@ def test_defaults_come_from_the_manifest_and_settings():
                    "num_frames": 16, "size": "32x32", "fps": 8, "seed": 42,
                    "sampler": {"method": "maskgit", "steps": 12, "temperature": 1.0, "choice_temperature": 4.5,
                                "guidance_scale": 0.0, "top_k": None},
-                   "priority": "normal", "deadline_seconds": 3600.0, "output_format": "mp4", "input_video_id": None, "has_input": True}
+                   "priority": "normal", "deadline_seconds": 3600.0, "output_format": "mp4", "input_video_id": None, "has_input": True,
+                   "previews": False}
 
 
 def test_fields_a_task_does_not_use_are_normalized_away():

@@ -36,7 +36,8 @@ async def test_create_returns_202_job_object_with_normalized_request(make_api):
             "num_frames": 16, "size": "32x32", "fps": 8, "seed": job["seed"],
             "sampler": {"method": "maskgit", "steps": 12, "temperature": 1.0, "choice_temperature": 4.5,
                         "guidance_scale": 0.0, "top_k": None},
-            "priority": "normal", "deadline_seconds": 3600.0, "output_format": "mp4", "input_video_id": None, "has_input": False}
+            "priority": "normal", "deadline_seconds": 3600.0, "output_format": "mp4", "input_video_id": None, "has_input": False,
+            "previews": False}
         assert r.headers["Location"] == f"/v1/videos/{job['id']}"
         assert r.headers["Retry-After"] == "1" and r.headers["X-Poll-Interval"] == "1"
         got = await api.client.get(f"/v1/videos/{job['id']}")

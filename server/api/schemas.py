@@ -95,6 +95,9 @@ class VideoCreateRequest(BaseModel):
                                         "content?variant=frames is always the lossless frames (PNGs in a zip)")
     metadata: Optional[dict[str, str]] = Field(None, description="string pairs kept with the job and echoed back "
                                                "(limits: the server's max_metadata_* settings)")
+    previews: bool = Field(False, description=(
+        "publish the current guess after every MaskGIT step: `preview` events on GET /v1/videos/{id}/events and "
+        "content?variant=preview (a PNG strip of the clip's frames); the video is the same with or without"))
     webhook: Optional[str] = Field(None, max_length=MAX_URL_CHARS, description=(
         "an http(s) URL that gets a signed POST (Standard Webhooks) of the job object at each of webhook_events; "
         "retried with backoff; public addresses only unless the server allows private ones"))
@@ -134,6 +137,7 @@ class VideoCreateMultipart(BaseModel):
     deadline_seconds: Optional[float] = None
     output_format: Optional[OutputFormat] = None
     metadata: Optional[str] = Field(None, description='JSON text, e.g. {"user": "u_123"}')
+    previews: Optional[bool] = None
     webhook: Optional[str] = None
     webhook_events: Optional[str] = Field(None, description='JSON text, e.g. ["completed", "failed"]')
 
@@ -166,6 +170,7 @@ class NormalizedRequest(BaseModel):
     output_format: OutputFormat
     input_video_id: Optional[str]
     has_input: bool
+    previews: bool
 
 
 class JobError(BaseModel):

@@ -129,7 +129,7 @@ def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Set
         deadline_seconds=_check_deadline(req.deadline_seconds, settings),
         class_label=class_label, mask=mask, condition_frames=condition_frames,
         # class_conditional ignores any input video it is sent
-        input_video_id=req.input_video_id if needs_input(req.task) else None)
+        input_video_id=req.input_video_id if needs_input(req.task) else None, previews=req.previews)
 
 
 def validate_request(body: Mapping[str, Any] | VideoCreateRequest, manifest: Manifest, settings: Settings) -> VideoRequest:

@@ -48,6 +48,7 @@ class Job:
     deadline_at: float | None = None  # Unix time: queued after it -> expired; running MaskGIT -> truncated
     truncated: dict[str, int] | None = None  # {"steps_done", "steps"} when the deadline cut decoding short
     webhook: dict[str, Any] | None = None  # server/webhooks.py: url, events, what was enqueued and how it went
+    previews: int = 0  # previews published so far (a request with "previews": true); their images are kept apart
     owner: str = ""  # who made it: a digest of the API key ("" when the server has no keys)
     fingerprint: str = ""  # sha256 of the create request as sent: an Idempotency-Key's repeat must match it
     attempts: int = 0  # how many times a worker has started this job
@@ -163,6 +164,10 @@ class JobQueue(Protocol):
         """The input video bytes stored with the job at submit time."""
         ...
 
+    async def get_previews(self, job_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """The job's previews from number `after` on, in order: {"step", "steps", "decided", "image"}."""
+        ...
+
     async def watch(self, job_id: str, poll_interval: float = 0.25) -> AsyncIterator[Job]:
         """Yields the job now and at each change, ending after a terminal status."""
         ...
@@ -185,6 +190,10 @@ class JobQueue(Protocol):
         ...
 
     async def set_progress(self, job_id: str, progress: int) -> None: ...
+
+    async def add_previews(self, job_id: str, previews: list[dict[str, Any]]) -> None:
+        """Publishes previews of a running job (the job's `previews` count rises, so watchers wake)."""
+        ...
 
     async def complete(self, job_id: str, worker_id: str, result: "JobResult") -> None:
         """Stores the result's content first, then marks the job completed (with `truncated`)."""

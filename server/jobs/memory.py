@@ -47,6 +47,7 @@ class MemoryQueue:
         self._lease_until: dict[str, float] = {}  # running job id -> monotonic deadline
         self._counters = {"reclaimed": 0, "retried": 0, "dead": 0}
         self._changed: asyncio.Condition | None = None
+        self._previews: dict[str, list[dict]] = {}  # job id -> its previews (in this process only)
         self._outbox: dict[str, tuple[Delivery, float]] = {}  # webhook deliveries (in this process only) -> due time
         self.store = store
         if store is not None:
@@ -120,6 +121,7 @@ class MemoryQueue:
             self.store.delete(job_id)
         self._jobs.pop(job_id, None)
         self._inputs.pop(job_id, None)
+        self._previews.pop(job_id, None)
         for variant in CONTENT_VARIANTS:
             self._content.pop((job_id, variant), None)
         self._owner.pop(job_id, None)
@@ -252,6 +254,19 @@ class MemoryQueue:
         if existed:
             await self._notify()
         return existed
+
+    async def get_previews(self, job_id: str, after: int = 0) -> list[dict]:
+        return copy.deepcopy(self._previews.get(job_id, [])[after:])
+
+    async def add_previews(self, job_id: str, previews: list[dict]) -> None:
+        job = self._jobs.get(job_id)
+        if job is None or job.terminal or not previews:
+            return
+        self._previews.setdefault(job_id, []).extend(copy.deepcopy(previews))
+        job = copy.deepcopy(job)
+        job.previews += len(previews)
+        self._store(job)
+        await self._notify()
 
     async def get_content(self, job_id: str, variant: str) -> bytes | None:
         self._purge_expired()

@@ -122,6 +122,30 @@ class RedisStore:
         px = _ms(job.expires_at - now) if job.terminal and job.expires_at else None
         pipe.set(self._key("job", job.id), json.dumps({**job.to_dict(), **meta}), px=px)
 
+    # --- previews: a list per job, expiring with it -----------------------------------------------
+    async def get_previews(self, job_id: str, after: int = 0) -> list[dict[str, Any]]:
+        return [json.loads(raw) for raw in await self.r.lrange(self._key("previews", job_id), after, -1)]
+
+    async def add_previews(self, job_id: str, previews: list[dict[str, Any]]) -> None:
+        if not previews:
+            return
+        key = self._key("job", job_id)
+
+        async def body(pipe):
+            raw = await pipe.get(key)
+            if raw is None:
+                return
+            job, meta = self._load(raw)
+            if job.terminal:
+                return
+            job.previews += len(previews)
+            pipe.multi()
+            pipe.rpush(self._key("previews", job_id), *(json.dumps(p) for p in previews))
+            pipe.pexpire(self._key("previews", job_id), _ms(self.ttl + self.lease_seconds * 4))
+            self._put(pipe, job, meta)
+
+        await self._transact([key], body)
+
     # --- webhook outbox (server/webhooks.py): a sorted set of delivery ids by due time --------
     @property
     def _outbox(self) -> str:
@@ -220,7 +244,7 @@ class RedisStore:
             priority, entry_id = meta["_entry"]
             pipe.xack(self._streams[priority], GROUP, entry_id)
             pipe.xdel(self._streams[priority], entry_id)
-        for kind in ("input", *EXTENSIONS):
+        for kind in ("input", "previews", *EXTENSIONS):
             pipe.pexpire(self._key(kind, job.id), ttl_ms)
         if meta.get("_idem"):
             pipe.pexpire(self._key("idem", meta["_idem"]), ttl_ms)

@@ -58,6 +58,8 @@ export interface VideoCreateParams {
   metadata?: Record<string, string>;
   /** Seconds: queued past it -> expired; running MaskGIT -> best-so-far video (`truncated`). */
   deadline_seconds?: number;
+  /** Publish the current guess after every MaskGIT step (`preview` events, `variant=preview`). */
+  previews?: boolean;
   /** An http(s) URL that gets a signed POST of the job object at each of `webhook_events`. */
   webhook?: string;
   /** Default: the terminal ones (completed, failed, canceled, expired). */
@@ -126,6 +128,7 @@ export interface NormalizedRequest {
   output_format: 'mp4' | 'webm' | 'gif';
   input_video_id: string | null;
   has_input: boolean;
+  previews: boolean;
 }
 
 export interface VideoListParams {
@@ -154,7 +157,7 @@ export interface VideoDeleted {
 }
 
 /** video: in the request's output_format; thumbnail: PNG; frames: the lossless frames, PNGs in a zip. */
-export type ContentVariant = 'video' | 'thumbnail' | 'frames' | 'tokens';
+export type ContentVariant = 'video' | 'thumbnail' | 'frames' | 'tokens' | 'preview';
 
 export interface Model {
   id: string;

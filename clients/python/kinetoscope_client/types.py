@@ -42,7 +42,8 @@ Task = Literal[
 ]
 Status = Literal["queued", "in_progress", "completed", "failed", "canceled", "expired"]
 Priority = Literal["high", "normal", "low"]
-Variant = Literal["video", "thumbnail", "frames", "tokens"]  # frames: the lossless frames, PNGs in a zip; tokens: JSON
+# frames: the lossless frames, PNGs in a zip; tokens: JSON; preview: the latest preview (PNG strip)
+Variant = Literal["video", "thumbnail", "frames", "tokens", "preview"]
 MaskPreset = Literal["center", "vertical", "horizontal", "dynamic"]
 WebhookEvent = Literal["started", "progress", "completed", "failed", "canceled", "expired"]
 
@@ -96,6 +97,7 @@ class VideoCreateParams(TypedDict, total=False):
     deadline_seconds: float
     webhook: str
     webhook_events: List[WebhookEvent]
+    previews: bool
     idempotency_key: NotRequired[Optional[str]]
     wait: NotRequired[Optional[float]]
 

@@ -1,6 +1,8 @@
 """/v1/videos: create, read, list, stream, download, cancel and delete generation jobs."""
 from __future__ import annotations
 
+import base64
+
 import json
 import logging
 from typing import Annotated, Any, AsyncIterator, Literal
@@ -24,7 +26,6 @@ from server.output import FRAMES_MEDIA_TYPE, OUTPUT_FORMATS
 logger = logging.getLogger("kinetoscope.api")
 router = APIRouter(prefix="/v1/videos", tags=["videos"], dependencies=Authenticated)
 
-SSE_KEEPALIVE_SECONDS = 15.0  # a comment line this often keeps proxies from closing a quiet stream
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -155,26 +156,37 @@ async def get_video(
 
 @router.get("/{video_id}/events", summary="Stream the job's changes (server-sent events)",
             description="`text/event-stream`: one `data: <job JSON>` event now and at each change; the stream "
-                        f"ends after a terminal status. A `: keep-alive` comment is sent every {SSE_KEEPALIVE_SECONDS:g} s "
-                        "to keep proxies from closing a quiet stream.",
+                        "ends after a terminal status. A job created with `\"previews\": true` also gets an "
+                        "`event: preview` per MaskGIT step, data `{\"id\", \"step\", \"steps\", \"decided\", "
+                        "\"image\"}` (`image`: a PNG data URL of the clip's frames side by side), before the job "
+                        "event of the same change. A `: keep-alive` comment is sent every sse_keepalive_seconds "
+                        "(a setting, 15 s by default) to keep proxies from closing a quiet stream.",
             response_class=EventSourceResponse,
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                              "description": "events whose data is a job object"}, **_errors(404)})
-async def video_events(request: Request, video_id: str, queue: QueueDep) -> EventSourceResponse:
+async def video_events(request: Request, video_id: str, queue: QueueDep, settings: SettingsDep) -> EventSourceResponse:
     await get_job_or_404(queue, video_id, request)
     base = public_base(request)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         # Ends after a terminal status (watch does). When the client goes away, sse-starlette
         # cancels this generator where it waits, and the cancellation ends queue.watch with it.
+        sent_previews, last = 0, None
         async for job in queue.watch(video_id):
-            data = json.dumps(await job_view(queue, job, base), separators=(",", ":"))
-            yield ServerSentEvent(data, sep="\n")
+            if job.previews > sent_previews:  # every preview, in order, even when several came at once
+                for preview in await queue.get_previews(video_id, sent_previews):
+                    yield ServerSentEvent(json.dumps({"id": video_id, **preview}, separators=(",", ":")),
+                                          event="preview", sep="\n")
+                    sent_previews += 1
+            view = await job_view(queue, job, base)
+            if view != last:  # a change that only added previews is not a job event
+                last = view
+                yield ServerSentEvent(json.dumps(view, separators=(",", ":")), sep="\n")
 
     # sep="\n" and the comment keep the wire format of the API docs (the library's default is CRLF
     # and a timestamped ": ping"); Cache-Control as before (the library's default is no-store).
     return EventSourceResponse(
-        events(), ping=SSE_KEEPALIVE_SECONDS, sep="\n", headers={"Cache-Control": "no-cache"},
+        events(), ping=settings.sse_keepalive_seconds, sep="\n", headers={"Cache-Control": "no-cache"},
         ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep="\n"),
     )
 
@@ -208,13 +220,16 @@ def _media_type(job: Job, variant: str) -> tuple[str, str]:
 )
 async def video_content(
     request: Request, video_id: str, queue: QueueDep,
-    variant: Annotated[Literal[CONTENT_VARIANTS], Query(  # type: ignore[valid-type]
+    variant: Annotated[Literal[CONTENT_VARIANTS + ("preview",)], Query(  # type: ignore[valid-type]
         description="video (in the request's output_format), thumbnail (PNG of the first frame), frames (the frames "
-                    "the model made, lossless: PNG files in a zip) or tokens (the token grids, JSON: "
-                    '{"model", "token_grid", "vocab_size", "windows"})')] = "video",
+                    "the model made, lossless: PNG files in a zip), tokens (the token grids, JSON: "
+                    '{"model", "token_grid", "vocab_size", "windows"}) or preview (a job with "previews": true: the '
+                    "latest preview, a PNG strip of the clip's frames; there as soon as the first step is done)")] = "video",
     range_header: Annotated[str | None, Header(alias="Range", description="bytes=start-end")] = None,
 ) -> Response:
     job = await get_job_or_404(queue, video_id, request)
+    if variant == "preview":
+        return await _latest_preview(queue, job)
     if job.status != "completed":
         raise APIError(409, "video_not_ready", f"job {video_id} is {job.status}; content exists once it has completed")
     data = await queue.get_content(video_id, variant)
@@ -234,6 +249,16 @@ async def video_content(
     start, end = byte_range
     headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
     return Response(data[start:end + 1], status_code=206, media_type=media_type, headers=headers)
+
+
+async def _latest_preview(queue: Any, job: Job) -> Response:
+    if not job.request.previews:
+        raise APIError(404, "content_not_found", f'job {job.id} was not created with "previews": true')
+    if job.previews == 0:
+        raise APIError(409, "preview_not_ready", f"job {job.id} has no preview yet (one comes after each decoding step)")
+    [latest] = await queue.get_previews(job.id, job.previews - 1)
+    data = base64.b64decode(latest["image"].split(",", 1)[1])
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-cache", "X-Preview-Step": str(latest["step"])})
 
 
 @router.post("/{video_id}/cancel", response_model=VideoJob, summary="Cancel a queued or running job",
