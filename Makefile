@@ -38,10 +38,11 @@ install: $(SERVE_DEPS)
 install-dev: $(DEV_DEPS)
 
 # The served ONNX files: the committed weight-free graphs filled from the committed safetensors
-# with numpy (server/repository.py), checked against the manifest's sha256.
+# with numpy (`kinetoscope export assemble`: server/repository.py, no torch), checked against the
+# manifest's sha256.
 $(REPO)/manifest.json: $(CKPT) | $(SERVE_DEPS)
 	$(call step,assembling the demo model repository $(REPO) from $(BUNDLE) and the checkpoints,\
-	  $(BIN)/python -m server.repository $(BUNDLE) $(DEMO) $(REPO))
+	  $(BIN)/kinetoscope export assemble $(BUNDLE) $(DEMO) $(REPO))
 
 model: $(REPO)/manifest.json
 
@@ -79,8 +80,8 @@ test-js: install-dev model system-deps js-deps
 test: test-python test-js
 
 bench: install-dev model
-	$(BIN)/python -m server.benchmarks tasks
-	$(BIN)/python -m server.benchmarks serving
+	$(BIN)/kinetoscope bench-runtime tasks
+	$(BIN)/kinetoscope bench-runtime serving
 
 clean:
 	rm -rf $(VENV) model_repository runs artifacts clients/js/node_modules clients/js/dist

@@ -10,11 +10,10 @@ finishes; with PyTorch's ONNX exporter installed, the family's weight-free bundl
 `out/onnx` at the end (what `make serve` assembles).
 
 Presets: `cpu` (batch sizes of the CPU demo configuration), `gpu` (large batches, bf16 autocast:
-one NVIDIA GPU), `tiny` (small networks, for tests). `python -m models.family --help`.
+one NVIDIA GPU), `tiny` (small networks, for tests). `kinetoscope train family --help`.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shutil
@@ -103,20 +102,3 @@ def train_family(out: str | Path, budget_minutes: float, preset: str = "cpu", de
     log(json.dumps(summary))
     return out
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
-    parser.add_argument("--budget-minutes", type=float, required=True)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs/family"))
-    parser.add_argument("--set", action="append", default=[], dest="overrides", help="override for every stage")
-    parser.add_argument("--no-export", action="store_true")
-    args = parser.parse_args(argv)
-    train_family(args.out, args.budget_minutes, args.preset, args.device, args.runs_dir, args.overrides,
-                 export=not args.no_export)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """One PNG strip per task and preset of tasks.md, made by the shipped demo model through the
 served pipeline (ONNX Runtime, `server.pipeline.Pipeline`) with fixed seeds:
 
-    python -m models.gallery --out server/static/gallery
+    kinetoscope gallery --out server/static/gallery
 
 Each strip has two rows: on top what the request gives (the input's given pixels, grey where
 nothing is given), below the output. Frames are upscaled by nearest neighbour so the 32x32
@@ -9,7 +9,6 @@ clips are readable. `index.md` lists the strips with the request that made each.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 from dataclasses import dataclass, replace
@@ -19,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from models.data.moving_digits import MovingDigits
-from models.evaluate import bounded, describe, request
+from models.evaluation.runs import bounded, describe, request
 from server import tasks as T
 from server.conditioning import clip_condition
 from server.manifest import Manifest
@@ -136,7 +135,7 @@ def main(out: Path, model_repository: Path = Path("model_repository/moving-digit
 
     runtime = load_runtime(Settings(model_repository=Path(model_repository), backend="onnxruntime"))
     try:
-        pipe = runtime.pipelines[runtime.default_model]
+        pipe = runtime.pipelines[runtime.catalogue.default_model]
         items = entries(pipe.manifest)
         videos = asyncio.run(make(pipe, items))
     finally:
@@ -145,7 +144,7 @@ def main(out: Path, model_repository: Path = Path("model_repository/moving-digit
     out.mkdir(parents=True, exist_ok=True)
     data = MovingDigits("test", GALLERY_SEED)
     lines = ["# Gallery", "",
-             f"Made by `python -m models.gallery --out {out}` from `{model_repository}` through the served "
+             f"Made by `kinetoscope gallery --out {out}` from `{model_repository}` through the served "
              "pipeline (ONNX Runtime, CPU), with fixed seeds: input clips are `MovingDigits(\"test\", "
              f"seed={GALLERY_SEED})` (the held-out split), every request has seed {REQUEST_SEED} and the "
              "default sampler (MaskGIT, 12 steps, guidance 0).", "",
@@ -170,10 +169,3 @@ def main(out: Path, model_repository: Path = Path("model_repository/moving-digit
     (out / "index.md").write_text("\n".join(lines) + "\n")
     return paths
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="PNG strips of every task, made by the demo model")
-    parser.add_argument("--out", type=Path, default=Path("server/static/gallery"))
-    parser.add_argument("--model-repository", type=Path, default=Path("model_repository/moving-digits"))
-    args = parser.parse_args()
-    main(args.out, args.model_repository)

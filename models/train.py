@@ -5,6 +5,9 @@ Every stage is seeded and resumable: its run folder (`runs/<name>/`) holds `stat
 same command continues where it stopped. A GPU is used when present. The trained network is
 written to the run folder as `<name>.safetensors` + `<name>.json`, which `--publish DIR` copies
 to the shipped checkpoint folder.
+
+`kinetoscope train STAGE` (cli/train.py) builds the TrainConfig (the stage's DEMO_CPU settings
+with --demo-cpu, then its `--set key=value` overrides, `apply_overrides`) and calls `train`.
 """
 from __future__ import annotations
 
@@ -245,7 +248,8 @@ def sample_accuracy(prior: MaskedPrior, tokenizer: VideoTokenizer, samples: int)
     """MaskGIT class-conditional samples decoded by the tokenizer and read by the evaluation's digit
     reader (the signal that the class is followed; NaN without scikit-learn)."""
     try:
-        from models.evaluate import majority, reader
+        from models.evaluation.metrics import majority
+        from models.evaluation.reader import reader
     except ImportError:
         return float("nan")
     digit_reader = reader()
@@ -389,24 +393,3 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
         log(f"published {cfg.name} to {out}")
     return run
 
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m models.train STAGE [--set key=value ...] [--publish DIR] [--run-dir DIR]`
-    (the same as `kinetoscope train`, for machines without the CLI installed)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("stage", choices=STAGES)
-    parser.add_argument("--set", action="append", default=[], dest="overrides", help="config override key=value")
-    parser.add_argument("--demo-cpu", action="store_true", help="start from the CPU demo configuration")
-    parser.add_argument("--publish", default=None)
-    parser.add_argument("--run-dir", default="")
-    args = parser.parse_args(argv)
-    cfg = TrainConfig(stage=args.stage, run_dir=args.run_dir)
-    if args.demo_cpu:
-        cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in DEMO_CPU[args.stage].items()])
-    train(apply_overrides(cfg, args.overrides), publish=args.publish)
-
-
-if __name__ == "__main__":
-    main()

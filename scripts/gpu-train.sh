@@ -8,7 +8,7 @@
 #                                             # (the weights, and one configs.tar of the JSONs and the bundle),
 #                                             # what a lent device machine can send back
 #
-# Needs PyTorch (with CUDA for the GPU), numpy, safetensors and tqdm; the ONNX bundle is written
+# Needs PyTorch (with CUDA for the GPU), numpy, safetensors, tqdm and typer; the ONNX bundle is written
 # when onnx and onnxscript are installed too (else run `make bundle` later on a CPU machine).
 # Afterwards: copy OUT/*.safetensors, *.json (and onnx/) over models/checkpoints/demo, then
 # `make bundle` (if not written), `kinetoscope eval`, look at the gallery, and commit.
@@ -20,7 +20,7 @@ PRESET=${PRESET:-gpu}
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-runs/family-gpu/checkpoints}
 RUNS=${RUNS:-runs/family-gpu}
-for module in torch numpy safetensors tqdm; do
+for module in torch numpy safetensors tqdm typer; do
   "$PYTHON" -c "import $module" 2>/dev/null || { echo "gpu-train: $PYTHON cannot import $module (pip install $module)" >&2; exit 2; }
 done
 if [ "$DEVICE" = cuda ]; then
@@ -28,7 +28,9 @@ if [ "$DEVICE" = cuda ]; then
     || { echo "gpu-train: no CUDA device visible to PyTorch (DEVICE=cpu to run on the CPU)" >&2; exit 2; }
 fi
 start=$(date +%s)
-"$PYTHON" -m models.family --out "$OUT" --budget-minutes "$BUDGET" --preset "$PRESET" --device "$DEVICE" --runs-dir "$RUNS"
+# `kinetoscope train family`, run as `python -m cli` so that it needs no installed package
+"$PYTHON" -m cli train family --publish "$OUT" --budget-minutes "$BUDGET" --preset "$PRESET" --device "$DEVICE" \
+  --run-dir "$RUNS"
 echo "gpu-train: done in $(( $(date +%s) - start )) s; checkpoints in $OUT"
 ls -la "$OUT"
 if [ -n "${PACK_DIR:-}" ]; then

@@ -1,12 +1,12 @@
 """Benchmarks of the serving stack, each printed as Markdown for BENCHMARKS.md.
 
-    python -m server.benchmarks tasks [--repo model_repository] [--repeat 3] [--backends onnxruntime,torch]
+    kinetoscope bench-runtime tasks [--repo model_repository] [--repeat 3] [--backends onnxruntime,torch]
 
 Seconds per clip for every task, on ONNX Runtime CPU and on PyTorch CPU (the torch engine,
 running the `torch.export` programs), and MaskGIT against autoregressive decoding at equal clip
 size: all measured in one run, one request at a time, through the serving pipeline.
 
-    python -m server.benchmarks serving [--repo model_repository] [--requests 48] [--concurrency 16]
+    kinetoscope bench-runtime serving [--repo model_repository] [--requests 48] [--concurrency 16]
 
 `kinetoscope bench` against live `kinetoscope serve` processes started here: throughput with
 step-level batching on and off at concurrency 16 (closed loop), a single request's latency,
@@ -18,7 +18,6 @@ machine; the command and machine go next to the figures.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -103,7 +102,7 @@ def live_server(repo: Path, port: int, batching: bool):
     """A `kinetoscope serve` subprocess (embedded queue and worker), ready when this yields."""
     import httpx
 
-    cmd = [sys.executable, "-m", "export.cli", "serve", "--port", str(port), "--model-repository", str(repo),
+    cmd = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--model-repository", str(repo),
            "--batching" if batching else "--no-batching"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -142,7 +141,7 @@ async def in_process(repo: Path, requests: int, concurrency: int) -> float:
 
 
 def serving(repo: Path, requests: int, concurrency: int, port: int) -> dict:
-    from server.bench import run_bench
+    from cli.bench import run_bench  # the load tester (a client of the SDK) lives above the server
 
     def bench(url: str, **kw) -> dict:
         return asyncio.run(run_bench(url, task_mix={"class_conditional": 1.0}, size="32x32", seed=0, wait="prefer", **kw))
@@ -185,31 +184,3 @@ def machine() -> str:
     return (f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
             f"Python {platform.python_version()}, numpy {np.__version__}")
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("tasks", "serving"))
-    parser.add_argument("--repo", type=Path, default=Path("model_repository"))
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--backends", default="onnxruntime,torch")
-    parser.add_argument("--requests", type=int, default=48)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
-    args = parser.parse_args(argv)
-    if args.what == "tasks":
-        backends = [b for b in args.backends.split(",") if b]
-        rows = asyncio.run(run(args.repo, backends, args.repeat))
-        result: object = rows
-        text = table(rows, backends)
-    else:
-        result = serving(args.repo, args.requests, args.concurrency, args.port)
-        text = serving_table(result, args.concurrency)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, default=str))
-    print(f"\nmachine: {machine()}\n")
-    print(text)
-
-
-if __name__ == "__main__":
-    main()

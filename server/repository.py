@@ -4,15 +4,12 @@ checkpoints, with numpy alone (no PyTorch, no onnx package): what `make serve` r
 A bundle (written by `kinetoscope export bundle`) holds each network's ONNX graph, whose large
 initializers are ONNX external data, `weights.json` (for each data file: the checkpoint, and
 which tensor, transposed or not, fills each byte range) and the manifest, which carries the
-sha256 of every graph and data file. `python -m server.repository BUNDLE CHECKPOINTS OUT`.
+sha256 of every graph and data file. `kinetoscope export assemble BUNDLE CHECKPOINTS OUT`.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -70,21 +67,3 @@ def assemble(bundle: str | Path, checkpoints: str | Path, out: str | Path, verif
     tmp.rename(out)
     return out
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bundle", type=Path)
-    parser.add_argument("checkpoints", type=Path)
-    parser.add_argument("out", type=Path)
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        assemble(args.bundle, args.checkpoints, args.out)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2)
-    print(f"assembled {args.out} from {args.bundle} and {args.checkpoints} in {time.perf_counter() - start:.1f} s")
-
-
-if __name__ == "__main__":
-    main()

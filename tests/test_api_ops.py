@@ -8,7 +8,6 @@ import types
 import httpx
 
 from server.api import app as app_module
-from server.api.__main__ import parse_args
 from server.api.app import create_app
 from server.settings import Settings
 
@@ -164,11 +163,9 @@ async def test_lifespan_opens_queue_loads_runtime_and_runs_the_worker(monkeypatc
             assert r.status_code == 202 and r.json()["status"] == "queued"
 
 
-def test_command_line_and_serve(monkeypatch, tmp_path):
-    assert parse_args([]) == {}
-    args = parse_args(["--port", "9000", "--model-repository", str(tmp_path), "--api-key", "a", "--api-key", "b",
-                       "--no-embedded-workers"])
-    assert args == {"port": 9000, "model_repository": tmp_path, "api_keys": ["a", "b"], "embedded_workers": False}
+def test_serve_binds_before_the_app_starts(monkeypatch, tmp_path):
+    """The flags themselves (`kinetoscope serve`): tests/test_cli_options.py."""
+    args = {"port": 9000, "model_repository": tmp_path, "api_keys": ["a", "b"], "embedded_workers": False}
     assert Settings(**args).host == "127.0.0.1"
     ran = {}
 

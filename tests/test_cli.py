@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from export.cli import app
+from cli import app
 from server.video import decode_video, encode_mp4, encode_png
 
 pytestmark = pytest.mark.slow

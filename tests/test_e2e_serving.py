@@ -62,7 +62,7 @@ def _kinetoscope_command() -> list[str]:
     script = Path(sys.executable).parent / "kinetoscope"
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-m", "export.cli"]  # export/cli.py runs its Typer app as __main__
+    return [sys.executable, "-m", "cli"]  # cli/__main__.py runs the Typer app
 
 
 def _env(**settings: object) -> dict[str, str]:

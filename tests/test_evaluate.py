@@ -1,4 +1,4 @@
-"""models/evaluate.py: PSNR, region masks, baselines and the digit reader, and one run of the
+"""models/evaluation/: PSNR, region masks, baselines and the digit reader, and one run of the
 whole evaluation on a single clip per measurement (the real run, `kinetoscope eval`, uses 64)."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 pytest.importorskip("sklearn")
 
 from models.data.moving_digits import MovingDigits, Scene, render_clip  # noqa: E402
-from models.evaluate import (MAX_PSNR, bicubic, black_fill, class_scores, edge_fill,  # noqa: E402
-                             generated_region, glyph_features, locate, majority, mean_psnr, psnr,
-                             reader, repeat_last, to_base)
+from models.evaluation.metrics import (MAX_PSNR, bicubic, black_fill, class_scores, edge_fill,  # noqa: E402
+                                       generated_region, majority, mean_psnr, psnr, repeat_last, to_base)
+from models.evaluation.reader import glyph_features, locate, reader  # noqa: E402
 from server import tasks as T  # noqa: E402
 
 
@@ -136,13 +136,13 @@ def test_the_whole_evaluation_runs_on_one_clip_and_writes_every_row(tmp_path):
     import json
     from pathlib import Path
 
-    from models.evaluate import BAR_TOKENIZER_DB, main
+    from models.evaluation.measurements import BAR_TOKENIZER_DB, evaluate
 
     repo = Path(__file__).resolve().parent.parent / "model_repository" / "moving-digits"
     if not (repo / "manifest.json").is_file():
         pytest.skip(f"no demo model at {repo}: run `make model` first")
     out = tmp_path / "eval.json"
-    rows = main(repo, clips=1, output=out, eval_seed=5, request_seed=100)
+    rows = evaluate(repo, clips=1, output=out, eval_seed=5, request_seed=100)
     saved = json.loads(out.read_text())
     assert saved["eval_seed"] == 5 and saved["request_seed"] == 100 and saved["clips"] == 1
     sections = {r["section"] for r in saved["rows"]}

@@ -467,6 +467,6 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context():
     for needed in (".git", ".venv", "model_repository", "runs", "artifacts"):
         assert needed in patterns or f"**/{needed}" in patterns, needed
     assert any("node_modules" in p for p in patterns)
-    for kept in ("pyproject.toml", "server", "models", "export", "README.md"):
+    for kept in ("pyproject.toml", "server", "models", "export", "cli", "README.md"):
         assert not any(p == kept or p == f"{kept}/" for p in patterns), f"{kept} is needed to build"
     assert not any(p.startswith("models/checkpoints") for p in patterns), "the export stage needs the checkpoints"

@@ -42,13 +42,13 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server_url():
-    """A live server (`python -m server.api`) on a free port, with the demo model repository."""
+    """A live server (`kinetoscope serve`, as `python -m cli serve`) on a free port, with the demo model repository."""
     port = _free_port()
     log = (ARTIFACTS / "playground-server.log")
     ARTIFACTS.mkdir(exist_ok=True)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [PYTHON, "-m", "server.api", "--host", "127.0.0.1", "--port", str(port),
+            [PYTHON, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port),
              "--model-repository", str(MODEL_REPOSITORY)],
             cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

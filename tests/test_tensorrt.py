@@ -421,7 +421,7 @@ def test_the_server_refuses_plans_smaller_than_its_batches(monkeypatch, tmp_path
 def test_export_tensorrt_command_refuses_a_precision_this_version_cannot_build(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
-    from export.cli import app
+    from cli import app
 
     repo = make_fake_repo(tmp_path / "fake")
     _fake_machine(monkeypatch, "10.13.0.35")  # strongly typed: precision comes from the ONNX types

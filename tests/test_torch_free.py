@@ -41,7 +41,8 @@ def test_a_runtime_only_venv_serves_the_demo_model(tmp_path):
     for module in ("onnx", "sklearn", "scipy", "matplotlib"):
         assert subprocess.run([str(py), "-c", f"import {module}"], capture_output=True).returncode != 0, module
     repo = tmp_path / "repo" / "moving-digits"
-    subprocess.run([str(py), "-m", "server.repository", str(DEMO / "onnx"), str(DEMO), str(repo)], check=True, cwd=ROOT)
+    subprocess.run([str(venv / "bin" / "kinetoscope"), "export", "assemble", str(DEMO / "onnx"), str(DEMO), str(repo)],
+                   check=True, cwd=ROOT)
     port = free_port()
     env = {**os.environ, "KINETOSCOPE_LOG_LEVEL": "warning"}
     server = subprocess.Popen([str(venv / "bin" / "kinetoscope"), "serve", "--port", str(port), "--model-repository",

@@ -46,7 +46,7 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """`python -m server.api` on a free port, with extra KINETOSCOPE_* settings in `env`."""
+    """`kinetoscope serve` (`python -m cli serve`) on a free port, with extra KINETOSCOPE_* settings in `env`."""
 
     def __init__(self, model_repository: Path, env: dict[str, str] | None = None) -> None:
         self.model_repository = model_repository
@@ -61,7 +61,7 @@ class LiveServer:
         env["KINETOSCOPE_JOB_STORE_DIR"] = ""  # jobs in memory: no test server sees another's jobs
         env.update(self.env)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "server.api", "--host", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--model-repository", str(self.model_repository)],
             cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )

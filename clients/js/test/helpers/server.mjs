@@ -1,4 +1,4 @@
-// Starts a real Kinetoscope server (python -m server.api) for the tests, and small real HTTP
+// Starts a real Kinetoscope server (`kinetoscope serve`, as python -m cli serve) for the tests, and small real HTTP
 // proxies that misbehave on purpose. No HTTP is mocked: every request reaches a live server.
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -15,8 +15,8 @@ export const MODEL_REPOSITORY =
 /** Why the live-server tests cannot run here, or null when they can. */
 export const skipReason = (() => {
   if (!existsSync(PYTHON)) return `no Python at ${PYTHON} (set KINETOSCOPE_PYTHON)`;
-  if (!existsSync(path.join(REPO_ROOT, 'server/api/__main__.py')) && !existsSync(path.join(REPO_ROOT, 'server/api.py'))) {
-    return 'the server (server/api) is not built yet';
+  if (!existsSync(path.join(REPO_ROOT, 'cli/__main__.py'))) {
+    return 'the server command (cli/) is not built yet';
   }
   const models = existsSync(MODEL_REPOSITORY)
     ? readdirSync(MODEL_REPOSITORY).filter((d) => existsSync(path.join(MODEL_REPOSITORY, d, 'manifest.json')))
@@ -65,7 +65,7 @@ export function freePort() {
  */
 export async function startServer({ env = {}, readyTimeoutMs = 120_000 } = {}) {
   const port = await freePort();
-  const args = ['-m', 'server.api', '--host', '127.0.0.1', '--port', String(port), '--model-repository', MODEL_REPOSITORY];
+  const args = ['-m', 'cli', 'serve', '--host', '127.0.0.1', '--port', String(port), '--model-repository', MODEL_REPOSITORY];
   const child = spawn(PYTHON, args, {
     cwd: REPO_ROOT,
     // KINETOSCOPE_JOB_STORE_DIR '': jobs in memory, so no test server sees another's jobs.
