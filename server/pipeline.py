@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -42,6 +42,22 @@ class Preview:
     steps: int
     decided: float  # share of the window's generated tokens decided so far (1 at its last step)
     frames: np.ndarray  # uint8 (T, H, W, 3) at the base size
+    confidence: bytes  # the sampler's confidence per token, (t, h, w) raster order, 0..255
+
+
+@dataclass
+class RunLog:
+    """What a run reports besides its video: per window its tokens and (MaskGIT) confidence map,
+    and {"steps_done", "steps"} when the deadline cut decoding short."""
+
+    tokens: list[np.ndarray] = field(default_factory=list)
+    confidence: list[np.ndarray | None] = field(default_factory=list)
+    truncated: dict[str, int] | None = None
+
+
+def confidence_bytes(confidence: np.ndarray) -> bytes:
+    """A confidence map (probabilities) quantised to 8 bits: round(255 p), raster order."""
+    return np.rint(np.clip(np.asarray(confidence, np.float64).reshape(-1), 0.0, 1.0) * 255).astype(np.uint8).tobytes()
 
 
 def _mask_args(req: VideoRequest) -> dict:
@@ -99,20 +115,20 @@ class Pipeline:
                        on_progress: Callable[[float], None] = lambda f: None,
                        should_stop: Callable[[], bool] = lambda: False,
                        past_deadline: Callable[[], bool] = lambda: False,
-                       truncated: dict[str, int] | None = None,
-                       tokens_out: list[np.ndarray] | None = None,
-                       on_preview: Callable[["Preview"], None] | None = None) -> np.ndarray:
+                       on_preview: Callable[["Preview"], None] | None = None,
+                       log: "RunLog | None" = None) -> np.ndarray:
         """-> uint8 (num_frames, H, W, 3). `frames`: the caller's input video, uint8 (T, h, w, 3).
 
         Once `past_deadline()` turns true, MaskGIT decoding ends at the end of its current step:
         one last call gives every still-masked token its most likely value, and later windows are
-        decoded in one such call each; `truncated` (if given) receives {"steps_done", "steps"} of
-        the first window cut short. The autoregressive sampler raises DeadlineExceeded instead.
-        `tokens_out` (if given) receives each window's (t, h, w) token grid, in order.
+        decoded in one such call each; `log.truncated` receives {"steps_done", "steps"} of the
+        first window cut short. The autoregressive sampler raises DeadlineExceeded instead.
+        `log` (if given) also receives each window's tokens and (MaskGIT) confidence map.
         `on_preview` (MaskGIT only): called after every step with the window's current guess,
         decoded (the decoder calls are batched with everyone else's; a request without it pays
         nothing, and asking for it does not change the video)."""
         m, (height, width) = self.manifest, self.base
+        log = log if log is not None else RunLog()
         if req.sampler.method == "autoregressive" and self.ar is None:
             raise T.TaskError("this model has no autoregressive prior")
         stages = self.stages_for(req.size.hw)
@@ -141,13 +157,15 @@ class Pipeline:
             # 3. Tokens.
             preview = None
             if on_preview is not None:
-                async def preview(guess, step, steps, decided, index=index, wg=wg, wv=wv, length=win.length):
+                async def preview(guess, step, steps, decided, confidence, index=index, wg=wg, wv=wv,
+                                  length=win.length):
                     frames_now = frames_to_uint8((await self._decode_window(guess, wg, wv))[:length])
-                    on_preview(Preview(index * steps + step, len(windows) * steps, decided, frames_now))
-            tokens = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance, should_stop,
-                                        past_deadline, truncated, preview)
-            if tokens_out is not None:
-                tokens_out.append(tokens)
+                    on_preview(Preview(index * steps + step, len(windows) * steps, decided, frames_now,
+                                       confidence_bytes(confidence)))
+            tokens, confidence = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance,
+                                                    should_stop, past_deadline, log, preview)
+            log.tokens.append(tokens)
+            log.confidence.append(confidence)
             # 4. Pixels, with the given ones put back.
             video = await self._decode_window(tokens, wg, wv)
             out[win.start + win.overlap:win.start + win.length] = video[win.overlap:win.length]
@@ -174,8 +192,9 @@ class Pipeline:
 
     async def _sample(self, req: VideoRequest, cond_video: np.ndarray, given: np.ndarray, seed: int,
                       advance: Callable[[int], None], should_stop: Callable[[], bool],
-                      past_deadline: Callable[[], bool], truncated: dict[str, int] | None,
-                      preview=None) -> np.ndarray:
+                      past_deadline: Callable[[], bool], log: "RunLog",
+                      preview=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """-> the window's (t, h, w) tokens, and (MaskGIT) the confidence map the sampler used."""
         m = self.manifest
         grid = tuple(m.token_grid)
         if given.any():
@@ -200,17 +219,17 @@ class Pipeline:
                     raise JobCanceled()
                 if past_deadline() and job.state.steps > job.state.step + 1:
                     # Best so far: the next call is the last, every masked token its argmax.
-                    if truncated is not None and not truncated:
-                        truncated.update(steps_done=job.state.step, steps=job.state.steps)
+                    if log.truncated is None:
+                        log.truncated = {"steps_done": job.state.step, "steps": job.state.steps}
                     advance(job.state.steps - job.state.step - 1)
                     job.state.steps, job.state.temperature = job.state.step + 1, 0.0
                 await self.prior.submit(job)
                 if preview is not None:
                     unknown = job.state.n_unknown
                     decided = 1.0 if unknown == 0 else 1.0 - job.state.num_masked / unknown
-                    await preview(job.guess, job.state.step, job.state.steps, decided)
+                    await preview(job.guess, job.state.step, job.state.steps, decided, job.state.confidence)
                 advance(1)
-            tokens = job.state.tokens
+            tokens, confidence = job.state.tokens, job.state.confidence.reshape(grid).copy()
         else:
             spec = m.ar
             job = ARJob(ar_init(np.where(fixed, cond, 0), fixed, vocab_size=m.vocab_size, num_classes=len(m.classes),
@@ -228,8 +247,8 @@ class Pipeline:
                 advance(job.state.position - before)
                 before = job.state.position
             advance(m.num_tokens - before)
-            tokens = job.state.tokens
-        return tokens.reshape(grid)
+            tokens, confidence = job.state.tokens, None
+        return tokens.reshape(grid), confidence
 
     async def tokenize(self, clip: np.ndarray) -> np.ndarray:
         """uint8 (T, H, W, 3) at any size -> the (t, h, w) tokens of its first window (resized to the

@@ -23,7 +23,7 @@ from server.errors import InputError
 from server.jobs.base import Job, JobResult
 from server.manifest import Manifest
 from server.output import encode_frames, encode_video
-from server.pipeline import Pipeline, Preview
+from server.pipeline import Pipeline, Preview, RunLog, confidence_bytes
 from server.settings import Settings
 from server.video import VideoError, decode_input, encode_png
 
@@ -35,6 +35,16 @@ def tokens_document(manifest: Manifest, windows: list[np.ndarray]) -> bytes:
     return json.dumps({"model": manifest.model_id, "token_grid": list(manifest.token_grid),
                        "vocab_size": manifest.vocab_size, "tokenizer_sha256": manifest.encoder.sha256,
                        "windows": [w.reshape(-1).tolist() for w in windows]}, separators=(",", ":")).encode()
+
+
+def confidence_document(manifest: Manifest, maps: list[np.ndarray | None]) -> bytes | None:
+    """A MaskGIT job's `variant=confidence`: per window, the confidence the sampler used for each
+    token (its probability under the model when drawn, 0..255; given tokens 255), in raster
+    order as the tokens are. None when a window was decoded autoregressively."""
+    if not maps or any(m is None for m in maps):
+        return None
+    return json.dumps({"model": manifest.model_id, "token_grid": list(manifest.token_grid), "scale": 255,
+                       "windows": [list(confidence_bytes(m)) for m in maps]}, separators=(",", ":")).encode()
 
 
 def preview_image(frames: np.ndarray) -> str:
@@ -70,22 +80,21 @@ class Runtime:
         if frames is None and input_video is not None and request.has_input:
             frames = await self.decode_input(input_video)
         # 2. The pipeline.
-        truncated: dict[str, int] = {}
-        windows: list[np.ndarray] = []
+        log = RunLog()
         # TaskError and DeadlineExceeded are InputErrors (the job fails); anything else is ours (retried)
         publish = None
         if on_preview is not None and request.previews:
             def publish(p: Preview) -> None:
                 on_preview({"step": p.step, "steps": p.steps, "decided": round(p.decided, 4),
-                            "image": preview_image(p.frames)})
+                            "image": preview_image(p.frames), "token_grid": list(pipeline.manifest.token_grid),
+                            "confidence": base64.b64encode(p.confidence).decode()})
         video = await pipeline.generate(request, frames, on_progress, should_stop,
                                         past_deadline=lambda: states.past_deadline(job, time.time()),
-                                        truncated=truncated, tokens_out=windows, on_preview=publish)
-        if truncated:
+                                        on_preview=publish, log=log)
+        if log.truncated:
             metrics.truncated_jobs_total.inc()
         # 3. Encode the outputs.
-        return await self.encode_outputs(pipeline.manifest, video, request.fps, request.output_format, windows,
-                                         truncated or None)
+        return await self.encode_outputs(pipeline.manifest, video, request.fps, request.output_format, log)
 
     async def decode_input(self, data: bytes) -> np.ndarray:
         try:
@@ -95,13 +104,14 @@ class Runtime:
 
     @staticmethod
     async def encode_outputs(manifest: Manifest, video: np.ndarray, fps: int, output_format: str,
-                             windows: list[np.ndarray], truncated: dict[str, int] | None) -> JobResult:
+                             log: RunLog) -> JobResult:
         start = time.perf_counter()
         encoded = await asyncio.to_thread(encode_video, video, fps, output_format)
         png = await asyncio.to_thread(encode_png, video[0])
         frames_zip = await asyncio.to_thread(encode_frames, video)
         metrics.encode_seconds.observe(time.perf_counter() - start)
-        return JobResult(encoded, png, frames_zip, tokens_document(manifest, windows), truncated)
+        return JobResult(encoded, png, frames_zip, tokens_document(manifest, log.tokens), log.truncated,
+                         confidence=confidence_document(manifest, log.confidence))
 
     def close(self) -> None:
         if self._executor is not None:

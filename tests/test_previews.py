@@ -89,3 +89,52 @@ def test_previews_show_every_step_and_end_as_the_video():
     assert video == plain_video  # previews change nothing in the result
     assert not [name for name, _ in plain_events if name == "preview"]
     assert no_preview.status_code == 404
+
+
+def test_the_confidence_map_is_the_samplers_and_previews_carry_it():
+    if not (REPO / "moving-digits" / "manifest.json").is_file():
+        pytest.skip("no demo model: run `make model`")
+    body = {"task": "inpainting", "mask": "center", "seed": 4, "previews": True,
+            "sampler": {"method": "maskgit", "steps": 3}}
+    source = {"task": "class_conditional", "class_label": 1, "seed": 2, "sampler": "maskgit"}
+
+    async def run():
+        import httpx
+
+        from server.api.app import create_app
+        from server.jobs.memory import MemoryQueue
+        from server.runtime import load_runtime
+        from server.settings import Settings
+
+        settings = Settings(model_repository=REPO, embedded_workers=True, redis_url=None, job_store_dir=None,
+                            allowed_hosts=["test"])
+        runtime = load_runtime(settings)
+        app = create_app(settings, runtime=runtime, queue=MemoryQueue.from_settings(settings))
+        try:
+            async with app.router.lifespan_context(app):
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                             timeout=300) as c:
+                    first = (await c.post("/v1/videos", json=source, headers={"Prefer": "wait=60"})).json()
+                    job = (await c.post("/v1/videos", json={**body, "input_video_id": first["id"]},
+                                        headers={"Prefer": "wait=60"})).json()
+                    events = sse((await c.get(f"/v1/videos/{job['id']}/events")).text)
+                    conf = (await c.get(f"/v1/videos/{job['id']}/content?variant=confidence")).json()
+                    ar = (await c.post("/v1/videos", json={**source, "sampler": "autoregressive"},
+                                       headers={"Prefer": "wait=60"})).json()
+                    ar_conf = await c.get(f"/v1/videos/{ar['id']}/content?variant=confidence")
+                    return events, conf, ar_conf
+        finally:
+            runtime.close()
+
+    events, conf, ar_conf = asyncio.run(run())
+    t, h, w = conf["token_grid"]
+    [final] = conf["windows"]
+    assert len(final) == t * h * w and conf["scale"] == 255 and all(0 <= v <= 255 for v in final)
+    grid = np.array(final).reshape(t, h, w)
+    # inpainting the centre: the tokens wholly outside the hole are given (255); the hole's are drawn (< 255 somewhere)
+    assert grid[:, 0, 0].min() == 255 and grid[:, h // 2, w // 2].min() < 255
+    previews = [data for name, data in events if name == "preview"]
+    maps = [np.frombuffer(base64.b64decode(p["confidence"]), np.uint8) for p in previews]
+    assert [p["token_grid"] for p in previews] == [[t, h, w]] * 3
+    assert np.array_equal(maps[-1], np.array(final, np.uint8))  # the last preview's map is the job's
+    assert ar_conf.status_code == 404 and "autoregressive" in ar_conf.json()["error"]["message"]

@@ -18,7 +18,8 @@ from server.request import VideoRequest
 STATUSES = ("queued", "in_progress", "completed", "failed", "canceled", "expired")
 # What a completed job keeps: the video (in the request's output_format), a PNG of its first
 # frame, and the frames the model made, lossless (PNGs in a zip). Older jobs may lack "frames".
-CONTENT_VARIANTS = ("video", "thumbnail", "frames", "tokens")  # tokens: the token grids, JSON
+# tokens: the token grids, JSON; confidence: the MaskGIT sampler's confidence per token, JSON.
+CONTENT_VARIANTS = ("video", "thumbnail", "frames", "tokens", "confidence")
 TERMINAL = frozenset({"completed", "failed", "canceled", "expired"})  # expired: its deadline passed while queued
 PRIORITIES = ("high", "normal", "low")
 
@@ -94,10 +95,12 @@ class JobResult:
     frames: bytes | None = None
     tokens: bytes | None = None
     truncated: dict[str, int] | None = None
+    confidence: bytes | None = None
 
     def contents(self) -> dict[str, bytes]:
         """variant (CONTENT_VARIANTS) -> bytes, for the variants this result has."""
-        every = {"video": self.video, "thumbnail": self.thumbnail, "frames": self.frames, "tokens": self.tokens}
+        every = {"video": self.video, "thumbnail": self.thumbnail, "frames": self.frames, "tokens": self.tokens,
+                 "confidence": self.confidence}
         return {variant: data for variant, data in every.items() if data is not None}
 
 

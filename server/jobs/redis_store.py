@@ -30,7 +30,7 @@ RECLAIM_PAGE = 100  # pending entries examined per round trip when looking for l
 # Error replies of a Redis that is up but cannot take writes now (out of memory under noeviction,
 # a failed background save, a replica, still loading its data).
 UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS")
-EXTENSIONS = {"video": "mp4", "thumbnail": "png", "frames": "zip", "tokens": "json"}  # results_dir file names, per variant
+EXTENSIONS = {"video": "mp4", "thumbnail": "png", "frames": "zip", "tokens": "json", "confidence": "confidence.json"}  # results_dir file names, per variant
 
 
 # KEYS[1]: the outbox; ARGV: now, lease end, limit. Due ids get the lease end as their due time.

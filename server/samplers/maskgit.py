@@ -76,6 +76,9 @@ class MaskGITState:
     rng: np.random.Generator
     mask_id: int
     n_unknown: int = field(init=False)  # positions to generate (not fixed); the schedule's base
+    # The confidence the sampler used, per position: the model's probability of the token drawn
+    # there at the last step it was drawn (kept once decided); 1 where given, 0 before the first step.
+    confidence: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.tokens = np.asarray(self.tokens, dtype=np.int64)
@@ -89,6 +92,7 @@ class MaskGITState:
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None; got {self.top_k}")
         self.n_unknown = int((~self.fixed).sum())
+        self.confidence = self.fixed.astype(np.float32)
 
     @property
     def done(self) -> bool:
@@ -161,10 +165,11 @@ def _step_one(state: MaskGITState, logits: np.ndarray, uncond: np.ndarray | None
         rows = rows.astype(np.float64)  # always a copy: the caller's logits stay untouched
         rows[:, state.mask_id] = -np.inf
     keep_masked = masked_after_step(s, total, state.n_unknown, unknown.size)
-    # [U] ids and (unless nothing is re-masked) their log-probabilities under softmax(rows)
-    sampled, logp = sample_with_log_prob(rows, state.temperature, state.top_k, state.rng,
-                                         log_prob=keep_masked > 0)
+    # [U] ids and their log-probabilities under softmax(rows) (no random numbers: the draw is the
+    # same with or without them)
+    sampled, logp = sample_with_log_prob(rows, state.temperature, state.top_k, state.rng)
     state.tokens[unknown] = sampled
+    state.confidence[unknown] = np.exp(logp)
     if keep_masked == 0:
         return
     # Annealed Gumbel noise: early steps choose which tokens to keep more randomly.

@@ -157,7 +157,7 @@ export interface VideoDeleted {
 }
 
 /** video: in the request's output_format; thumbnail: PNG; frames: the lossless frames, PNGs in a zip. */
-export type ContentVariant = 'video' | 'thumbnail' | 'frames' | 'tokens' | 'preview';
+export type ContentVariant = 'video' | 'thumbnail' | 'frames' | 'tokens' | 'confidence' | 'preview';
 
 export interface Model {
   id: string;

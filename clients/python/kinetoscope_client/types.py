@@ -42,8 +42,8 @@ Task = Literal[
 ]
 Status = Literal["queued", "in_progress", "completed", "failed", "canceled", "expired"]
 Priority = Literal["high", "normal", "low"]
-# frames: the lossless frames, PNGs in a zip; tokens: JSON; preview: the latest preview (PNG strip)
-Variant = Literal["video", "thumbnail", "frames", "tokens", "preview"]
+# frames: the lossless frames, PNGs in a zip; tokens, confidence: JSON; preview: the latest preview (PNG strip)
+Variant = Literal["video", "thumbnail", "frames", "tokens", "confidence", "preview"]
 MaskPreset = Literal["center", "vertical", "horizontal", "dynamic"]
 WebhookEvent = Literal["started", "progress", "completed", "failed", "canceled", "expired"]
 
