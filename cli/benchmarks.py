@@ -39,7 +39,8 @@ def bench_runtime(what: Annotated[str, typer.Argument(help="tasks (seconds per c
                   concurrency: Annotated[int, typer.Option(help="serving: closed-loop concurrency")] = 16,
                   port: Annotated[int, typer.Option(help="serving: port of the servers started")] = 8765,
                   json_path: Annotated[Optional[Path], typer.Option("--json", help="also write the raw results here")] = None):
-    """The benchmarks behind BENCHMARKS.md: a Markdown table and JSON lines (server/benchmarks.py)."""
+    """The benchmarks behind BENCHMARKS.md: a Markdown table and JSON lines (server/benchmarks.py,
+    cli/bench/serving.py)."""
     import asyncio
     import json
 
@@ -51,8 +52,10 @@ def bench_runtime(what: Annotated[str, typer.Argument(help="tasks (seconds per c
         result: object = rows
         text = benchmarks.table(rows, chosen)
     elif what == "serving":
-        result = benchmarks.serving(repo, requests, concurrency, port)
-        text = benchmarks.serving_table(result, concurrency)
+        from cli.bench import serving
+
+        result = serving.serving(repo, requests, concurrency, port)
+        text = serving.serving_table(result, concurrency)
     else:
         typer.echo(f"error: bench-runtime runs tasks or serving, not {what!r}", err=True)
         raise typer.Exit(2)

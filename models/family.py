@@ -14,7 +14,6 @@ one NVIDIA GPU), `tiny` (small networks, for tests). `kinetoscope train family -
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,8 @@ from models.evaluation.runs import bounded, describe, request
 from server import tasks as T
 from server.conditioning import clip_condition
 from server.manifest import Manifest
-from server.pipeline import GenerationRequest, Pipeline
+from server.pipeline import Pipeline
+from server.request import VideoRequest
 from server.video import fit_to_size, frames_to_float, frames_to_uint8
 
 GALLERY_SEED = 11  # MovingDigits("test", GALLERY_SEED): the input clips (held-out split)
@@ -36,7 +37,7 @@ GAP_COLOUR = np.array([255, 255, 255], np.uint8)
 class Entry:
     name: str  # file stem
     title: str
-    request: GenerationRequest
+    request: VideoRequest
     clip_index: int | None  # test clip used as input; None for class-conditional requests
     frames_shown: int = 16  # evenly spaced frames in the strip
     zoom: int = 3  # nearest-neighbour upscaling of each frame
@@ -49,8 +50,8 @@ def entries(manifest: Manifest) -> list[Entry]:
     label = data.scene(1).label  # the class of clip 1, for class-conditional frame prediction
     r = REQUEST_SEED
 
-    def req(task: str, **kw) -> GenerationRequest:
-        return request(task, r, sampler=manifest.sampler_for(task), **kw)
+    def req(task: str, **kw) -> VideoRequest:
+        return request(manifest, task, r, sampler=manifest.sampler_for(task), **kw)
 
     def note(task: str) -> str:
         return f"; sampler: {describe(manifest.sampler_for(task))}"
@@ -74,9 +75,9 @@ def entries(manifest: Manifest) -> list[Entry]:
         Entry("inpainting_center", f"inpainting, center (IPC){note('inpainting')}", req("inpainting", preset="center"), 8),
         Entry("inpainting_dynamic", f"inpainting, dynamic (IPD){note('inpainting')}", req("inpainting", preset="dynamic"), 9),
         Entry("inpainting_box", f"inpainting, caller's box [0.1, 0.5, 0.6, 0.9]{note('inpainting')}",
-              replace(req("inpainting"), box=[0.1, 0.5, 0.6, 0.9]), 10),
+              req("inpainting", box=[0.1, 0.5, 0.6, 0.9]), 10),
         Entry("outpainting_box", f"outpainting, caller's box [0.2, 0.1, 0.8, 0.6]{note('outpainting')}",
-              replace(req("outpainting"), box=[0.2, 0.1, 0.8, 0.6]), 11),
+              req("outpainting", box=[0.2, 0.1, 0.8, 0.6]), 11),
         Entry("extension_48", "48 frames by autoregressive extension (frame prediction, 4 frames given); 16 of the 48 "
               f"frames, evenly spaced{note('frame_prediction')}",
               req("frame_prediction", num_frames=48, condition_frames=4), 12, frames_shown=16),
@@ -90,10 +91,11 @@ def entries(manifest: Manifest) -> list[Entry]:
 def given_row(entry: Entry, clip: np.ndarray | None) -> np.ndarray:
     """What the request gives at the output size: uint8 (T, H, W, 3), grey where not given."""
     req = entry.request
-    h, w = req.size
+    h, w = req.size.hw
     video = None if clip is None else frames_to_float(fit_to_size(clip, h, w))
-    given, pixels = clip_condition(req.task, req.num_frames, h, w, video, preset=req.preset, box=req.box,
-                                   condition_frames=req.condition_frames)
+    mask = req.mask
+    given, pixels = clip_condition(req.task, req.num_frames, h, w, video, preset=mask.preset if mask else None,
+                                   box=mask.box if mask else None, condition_frames=req.condition_frames)
     return np.where(given[..., None], frames_to_uint8(pixels), NOT_GIVEN)
 
 
@@ -159,9 +161,11 @@ def main(out: Path, model_repository: Path = Path("model_repository/moving-digit
         size = save_small(image, path)
         paths.append(path)
         req = entry.request
-        params = [f"task={req.task}", f"num_frames={req.num_frames}", f"size={req.size[1]}x{req.size[0]}"]
-        params += [f"{k}={v}" for k, v in (("class_label", req.class_label), ("preset", req.preset), ("box", req.box),
-                                            ("condition_frames", req.condition_frames)) if v is not None]
+        params = [f"task={req.task}", f"num_frames={req.num_frames}", f"size={req.size}"]
+        mask = req.mask.to_dict() if req.mask else {}
+        params += [f"{k}={v}" for k, v in (("class_label", req.class_label), ("preset", mask.get("preset")),
+                                            ("box", mask.get("box")), ("condition_frames", req.condition_frames))
+                   if v is not None]
         source = "" if entry.clip_index is None else f", input test clip {entry.clip_index}"
         lines.append(f"| [{path.name}]({path.name}) | {entry.title} | {', '.join(params)}{source} | "
                      f"{size / 1000:.0f} KB |")

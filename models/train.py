@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from models.checkpoint import load_network, save_network
 from models.conditioning import mask_for_training, prior_batch
-from models.data.moving_digits import MovingDigits
+from models.data.moving_digits import FPS, MovingDigits
 from models.class_probe import class_probe, maskgit_class_accuracy
 from models.priors import ARPrior, MaskedPrior, PriorConfig, masked_prior_from_ar
 from models.super_resolution import SRConfig, SuperResolution
@@ -342,7 +342,8 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
         save_network(run, cfg.name, kind, model, meta={
             "steps": step, "train_seconds": round(elapsed_before + time.time() - start, 1),
             "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-            "batch_size": cfg.batch_size, "data": cfg.data})
+            "batch_size": cfg.batch_size, "data": cfg.data,
+            **({"fps": FPS} if kind == "tokenizer" else {})})  # export reads the clip rate from here
 
     fit_start = 0.0
     bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, dynamic_ncols=True, mininterval=2.0)

@@ -128,12 +128,11 @@ def build_pipeline(repo: Path, manifest: Manifest, settings: Settings, executor,
         engine = create_engine(settings.backend, repo, name, net.file, threads=settings.intra_op_threads,
                                providers=settings.onnx_providers, plan_max_batch=settings.tensorrt_max_batch,
                                plan_precision=settings.tensorrt_precision)
-        if hasattr(engine, "set_names"):
-            engine.set_names(net.inputs, net.outputs)
+        engine.set_names(net.inputs, net.outputs)
         # An engine with a batch limit (a TensorRT plan) must take the largest batch the queues
         # send: checked here, at start-up, rather than failing every job of a full batch later.
         rows = batch * (2 if name in GUIDED_NETWORKS else 1)
-        limit = getattr(engine, "max_batch", None)
+        limit = engine.max_batch
         if limit is not None and limit < rows:
             raise ValueError(f"{name}: the engine takes batches of at most {limit}, but max_batch_size {batch} "
                              f"can send {rows} rows{' (guidance doubles them)' if rows > batch else ''}: "

@@ -34,7 +34,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from server.errors import KinetoscopeError
-from server.jobs.webhooks import DEFAULT_EVENTS, EVENTS, TERMINAL_EVENTS, Delivery, collect, webhook_config  # noqa: F401
+from server.jobs.webhooks import Delivery
 
 log = logging.getLogger("kinetoscope.webhooks")
 

@@ -20,8 +20,9 @@ import pytest
 
 from conftest import video_request
 from kinetoscope_client import WebhookVerificationError, verify_webhook
-from server.jobs.base import Job, JobResult
-from server.webhooks import WebhookRefused, check_url, collect, sign, webhook_config
+from server.jobs.base import Job
+from server.jobs.webhooks import collect, webhook_config
+from server.webhooks import WebhookRefused, check_url, sign
 
 SECRET = "whsec_" + base64.b64encode(b"kinetoscope-test-secret-24").decode()
 TESTS = Path(__file__).resolve().parent
@@ -200,7 +201,8 @@ from conftest import video_request
 from server.jobs.base import Job, JobResult
 from server.jobs.redis import RedisQueue
 from server.settings import Settings
-from server.webhooks import run_deliveries, webhook_config
+from server.jobs.webhooks import webhook_config
+from server.webhooks import run_deliveries
 
 async def main():
     settings = Settings(redis_url={url!r}, webhook_secret={secret!r}, webhook_allow_private_addresses=True,

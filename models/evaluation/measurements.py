@@ -90,7 +90,7 @@ class Evaluation:
                                 size: tuple[int, int] = (32, 32), bar: float = BAR_CG_CLIPS) -> ClassScores:
         n = clips or self.n
         targets = [i % 10 for i in range(n)]  # balanced over the classes
-        reqs = [request("class_conditional", self.request_seed + i, class_label=t, sampler=sampler, size=size)
+        reqs = [request(self.pipe.manifest, "class_conditional", self.request_seed + i, class_label=t, sampler=sampler, size=size)
                 for i, t in enumerate(targets)]
         start = time.perf_counter()
         videos = await generate_many(self.pipe, reqs, [None] * n)
@@ -108,7 +108,7 @@ class Evaluation:
     async def frame_prediction(self, task: str, sampler: SamplerOptions, label: str) -> float:
         """`task`: frame_prediction, or class_conditional_frame_prediction (the clip's own class)."""
         k = self.k
-        reqs = [request(task, self.request_seed + i, condition_frames=k, sampler=sampler,
+        reqs = [request(self.pipe.manifest, task, self.request_seed + i, condition_frames=k, sampler=sampler,
                         class_label=int(self.labels[i]) if task in T.CLASS_TASKS else None) for i in range(self.n)]
         videos = await generate_many(self.pipe, reqs, list(self.clips))
         ours = [psnr(v[k:], c[k:]) for v, c in zip(videos, self.clips)]
@@ -129,7 +129,7 @@ class Evaluation:
         h, w = self.clips.shape[2:4]
         given = T.pixel_mask(task, FRAMES, h, w, preset=preset)
         region = ~given
-        reqs = [request(task, self.request_seed + i, preset=preset, sampler=sampler) for i in range(self.n)]
+        reqs = [request(self.pipe.manifest, task, self.request_seed + i, preset=preset, sampler=sampler) for i in range(self.n)]
         videos = await generate_many(self.pipe, reqs, list(self.clips))
         value = mean_psnr(videos, self.clips, [region] * self.n)
         black = mean_psnr([black_fill(c, given) for c in self.clips], self.clips, [region] * self.n)
@@ -173,7 +173,7 @@ class Evaluation:
         """Class-conditional requests one at a time (no batching partner): wall seconds per clip."""
         times = []
         for i in range(TIMING_REQUESTS):
-            req = request("class_conditional", self.request_seed + 900 + i, class_label=i % 10, sampler=sampler)
+            req = request(self.pipe.manifest, "class_conditional", self.request_seed + 900 + i, class_label=i % 10, sampler=sampler)
             start = time.perf_counter()
             await self.pipe.generate(req, None)
             times.append(time.perf_counter() - start)

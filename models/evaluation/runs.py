@@ -4,17 +4,16 @@ stages run on their own."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 
 from models.data.moving_digits import FRAMES
+from server.api.validation import pipeline_request
+from server.manifest import Manifest
 from server.pipeline import Pipeline
+from server.request import VideoRequest
 from server.samplers import SamplerOptions
-from server.video import frames_to_float, frames_to_uint8
-
-if TYPE_CHECKING:
-    from server.pipeline import GenerationRequest
 
 CONCURRENCY = 16  # requests in flight: the pipeline's default max batch size
 
@@ -30,37 +29,26 @@ async def bounded(calls: list[Callable[[], Awaitable[Any]]], limit: int = CONCUR
     return await asyncio.gather(*(one(c) for c in calls))
 
 
-def request(task: str, seed: int, *, sampler: SamplerOptions, size: tuple[int, int] = (32, 32),
-            num_frames: int = FRAMES, class_label: int | None = None, preset: str | None = None,
-            condition_frames: int | None = None) -> GenerationRequest:
-    from server.pipeline import GenerationRequest
-
-    return GenerationRequest(task=task, num_frames=num_frames, size=size, seed=seed, class_label=class_label,
-                             preset=preset, condition_frames=condition_frames, sampler=sampler)
+def request(manifest: Manifest, task: str, seed: int, *, sampler: SamplerOptions, size: tuple[int, int] = (32, 32),
+            num_frames: int = FRAMES, **fields) -> VideoRequest:
+    """An evaluation request (`size`: (H, W)), validated as the API would (server.api.validation)."""
+    return pipeline_request(manifest, task, seed, sampler=sampler, size=size, num_frames=num_frames, **fields)
 
 
-async def generate_many(pipe: Pipeline, requests: list[GenerationRequest],
+async def generate_many(pipe: Pipeline, requests: list[VideoRequest],
                         inputs: list[np.ndarray | None]) -> list[np.ndarray]:
     return await bounded([lambda r=r, x=x: pipe.generate(r, x) for r, x in zip(requests, inputs)])
 
 
 async def reconstruct(pipe: Pipeline, clip: np.ndarray) -> np.ndarray:
     """uint8 clip -> encoder -> decoder -> uint8 clip, through the pipeline's batching queues."""
-    video = frames_to_float(clip).transpose(3, 0, 1, 2)[None]  # (1, 3, T, H, W)
-    tokens = (await pipe.encoder.submit({"video": video}))["tokens"]
-    tokens = tokens.reshape((1, *pipe.manifest.token_grid)).astype(np.int64)
-    out = (await pipe.decoder.submit({"tokens": tokens}))["video"][0]  # (3, T, H, W)
-    return frames_to_uint8(np.clip(out.transpose(1, 2, 3, 0), 0.0, 1.0))
+    return await pipe.reconstruct(clip)
 
 
 async def super_resolve(pipe: Pipeline, clip: np.ndarray, stages: list[int]) -> np.ndarray:
-    """uint8 clip -> the pipeline's super-resolution step through the given stages (indices
-    into pipe.sr) -> uint8, as a generation request of a larger size runs them."""
-    video = frames_to_float(clip)
-    for i in stages:
-        stage, queue = pipe.sr[i]
-        video = await pipe._super_resolve(queue, stage.noise_level, video)
-    return frames_to_uint8(video)
+    """uint8 clip -> the given super-resolution stages (indices into the cascade) -> uint8, as a
+    generation request of a larger size runs them."""
+    return await pipe.super_resolve(clip, stages)
 
 
 

@@ -28,7 +28,8 @@ from server.jobs.base import Job, JobQueue, new_job_id
 from server.request import VideoRequest
 from server.settings import Settings
 from server.video import VideoError, decode_input
-from server.webhooks import check_url, webhook_config
+from server.jobs.webhooks import webhook_config
+from server.webhooks import check_url
 
 JSON_FORM_FIELDS = ("mask", "sampler", "metadata", "webhook_events")  # objects travel as JSON text in multipart forms
 UPLOADED = ""  # the request's input_video when the bytes came as a file part

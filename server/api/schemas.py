@@ -13,7 +13,8 @@ from server.jobs.base import PRIORITIES, STATUSES
 from server.output import OUTPUT_FORMATS
 from server.samplers import SAMPLERS
 from server.tasks import ALL_TASKS, PRESETS
-from server.webhooks import EVENTS as WEBHOOK_EVENTS, MAX_URL_CHARS
+from server.jobs.webhooks import EVENTS as WEBHOOK_EVENTS
+from server.webhooks import MAX_URL_CHARS
 
 # Each name list is defined once, where its meaning lives; the schema (and so /openapi.json, which
 # tests/test_client_contract.py checks the SDKs against) is built from them.

@@ -148,6 +148,25 @@ def validate_request(body: Mapping[str, Any] | VideoCreateRequest, manifest: Man
     return normalize_request(body, manifest, settings)
 
 
+def pipeline_request(manifest: Manifest, task: str, seed: int, *, sampler: SamplerOptions,
+                     size: tuple[int, int] | None = None, num_frames: int | None = None,
+                     class_label: int | None = None, preset: str | None = None, box: list | None = None,
+                     condition_frames: int | None = None) -> VideoRequest:
+    """A request for code that runs the pipeline itself (the evaluation, the gallery, the
+    benchmarks), through the same validation as the API: `size` is (H, W); every sampler field is
+    given, so the model's recommendations do not enter; the input clip is handed to the pipeline
+    directly (so none is named), and no serving limit applies."""
+    from dataclasses import asdict
+
+    body = {"task": task, "seed": seed, "sampler": asdict(sampler), "num_frames": num_frames,
+            "size": None if size is None else f"{size[1]}x{size[0]}", "class_label": class_label,
+            "condition_frames": condition_frames,
+            "mask": {"preset": preset} if preset is not None else ({"box": box} if box is not None else None),
+            "input_video_id": "direct" if needs_input(task) else None}
+    unlimited = Settings(model_repository=".", max_steps=1 << 20, max_num_frames=1 << 20)
+    return validate_request({k: v for k, v in body.items() if v is not None}, manifest, unlimited)
+
+
 def check_metadata(metadata: Mapping[str, str] | None, settings: Settings) -> dict[str, str]:
     """A job's metadata: a few short string pairs (limits from the settings)."""
     metadata = dict(metadata or {})

@@ -1,0 +1,81 @@
+"""`kinetoscope bench-runtime serving`: `kinetoscope bench` against live `kinetoscope serve`
+processes started here: throughput with step-level batching on and off at concurrency 16
+(closed loop), a single request's latency, p50/p99 latency in an open loop at half the peak
+throughput, and the HTTP throughput against the pipeline's own in-process throughput at the same
+concurrency (serving efficiency; server/benchmarks.py measures that part)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cli.bench.client import run_bench
+
+
+@contextlib.contextmanager
+def live_server(repo: Path, port: int, batching: bool):
+    """A `kinetoscope serve` subprocess (embedded queue and worker), ready when this yields."""
+    import httpx
+
+    cmd = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--model-repository", str(repo),
+           "--batching" if batching else "--no-batching"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("server did not become ready")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def serving(repo: Path, requests: int, concurrency: int, port: int) -> dict:
+    def bench(url: str, **kw) -> dict:
+        return asyncio.run(run_bench(url, task_mix={"class_conditional": 1.0}, size="32x32", seed=0, wait="prefer", **kw))
+
+    out: dict = {}
+    for batching in (True, False):
+        with live_server(repo, port, batching) as url:
+            bench(url, mode="closed", concurrency=concurrency, num_requests=8)  # warm-up
+            out["batching_on" if batching else "batching_off"] = bench(url, mode="closed", concurrency=concurrency,
+                                                                       num_requests=requests)
+            print(json.dumps({k: out[k]["videos_per_second"] for k in out}), flush=True)
+    peak = out["batching_on"]["videos_per_second"]
+    with live_server(repo, port, True) as url:
+        out["single"] = bench(url, mode="closed", concurrency=1, num_requests=8)
+        out["half_peak"] = bench(url, mode="open", rate=peak / 2, num_requests=requests)
+    from server.benchmarks import in_process
+
+    out["in_process_clips_per_second"] = asyncio.run(in_process(repo, requests, concurrency))
+    return out
+
+
+def serving_table(out: dict, concurrency: int) -> str:
+    on, off = out["batching_on"], out["batching_off"]
+    lat = lambda r, q: r["latency_s"][q]  # noqa: E731
+    rows = [
+        "| measurement | value |", "| --- | ---: |",
+        f"| throughput, batching on, closed loop c={concurrency} (videos/s) | {on['videos_per_second']:.2f} |",
+        f"| throughput, batching off, closed loop c={concurrency} (videos/s) | {off['videos_per_second']:.2f} |",
+        f"| ratio on / off | {on['videos_per_second'] / off['videos_per_second']:.2f} |",
+        f"| mean prior batch size, on / off | {(on.get('mean_batch_size') or {}).get('prior', float('nan')):.1f} / "
+        f"{(off.get('mean_batch_size') or {}).get('prior', float('nan')):.1f} |",
+        f"| single request latency p50 (s) | {lat(out['single'], 'p50'):.2f} |",
+        f"| open loop at half peak ({on['videos_per_second'] / 2:.2f}/s): latency p50 / p99 (s) | "
+        f"{lat(out['half_peak'], 'p50'):.2f} / {lat(out['half_peak'], 'p99'):.2f} |",
+        f"| pipeline in-process, c={concurrency} (clips/s) | {out['in_process_clips_per_second']:.2f} |",
+        f"| serving efficiency (HTTP / in-process) | {on['videos_per_second'] / out['in_process_clips_per_second']:.0%} |",
+    ]
+    return "\n".join(rows)
