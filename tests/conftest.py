@@ -208,3 +208,32 @@ def make_api():
 
     return factory
 # ==== end of the API section =====================================================================
+
+
+@_api_contextlib.asynccontextmanager
+async def demo_api(**overrides):
+    """`async with demo_api() as client:` the demo model served in-process: the real runtime, the
+    embedded worker, an in-memory queue; `client` is an httpx AsyncClient on the app. Skips
+    when the demo model has not been assembled (`make model`)."""
+    from pathlib import Path
+
+    from server.api.app import create_app
+    from server.jobs.memory import MemoryQueue
+    from server.runtime import load_runtime
+    from server.settings import Settings
+
+    repo = Path(__file__).resolve().parent.parent / "model_repository"
+    if not (repo / "moving-digits" / "manifest.json").is_file():
+        pytest.skip("no demo model: run `make model`")
+    settings = Settings(model_repository=repo, embedded_workers=True, redis_url=None, job_store_dir=None,
+                        allowed_hosts=["test"], **overrides)
+    runtime = load_runtime(settings)
+    app = create_app(settings, runtime=runtime, queue=MemoryQueue.from_settings(settings))
+    try:
+        async with app.router.lifespan_context(app):
+            transport = _api_httpx.ASGITransport(app=app)
+            async with _api_httpx.AsyncClient(transport=transport, base_url="http://test", timeout=300) as client:
+                yield client
+    finally:
+        runtime.close()
+

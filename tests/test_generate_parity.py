@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import demo_api
+
 ROOT = Path(__file__).resolve().parent.parent
 REPO = ROOT / "model_repository"
 COMMAND = Path(sys.executable).parent / "kinetoscope"
@@ -37,32 +39,16 @@ def _cli(tmp_path: Path, name: str, body: dict, extra: list[str], source: Path |
 
 
 async def _api(bodies: dict[str, dict]) -> dict[str, bytes]:
-    import httpx
-
-    from server.api.app import create_app
-    from server.jobs.memory import MemoryQueue
-    from server.runtime import load_runtime
-    from server.settings import Settings
-
-    settings = Settings(model_repository=REPO, embedded_workers=True, redis_url=None, job_store_dir=None,
-                        allowed_hosts=["test"])
-    runtime = load_runtime(settings)
-    app = create_app(settings, runtime=runtime, queue=MemoryQueue.from_settings(settings))
-    try:
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
-                                         timeout=300) as client:
-                out = {}
-                for name, body in bodies.items():
-                    job = (await client.post("/v1/videos", json=body, headers={"Prefer": "wait=60"})).json()
-                    while job["status"] not in ("completed", "failed"):
-                        await asyncio.sleep(0.2)
-                        job = (await client.get(f"/v1/videos/{job['id']}")).json()
-                    assert job["status"] == "completed", job
-                    out[name] = (await client.get(f"/v1/videos/{job['id']}/content")).content
-                return out
-    finally:
-        runtime.close()
+    out = {}
+    async with demo_api() as client:
+        for name, body in bodies.items():
+            job = (await client.post("/v1/videos", json=body, headers={"Prefer": "wait=60"})).json()
+            while job["status"] not in ("completed", "failed"):
+                await asyncio.sleep(0.2)
+                job = (await client.get(f"/v1/videos/{job['id']}")).json()
+            assert job["status"] == "completed", job
+            out[name] = (await client.get(f"/v1/videos/{job['id']}/content")).content
+    return out
 
 
 def test_the_cli_and_the_api_make_the_same_bytes(tmp_path):

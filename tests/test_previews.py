@@ -7,13 +7,12 @@ import asyncio
 import base64
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent / "model_repository"
+from conftest import demo_api
 
 pytestmark = pytest.mark.slow
 
@@ -37,39 +36,22 @@ def png(data_url: str) -> np.ndarray:
 
 
 async def _run(bodies: list[dict]):
-    import httpx
-
-    from server.api.app import create_app
-    from server.jobs.memory import MemoryQueue
     from server.output import decode_frames
-    from server.runtime import load_runtime
-    from server.settings import Settings
 
-    settings = Settings(model_repository=REPO, embedded_workers=True, redis_url=None, job_store_dir=None,
-                        allowed_hosts=["test"])
-    runtime = load_runtime(settings)
-    app = create_app(settings, runtime=runtime, queue=MemoryQueue.from_settings(settings))
     results = []
-    try:
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
-                                         timeout=300) as c:
-                for body in bodies:
-                    job = (await c.post("/v1/videos", json=body, headers={"Prefer": "wait=60"})).json()
-                    assert job["status"] == "completed", job
-                    events = sse((await c.get(f"/v1/videos/{job['id']}/events")).text)  # replays, then ends
-                    video = (await c.get(f"/v1/videos/{job['id']}/content")).content
-                    frames = decode_frames((await c.get(f"/v1/videos/{job['id']}/content?variant=frames")).content)
-                    latest = await c.get(f"/v1/videos/{job['id']}/content?variant=preview")
-                    results.append((job, events, video, frames, latest))
-    finally:
-        runtime.close()
+    async with demo_api() as c:
+        for body in bodies:
+            job = (await c.post("/v1/videos", json=body, headers={"Prefer": "wait=60"})).json()
+            assert job["status"] == "completed", job
+            events = sse((await c.get(f"/v1/videos/{job['id']}/events")).text)  # replays, then ends
+            video = (await c.get(f"/v1/videos/{job['id']}/content")).content
+            frames = decode_frames((await c.get(f"/v1/videos/{job['id']}/content?variant=frames")).content)
+            latest = await c.get(f"/v1/videos/{job['id']}/content?variant=preview")
+            results.append((job, events, video, frames, latest))
     return results
 
 
 def test_previews_show_every_step_and_end_as_the_video():
-    if not (REPO / "moving-digits" / "manifest.json").is_file():
-        pytest.skip("no demo model: run `make model`")
     body = {"task": "class_conditional", "class_label": 3, "seed": 11, "sampler": {"method": "maskgit", "steps": 4}}
     (job, events, video, frames, latest), (plain, plain_events, plain_video, _, no_preview) = asyncio.run(
         _run([{**body, "previews": True}, body]))
@@ -92,39 +74,21 @@ def test_previews_show_every_step_and_end_as_the_video():
 
 
 def test_the_confidence_map_is_the_samplers_and_previews_carry_it():
-    if not (REPO / "moving-digits" / "manifest.json").is_file():
-        pytest.skip("no demo model: run `make model`")
     body = {"task": "inpainting", "mask": "center", "seed": 4, "previews": True,
             "sampler": {"method": "maskgit", "steps": 3}}
     source = {"task": "class_conditional", "class_label": 1, "seed": 2, "sampler": "maskgit"}
 
     async def run():
-        import httpx
-
-        from server.api.app import create_app
-        from server.jobs.memory import MemoryQueue
-        from server.runtime import load_runtime
-        from server.settings import Settings
-
-        settings = Settings(model_repository=REPO, embedded_workers=True, redis_url=None, job_store_dir=None,
-                            allowed_hosts=["test"])
-        runtime = load_runtime(settings)
-        app = create_app(settings, runtime=runtime, queue=MemoryQueue.from_settings(settings))
-        try:
-            async with app.router.lifespan_context(app):
-                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
-                                             timeout=300) as c:
-                    first = (await c.post("/v1/videos", json=source, headers={"Prefer": "wait=60"})).json()
-                    job = (await c.post("/v1/videos", json={**body, "input_video_id": first["id"]},
-                                        headers={"Prefer": "wait=60"})).json()
-                    events = sse((await c.get(f"/v1/videos/{job['id']}/events")).text)
-                    conf = (await c.get(f"/v1/videos/{job['id']}/content?variant=confidence")).json()
-                    ar = (await c.post("/v1/videos", json={**source, "sampler": "autoregressive"},
-                                       headers={"Prefer": "wait=60"})).json()
-                    ar_conf = await c.get(f"/v1/videos/{ar['id']}/content?variant=confidence")
-                    return events, conf, ar_conf
-        finally:
-            runtime.close()
+        async with demo_api() as c:
+            first = (await c.post("/v1/videos", json=source, headers={"Prefer": "wait=60"})).json()
+            job = (await c.post("/v1/videos", json={**body, "input_video_id": first["id"]},
+                                headers={"Prefer": "wait=60"})).json()
+            events = sse((await c.get(f"/v1/videos/{job['id']}/events")).text)
+            conf = (await c.get(f"/v1/videos/{job['id']}/content?variant=confidence")).json()
+            ar = (await c.post("/v1/videos", json={**source, "sampler": "autoregressive"},
+                               headers={"Prefer": "wait=60"})).json()
+            ar_conf = await c.get(f"/v1/videos/{ar['id']}/content?variant=confidence")
+            return events, conf, ar_conf
 
     events, conf, ar_conf = asyncio.run(run())
     t, h, w = conf["token_grid"]

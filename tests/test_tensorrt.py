@@ -407,7 +407,7 @@ def test_the_server_refuses_plans_smaller_than_its_batches(monkeypatch, tmp_path
 
     def plan(backend, repo, name, file, **kw):
         opened.append((name, kw["plan_max_batch"], kw["plan_precision"]))
-        return types.SimpleNamespace(max_batch=16, run=None)
+        return types.SimpleNamespace(max_batch=16, run=None, set_names=lambda inputs, outputs: None)
 
     monkeypatch.setattr(runtime, "create_engine", plan)
     settings = Settings(model_repository=repo, backend="tensorrt", max_batch_size=16, tensorrt_max_batch=16,

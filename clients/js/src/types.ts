@@ -60,6 +60,11 @@ export interface VideoCreateParams {
   deadline_seconds?: number;
   /** Publish the current guess after every MaskGIT step (`preview` events, `variant=preview`). */
   previews?: boolean;
+  /**
+   * Inpainting/outpainting of a completed job's own tokens, instead of an input video: only the
+   * tokens whose footprint meets the mask's region are generated again; every other stays exactly.
+   */
+  edit?: { from: string };
   /** An http(s) URL that gets a signed POST of the job object at each of `webhook_events`. */
   webhook?: string;
   /** Default: the terminal ones (completed, failed, canceled, expired). */
@@ -183,6 +188,14 @@ export interface Model {
 export interface TaskSamplerDefaults {
   method: 'maskgit' | 'autoregressive';
   methods: Record<string, Required<SamplerParams>>;
+}
+
+/** POST /v1/score: the exact log-likelihood (nats) under the autoregressive prior. */
+export interface ScoreResult {
+  model: string;
+  log_likelihood: number;
+  bits_per_token: number;
+  per_latent_frame: number[];
 }
 
 export interface TokenizeResult {

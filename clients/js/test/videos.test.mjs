@@ -41,6 +41,9 @@ describe('videos and models', { skip: skipReason ?? false, timeout: 300_000 }, (
     assert.ok(back.data.byteLength > 100);
     const stored = JSON.parse(new TextDecoder().decode((await client.videos.downloadContent(job.id, { variant: 'tokens' })).data));
     assert.deepEqual(stored.token_grid, result.token_grid);
+    const scored = await client.tokens.score({ tokens: result.tokens });
+    assert.ok(scored.log_likelihood < 0 && scored.per_latent_frame.length === t);
+    assert.deepEqual(await client.tokens.score({ video: new Uint8Array(video.data) }), scored);
   });
 
   test('models.list describes the demo model', async () => {

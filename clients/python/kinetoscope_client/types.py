@@ -22,6 +22,7 @@ __all__ = [
     "MaskPreset",
     "Mask",
     "Sampler",
+    "Edit",
     "VideoCreateParams",
     "VideoError",
     "Video",
@@ -58,6 +59,9 @@ class Mask(TypedDict, total=False):
 
     preset: MaskPreset
     box: Union[List[float], List[List[float]]]
+
+
+Edit = TypedDict("Edit", {"from": str})  # {"from": "<id of a completed job>"}: regenerate only the mask's tokens
 
 
 class Sampler(TypedDict, total=False):
@@ -98,6 +102,7 @@ class VideoCreateParams(TypedDict, total=False):
     webhook: str
     webhook_events: List[WebhookEvent]
     previews: bool
+    edit: Edit
     idempotency_key: NotRequired[Optional[str]]
     wait: NotRequired[Optional[float]]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 import time
 import uuid
 
@@ -229,3 +230,9 @@ def test_tokens_round_trip_and_the_jobs_tokens(client, source_video):
     assert doc["token_grid"] == [t, h, w] and len(doc["windows"][0]) == t * h * w
     frames = client.videos.download_content(video_id, variant="frames")
     assert frames[:2] == b"PK"  # the lossless frames, a zip
+    by_video, by_tokens = client.tokens.score(mp4), client.tokens.score(tokens=tokenized["tokens"])
+    assert by_video == by_tokens  # the video's score is its tokens' score
+    assert by_tokens["log_likelihood"] < 0 and len(by_tokens["per_latent_frame"]) == t
+    assert by_tokens["bits_per_token"] == pytest.approx(-by_tokens["log_likelihood"] / (t * h * w) / math.log(2))
+    with pytest.raises(ValueError, match="exactly one"):
+        client.tokens.score()
