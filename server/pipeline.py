@@ -116,7 +116,7 @@ class Pipeline:
                        should_stop: Callable[[], bool] = lambda: False,
                        past_deadline: Callable[[], bool] = lambda: False,
                        on_preview: Callable[["Preview"], None] | None = None,
-                       log: "RunLog | None" = None) -> np.ndarray:
+                       log: "RunLog | None" = None, source_tokens: np.ndarray | None = None) -> np.ndarray:
         """-> uint8 (num_frames, H, W, 3). `frames`: the caller's input video, uint8 (T, h, w, 3).
 
         Once `past_deadline()` turns true, MaskGIT decoding ends at the end of its current step:
@@ -124,6 +124,9 @@ class Pipeline:
         decoded in one such call each; `log.truncated` receives {"steps_done", "steps"} of the
         first window cut short. The autoregressive sampler raises DeadlineExceeded instead.
         `log` (if given) also receives each window's tokens and (MaskGIT) confidence map.
+        `source_tokens` (an edit, one window): the (t, h, w) tokens being edited; they stand for the
+        input video (decoded, they are its pixels), and every token whose footprint is wholly given
+        keeps its source value exactly (not a re-encoding of the pixels).
         `on_preview` (MaskGIT only): called after every step with the window's current guess,
         decoded (the decoder calls are batched with everyone else's; a request without it pays
         nothing, and asking for it does not change the video)."""
@@ -133,7 +136,14 @@ class Pipeline:
             raise T.TaskError("this model has no autoregressive prior")
         stages = self.stages_for(req.size.hw)
         # 1. The clip's given pixels at the base resolution.
-        base_in = None if frames is None else frames_to_float(fit_to_size(frames, height, width))
+        if source_tokens is not None:
+            if req.num_frames > self.window:
+                raise T.TaskError(f"an edit takes one window ({self.window} frames); got {req.num_frames}")
+            full = np.ones((self.window, height, width), bool)
+            base_in = (await self._decode_window(source_tokens, ~full, np.zeros((*full.shape, 3), np.float32)))
+            base_in = base_in[:req.num_frames]
+        else:
+            base_in = None if frames is None else frames_to_float(fit_to_size(frames, height, width))
         given, pixels = clip_condition(req.task, req.num_frames, height, width, base_in, **_mask_args(req))
         windows = plan_windows(req.num_frames, self.window, m.default_condition_frames)
         steps = req.sampler.steps if req.sampler.method == "maskgit" else m.num_tokens
@@ -163,7 +173,7 @@ class Pipeline:
                     on_preview(Preview(index * steps + step, len(windows) * steps, decided, frames_now,
                                        confidence_bytes(confidence)))
             tokens, confidence = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance,
-                                                    should_stop, past_deadline, log, preview)
+                                                    should_stop, past_deadline, log, preview, source_tokens)
             log.tokens.append(tokens)
             log.confidence.append(confidence)
             # 4. Pixels, with the given ones put back.
@@ -193,7 +203,7 @@ class Pipeline:
     async def _sample(self, req: VideoRequest, cond_video: np.ndarray, given: np.ndarray, seed: int,
                       advance: Callable[[int], None], should_stop: Callable[[], bool],
                       past_deadline: Callable[[], bool], log: "RunLog",
-                      preview=None) -> tuple[np.ndarray, np.ndarray | None]:
+                      preview=None, source_tokens: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """-> the window's (t, h, w) tokens, and (MaskGIT) the confidence map the sampler used."""
         m = self.manifest
         grid = tuple(m.token_grid)
@@ -205,6 +215,8 @@ class Pipeline:
         advance(1)
         token_state = T.token_states(given, m.temporal_stride, m.spatial_stride).reshape(-1)
         fixed = token_state == T.STATE_FULL
+        if source_tokens is not None:  # an exact edit: the given tokens are the source's own
+            cond = np.where(fixed, np.asarray(source_tokens, np.int64).reshape(-1), cond)
         class_id = m.null_class_id if req.class_label is None else int(req.class_label)
         s = req.sampler
         if s.method == "maskgit":

@@ -87,6 +87,7 @@ class VideoRequest:
     condition_frames: int | None = None
     input_video_id: str | None = None
     previews: bool = False  # publish the current guess after every MaskGIT step
+    edit_from: str | None = None  # an exact edit of this completed job's tokens (its input: their document)
 
     @property
     def has_input(self) -> bool:
@@ -100,7 +101,8 @@ class VideoRequest:
                 "condition_frames": self.condition_frames, "num_frames": self.num_frames, "size": str(self.size),
                 "fps": self.fps, "seed": self.seed, "sampler": sampler, "priority": self.priority,
                 "output_format": self.output_format, "deadline_seconds": self.deadline_seconds,
-                "input_video_id": self.input_video_id, "has_input": self.has_input, "previews": self.previews}
+                "input_video_id": self.input_video_id, "has_input": self.has_input, "previews": self.previews,
+                "edit_from": self.edit_from}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "VideoRequest":
@@ -112,4 +114,5 @@ class VideoRequest:
                    deadline_seconds=float(data["deadline_seconds"]), class_label=data.get("class_label"),
                    mask=Mask.from_dict(mask) if mask is not None else None,
                    condition_frames=data.get("condition_frames"), input_video_id=data.get("input_video_id"),
-                   previews=bool(data.get("previews", False)))  # absent in jobs stored before previews existed
+                   # absent in jobs stored before previews and edits existed
+                   previews=bool(data.get("previews", False)), edit_from=data.get("edit_from"))

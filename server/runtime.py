@@ -76,8 +76,12 @@ class Runtime:
         if pipeline is None:
             raise InputError("model_not_found", f"model {job.model!r} is not served by this worker")
         request = job.request
-        # 1. Decode the input video (tasks without one ignore any bytes they were sent).
-        if frames is None and input_video is not None and request.has_input:
+        # 1. Decode the input: a video (tasks without one ignore any bytes they were sent), or for
+        # an edit its source's token document.
+        source_tokens = None
+        if request.edit_from is not None:
+            source_tokens = self.edit_tokens(pipeline.manifest, input_video)
+        elif frames is None and input_video is not None and request.has_input:
             frames = await self.decode_input(input_video)
         # 2. The pipeline.
         log = RunLog()
@@ -90,11 +94,24 @@ class Runtime:
                             "confidence": base64.b64encode(p.confidence).decode()})
         video = await pipeline.generate(request, frames, on_progress, should_stop,
                                         past_deadline=lambda: states.past_deadline(job, time.time()),
-                                        on_preview=publish, log=log)
+                                        on_preview=publish, log=log, source_tokens=source_tokens)
         if log.truncated:
             metrics.truncated_jobs_total.inc()
         # 3. Encode the outputs.
         return await self.encode_outputs(pipeline.manifest, video, request.fps, request.output_format, log)
+
+    @staticmethod
+    def edit_tokens(manifest: Manifest, document: bytes | None) -> np.ndarray:
+        """An edit's input (its source's `variant=tokens` document) -> the (t, h, w) token grid."""
+        try:
+            doc = json.loads(document or b"")
+            grid = np.asarray(doc["windows"][0], np.int64).reshape(doc["token_grid"])
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise InputError("invalid_input_video", f"the edit's source tokens are unreadable ({e})") from e
+        if doc.get("model") != manifest.model_id or tuple(grid.shape) != tuple(manifest.token_grid):
+            raise InputError("invalid_request", f"the edit's source tokens are of model {doc.get('model')} "
+                             f"{list(grid.shape)}, not {manifest.model_id} {list(manifest.token_grid)}")
+        return grid
 
     async def decode_input(self, data: bytes) -> np.ndarray:
         try:

@@ -45,7 +45,7 @@ def test_defaults_come_from_the_manifest_and_settings():
                    "sampler": {"method": "maskgit", "steps": 12, "temperature": 1.0, "choice_temperature": 4.5,
                                "guidance_scale": 0.0, "top_k": None},
                    "priority": "normal", "deadline_seconds": 3600.0, "output_format": "mp4", "input_video_id": None, "has_input": True,
-                   "previews": False}
+                   "previews": False, "edit_from": None}
 
 
 def test_fields_a_task_does_not_use_are_normalized_away():

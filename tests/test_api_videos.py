@@ -37,7 +37,7 @@ async def test_create_returns_202_job_object_with_normalized_request(make_api):
             "sampler": {"method": "maskgit", "steps": 12, "temperature": 1.0, "choice_temperature": 4.5,
                         "guidance_scale": 0.0, "top_k": None},
             "priority": "normal", "deadline_seconds": 3600.0, "output_format": "mp4", "input_video_id": None, "has_input": False,
-            "previews": False}
+            "previews": False, "edit_from": None}
         assert r.headers["Location"] == f"/v1/videos/{job['id']}"
         assert r.headers["Retry-After"] == "1" and r.headers["X-Poll-Interval"] == "1"
         got = await api.client.get(f"/v1/videos/{job['id']}")

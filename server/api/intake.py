@@ -21,7 +21,8 @@ from starlette.datastructures import UploadFile
 
 from server.api.errors import APIError, validation_error
 from server.api.schemas import VideoCreateRequest
-from server.api.validation import check_input_frames, check_metadata, choose_manifest, normalize_request
+from server.api.validation import (check_input_frames, check_input_source, check_metadata, choose_manifest,
+                                   normalize_request)
 from server.api.views import caller, get_job_or_404, public_base
 from server.catalogue import Catalogue
 from server.jobs.base import Job, JobQueue, new_job_id
@@ -31,7 +32,7 @@ from server.video import VideoError, decode_input
 from server.jobs.webhooks import webhook_config
 from server.webhooks import check_url
 
-JSON_FORM_FIELDS = ("mask", "sampler", "metadata", "webhook_events")  # objects travel as JSON text in multipart forms
+JSON_FORM_FIELDS = ("mask", "sampler", "metadata", "webhook_events", "edit")  # objects travel as JSON text in multipart forms
 UPLOADED = ""  # the request's input_video when the bytes came as a file part
 
 
@@ -44,8 +45,14 @@ async def build_job(request: Request, settings: Settings, queue: JobQueue, catal
         parsed.request = parsed.request.model_copy(update={"deadline_seconds": parse_duration(cancel_after)})
     request.state.task = parsed.request.task
     manifest = choose_manifest(catalogue, parsed.request.model)
+    if parsed.request.edit is not None:  # the source job decides the clip's length and size
+        check_input_source(parsed.request)
+        parsed.request = await edit_source(parsed.request, manifest, queue, request)
     normalized = normalize_request(parsed.request, manifest, settings)
-    input_video, frames = await load_input(parsed, normalized, queue, settings, request)
+    if normalized.edit_from is not None:  # an edit's input is its source's token document
+        input_video, frames = await edit_tokens(queue, normalized.edit_from), None
+    else:
+        input_video, frames = await load_input(parsed, normalized, queue, settings, request)
     if frames is not None:
         check_input_frames(normalized, frames)
     job = Job(id=new_job_id(), model=manifest.model_id, request=normalized,
@@ -53,6 +60,36 @@ async def build_job(request: Request, settings: Settings, queue: JobQueue, catal
               metadata=check_metadata(parsed.request.metadata, settings), fingerprint=parsed.fingerprint(),
               owner=caller(request), webhook=await load_webhook(parsed.request, settings, request))
     return job, input_video
+
+
+async def edit_source(req: VideoCreateRequest, manifest, queue: JobQueue, request: Request) -> VideoCreateRequest:
+    """An edit's source job -> the request with the source's num_frames and size filled in.
+    404/409/422 for a source it cannot edit."""
+    source_id = req.edit.from_
+    source = await get_job_or_404(queue, source_id, request, param="edit.from")
+    if source.status != "completed":
+        raise APIError(409, "video_not_ready", f"job {source_id} is {source.status}; only a completed job can be "
+                       "edited", param="edit.from")
+    if source.model != manifest.model_id:
+        raise APIError(422, "invalid_value", f"job {source_id} was made by model {source.model}, not "
+                       f"{manifest.model_id}: an edit keeps the source's tokens, so it needs the same model",
+                       param="edit.from")
+    if source.num_frames > manifest.window_frames:
+        raise APIError(422, "invalid_value", f"job {source_id} has {source.num_frames} frames in several windows; "
+                       f"edits take clips of at most one window ({manifest.window_frames} frames)", param="edit.from")
+    if req.num_frames is not None and req.num_frames != source.num_frames:
+        raise APIError(422, "invalid_value", f"an edit keeps its source's {source.num_frames} frames; got "
+                       f"num_frames {req.num_frames}", param="num_frames")
+    return req.model_copy(update={"num_frames": source.num_frames, "size": req.size or source.size})
+
+
+async def edit_tokens(queue: JobQueue, source_id: str) -> bytes:
+    """The source's token document: the edit job's input."""
+    document = await queue.get_content(source_id, "tokens")
+    if document is None:
+        raise APIError(404, "content_not_found", f"the tokens of job {source_id} have expired or were deleted",
+                       param="edit.from")
+    return document
 
 
 async def load_webhook(req: VideoCreateRequest, settings: Settings, request: Request) -> dict[str, Any] | None:

@@ -47,6 +47,14 @@ class MaskSpec(BaseModel):
         None, description="[x0, y0, x1, y1] in [0, 1] with x0 < x1 and y0 < y1, or a list of such boxes, one per output frame")
 
 
+class EditSpec(BaseModel):
+    """An exact edit: start from a completed job's stored tokens."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: str = Field(alias="from", min_length=1, max_length=64, description="the id of a completed job (one window, "
+                       "this model) whose tokens are edited")
+
+
 class SamplerSpec(BaseModel):
     """Every field is optional: one left out gets the model's recommended value for the task and
     method (GET /v1/models, `sampler_defaults`), else the built-in default named below."""
@@ -96,6 +104,10 @@ class VideoCreateRequest(BaseModel):
                                         "content?variant=frames is always the lossless frames (PNGs in a zip)")
     metadata: Optional[dict[str, str]] = Field(None, description="string pairs kept with the job and echoed back "
                                                "(limits: the server's max_metadata_* settings)")
+    edit: Optional[EditSpec] = Field(None, description=(
+        'inpainting or outpainting of a completed job\'s own tokens, instead of an input video: {"from": "<job id>"} '
+        "with a mask; only the tokens whose footprint meets the region to generate are generated again, every other "
+        "token stays exactly as it was (num_frames and size default to the source job's)"))
     previews: bool = Field(False, description=(
         "publish the current guess after every MaskGIT step: `preview` events on GET /v1/videos/{id}/events and "
         "content?variant=preview (a PNG strip of the clip's frames); the video is the same with or without"))
@@ -139,6 +151,7 @@ class VideoCreateMultipart(BaseModel):
     output_format: Optional[OutputFormat] = None
     metadata: Optional[str] = Field(None, description='JSON text, e.g. {"user": "u_123"}')
     previews: Optional[bool] = None
+    edit: Optional[str] = Field(None, description='JSON text, e.g. {"from": "video_..."}')
     webhook: Optional[str] = None
     webhook_events: Optional[str] = Field(None, description='JSON text, e.g. ["completed", "failed"]')
 
@@ -172,6 +185,7 @@ class NormalizedRequest(BaseModel):
     input_video_id: Optional[str]
     has_input: bool
     previews: bool
+    edit_from: Optional[str] = Field(None, description="the job whose tokens this edit starts from")
 
 
 class JobError(BaseModel):

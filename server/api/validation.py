@@ -47,7 +47,14 @@ def _check_class(req: VideoCreateRequest, manifest: Manifest) -> int | None:
     return req.class_label
 
 
-def _check_input_source(req: VideoCreateRequest) -> None:
+def check_input_source(req: VideoCreateRequest) -> None:
+    """Where the input comes from: a video, a previous job's output, or (an edit) a job's tokens."""
+    if req.edit is not None:
+        if req.task not in MASK_TASKS:
+            raise invalid("edit", f"an edit regenerates a masked region: use inpainting or outpainting, not {req.task}")
+        if req.input_video is not None or req.input_video_id is not None:
+            raise invalid("edit", "give edit or an input video (input_video, input_video_id), not both")
+        return
     if req.input_video is not None and req.input_video_id is not None:
         raise invalid("input_video_id", "give input_video or input_video_id, not both")
     if needs_input(req.task) and req.input_video is None and req.input_video_id is None:
@@ -114,7 +121,7 @@ def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Set
     if req.task not in manifest.tasks:
         raise invalid("task", f"model {manifest.model_id} does not serve {req.task}; it serves {', '.join(manifest.tasks)}")
     class_label = _check_class(req, manifest)
-    _check_input_source(req)
+    check_input_source(req)
     num_frames, condition_frames = _check_frames(req, manifest, settings)
     mask = _check_mask(req, num_frames)
     size = req.size or manifest.sizes[0]
@@ -129,7 +136,8 @@ def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Set
         deadline_seconds=_check_deadline(req.deadline_seconds, settings),
         class_label=class_label, mask=mask, condition_frames=condition_frames,
         # class_conditional ignores any input video it is sent
-        input_video_id=req.input_video_id if needs_input(req.task) else None, previews=req.previews)
+        input_video_id=req.input_video_id if needs_input(req.task) else None, previews=req.previews,
+        edit_from=req.edit.from_ if req.edit is not None else None)
 
 
 def validate_request(body: Mapping[str, Any] | VideoCreateRequest, manifest: Manifest, settings: Settings) -> VideoRequest:

@@ -134,6 +134,8 @@ export interface NormalizedRequest {
   input_video_id: string | null;
   has_input: boolean;
   previews: boolean;
+  /** The job an edit started from (`edit.from`), else null. */
+  edit_from: string | null;
 }
 
 export interface VideoListParams {
