@@ -25,6 +25,7 @@ def worker(settings, metrics_port: Annotated[int, typer.Option(
     from server.api.logs import configure_logging
     from server.jobs import open_queue
     from server.runtime import load_runtime
+    from server.webhooks import run_deliveries
     from server.worker import run_worker
 
     if not settings.redis_url:
@@ -42,14 +43,18 @@ def worker(settings, metrics_port: Annotated[int, typer.Option(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        # Workers send due webhook deliveries too: they outlive any one API replica.
+        webhooks = asyncio.create_task(run_deliveries(queue, settings, stop))
         try:
             await run_worker(queue, metrics.instrument_generate(runtime.generate),
                              worker_id=f"{os.uname().nodename}-{os.getpid()}", concurrency=settings.worker_concurrency,
                              heartbeat_seconds=settings.heartbeat_seconds, stop=stop, on_event=metrics.on_worker_event,
                              claim_wait_seconds=settings.claim_wait_seconds,
                              cancel_poll_seconds=settings.cancel_poll_seconds,
-                             progress_push_seconds=settings.progress_push_seconds)
+                             progress_push_seconds=settings.progress_push_seconds, resumable=runtime.resumable)
         finally:
+            stop.set()
+            await asyncio.gather(webhooks, return_exceptions=True)
             await queue.close()
             runtime.close()
 

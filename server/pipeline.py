@@ -30,6 +30,7 @@ from server.errors import InputError
 from server.jobs.base import JobCanceled
 from server.manifest import Manifest
 from server.request import VideoRequest
+from server.resume import Checkpoint, capture, finished_window, restore, window_arrays
 from server.samplers import ar_init, log_softmax, maskgit_init
 from server.video import fit_to_size, frames_to_float, frames_to_uint8
 
@@ -116,7 +117,9 @@ class Pipeline:
                        should_stop: Callable[[], bool] = lambda: False,
                        past_deadline: Callable[[], bool] = lambda: False,
                        on_preview: Callable[["Preview"], None] | None = None,
-                       log: "RunLog | None" = None, source_tokens: np.ndarray | None = None) -> np.ndarray:
+                       log: "RunLog | None" = None, source_tokens: np.ndarray | None = None,
+                       resume: Checkpoint | None = None,
+                       on_checkpoint: Callable[[Checkpoint], None] | None = None) -> np.ndarray:
         """-> uint8 (num_frames, H, W, 3). `frames`: the caller's input video, uint8 (T, h, w, 3).
 
         Once `past_deadline()` turns true, MaskGIT decoding ends at the end of its current step:
@@ -129,7 +132,10 @@ class Pipeline:
         keeps its source value exactly (not a re-encoding of the pixels).
         `on_preview` (MaskGIT only): called after every step with the window's current guess,
         decoded (the decoder calls are batched with everyone else's; a request without it pays
-        nothing, and asking for it does not change the video)."""
+        nothing, and asking for it does not change the video).
+        `on_checkpoint`: called after every MaskGIT step and at the end of every window with the
+        decoding state (server.resume); `resume`: such a checkpoint of this same request, to go
+        on from (the video is the same as an uninterrupted run's)."""
         m, (height, width) = self.manifest, self.base
         log = log if log is not None else RunLog()
         if req.sampler.method == "autoregressive" and self.ar is None:
@@ -148,7 +154,7 @@ class Pipeline:
         windows = plan_windows(req.num_frames, self.window, m.default_condition_frames)
         steps = req.sampler.steps if req.sampler.method == "maskgit" else m.num_tokens
         chunks = -(-req.num_frames // self.window)
-        total, done = len(windows) * (steps + 2) + len(stages) * chunks, 0
+        total, done = len(windows) * (steps + 2) + len(stages) * chunks, resume.units if resume else 0
 
         def advance(units: int = 1) -> None:
             nonlocal done
@@ -156,6 +162,8 @@ class Pipeline:
             on_progress(min(1.0, done / total))
 
         out = pixels.copy()
+        if resume is not None:
+            log.truncated = resume.truncated
         for index, win in enumerate(windows):
             # 2. This window's mask and condition; overlap frames are what was already made.
             wg = np.zeros((self.window, height, width), dtype=bool)
@@ -172,14 +180,28 @@ class Pipeline:
                     frames_now = frames_to_uint8((await self._decode_window(guess, wg, wv))[:length])
                     on_preview(Preview(index * steps + step, len(windows) * steps, decided, frames_now,
                                        confidence_bytes(confidence)))
-            tokens, confidence = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance,
-                                                    should_stop, past_deadline, log, preview, source_tokens)
+            checkpoint = None
+            if on_checkpoint is not None:
+                def checkpoint(state, index=index):  # mid-window: finished windows + this one's state
+                    on_checkpoint(Checkpoint(index, done, [finished_window(t, c) for t, c in
+                                                          zip(log.tokens, log.confidence)], capture(state), log.truncated))
+            if resume is not None and index < resume.window:  # finished before the resume: its tokens are kept
+                tokens, confidence = window_arrays(resume.windows[index], tuple(m.token_grid))
+            else:
+                state = resume.state if resume is not None and index == resume.window else None
+                tokens, confidence = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance,
+                                                        should_stop, past_deadline, log, preview, source_tokens,
+                                                        checkpoint, state)
             log.tokens.append(tokens)
             log.confidence.append(confidence)
             # 4. Pixels, with the given ones put back.
             video = await self._decode_window(tokens, wg, wv)
             out[win.start + win.overlap:win.start + win.length] = video[win.overlap:win.length]
-            advance()
+            if resume is None or index >= resume.window:
+                advance()
+            if on_checkpoint is not None:
+                on_checkpoint(Checkpoint(index + 1, done, [finished_window(t, c) for t, c in zip(log.tokens, log.confidence)],
+                                         None, log.truncated))
         # 6. Super-resolution, chunk by chunk (the stages take windows of frames).
         for stage, q in stages:
             out = await self._run_stage(q, stage.noise_level, out)
@@ -203,7 +225,8 @@ class Pipeline:
     async def _sample(self, req: VideoRequest, cond_video: np.ndarray, given: np.ndarray, seed: int,
                       advance: Callable[[int], None], should_stop: Callable[[], bool],
                       past_deadline: Callable[[], bool], log: "RunLog",
-                      preview=None, source_tokens: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                      preview=None, source_tokens: np.ndarray | None = None, checkpoint=None,
+                      resume_state: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """-> the window's (t, h, w) tokens, and (MaskGIT) the confidence map the sampler used."""
         m = self.manifest
         grid = tuple(m.token_grid)
@@ -212,7 +235,8 @@ class Pipeline:
             cond = (await self.encoder.submit(feeds))["tokens"].reshape(-1).astype(np.int64)
         else:
             cond = np.full(m.num_tokens, m.null_cond_id, dtype=np.int64)
-        advance(1)
+        if resume_state is None:  # a resumed window's checkpoint counted this already
+            advance(1)
         token_state = T.token_states(given, m.temporal_stride, m.spatial_stride).reshape(-1)
         fixed = token_state == T.STATE_FULL
         if source_tokens is not None:  # an exact edit: the given tokens are the source's own
@@ -224,6 +248,8 @@ class Pipeline:
                                           steps=s.steps, temperature=s.temperature, choice_temperature=s.choice_temperature,
                                           guidance_scale=s.guidance_scale, top_k=s.top_k, seed=seed),
                              cond, token_state, class_id, m.null_class_id, preview=preview is not None)
+            if resume_state is not None:
+                restore(job.state, resume_state)
             for _ in range(s.steps):
                 if job.state.done:
                     break
@@ -241,6 +267,8 @@ class Pipeline:
                     decided = 1.0 if unknown == 0 else 1.0 - job.state.num_masked / unknown
                     await preview(job.guess, job.state.step, job.state.steps, decided, job.state.confidence)
                 advance(1)
+                if checkpoint is not None:
+                    checkpoint(job.state)
             tokens, confidence = job.state.tokens, job.state.confidence.reshape(grid).copy()
         else:
             spec = m.ar

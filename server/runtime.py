@@ -24,6 +24,7 @@ from server.jobs.base import Job, JobResult
 from server.manifest import Manifest
 from server.output import encode_frames, encode_video
 from server.pipeline import Pipeline, Preview, RunLog, confidence_bytes
+from server.resume import Checkpoint
 from server.settings import Settings
 from server.video import VideoError, decode_input, encode_png
 
@@ -58,6 +59,8 @@ def preview_image(frames: np.ndarray) -> str:
 class Runtime:
     """Runs jobs on the models of `catalogue` (one Pipeline per model)."""
 
+    resumable = True  # generate takes resume / on_checkpoint (server.worker.run_worker)
+
     def __init__(self, settings: Settings, catalogue: Catalogue, pipelines: dict[str, Pipeline],
                  executor: ThreadPoolExecutor | None = None):
         self.settings = settings
@@ -67,10 +70,14 @@ class Runtime:
 
     async def generate(self, job: Job, input_video: bytes | None, on_progress: Callable[[float], None],
                        should_stop: Callable[[], bool], frames: np.ndarray | None = None,
-                       on_preview: Callable[[dict], None] | None = None) -> JobResult:
+                       on_preview: Callable[[dict], None] | None = None, resume: bytes | None = None,
+                       on_checkpoint: Callable[[bytes], None] | None = None) -> JobResult:
         """`frames`: the input already decoded (uint8 (T, H, W, 3)), when the caller has done it.
         `on_preview` (a request with previews): gets {"step", "steps", "decided", "image"} after
         every MaskGIT step, `image` a PNG data URL (`preview_image`).
+        `on_checkpoint` gets the decoding state (server/resume.py, as bytes) every
+        settings.checkpoint_every_steps steps and at each window's end; `resume`: such bytes, to
+        go on from (the result is the uninterrupted run's).
         InputError for what no retry can fix; any other exception is ours (the queue retries)."""
         pipeline = self.pipelines.get(job.model)
         if pipeline is None:
@@ -94,11 +101,24 @@ class Runtime:
                             "confidence": base64.b64encode(p.confidence).decode()})
         video = await pipeline.generate(request, frames, on_progress, should_stop,
                                         past_deadline=lambda: states.past_deadline(job, time.time()),
-                                        on_preview=publish, log=log, source_tokens=source_tokens)
+                                        on_preview=publish, log=log, source_tokens=source_tokens,
+                                        resume=Checkpoint.from_bytes(resume) if resume else None,
+                                        on_checkpoint=self._checkpointer(on_checkpoint))
         if log.truncated:
             metrics.truncated_jobs_total.inc()
         # 3. Encode the outputs.
         return await self.encode_outputs(pipeline.manifest, video, request.fps, request.output_format, log)
+
+    def _checkpointer(self, on_checkpoint: Callable[[bytes], None] | None) -> Callable[[Checkpoint], None] | None:
+        every = self.settings.checkpoint_every_steps
+        if on_checkpoint is None or every == 0:
+            return None
+
+        def keep(point: Checkpoint) -> None:
+            if point.state is None or point.step % every == 0:
+                on_checkpoint(point.to_bytes())
+
+        return keep
 
     @staticmethod
     def edit_tokens(manifest: Manifest, document: bytes | None) -> np.ndarray:

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, description="failed attempts (the job's own errors) before it fails for good (dead letter)")
     max_lost_leases: int = Field(10, description="times a job's worker may die holding it (reclaimed, run again) before "
                                  "it fails for good; counted apart from max_attempts")
+    checkpoint_every_steps: int = Field(1, ge=0, description="a running job's decoding state is saved every this many "
+                                        "MaskGIT steps (and at each window's end), so a reclaimed job resumes where it "
+                                        "was; 0 = never (a reclaimed job starts again)")
     claim_wait_seconds: float = Field(0.5, gt=0, description="how long one claim waits for a job (also how fast a "
                                       "stopping worker notices)")
     cancel_poll_seconds: float = Field(0.5, gt=0, description="how often a running job looks for a cancel request")

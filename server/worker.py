@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from .resume import Checkpoint
 from .settings import Settings
 from .jobs.base import InputError, Job, JobCanceled, JobQueue, JobResult
 
@@ -44,6 +45,7 @@ class _Attempt:
         self.lost = False  # the queue says another worker owns this job now, or it is gone
         self.done = False  # generate returned or raised: the monitor stops
         self.previews: list[dict] = []  # published by generate, not yet written to the queue
+        self.checkpoint: bytes | None = None  # the latest decoding state, not yet written
 
     def on_progress(self, fraction: float) -> None:
         self.progress = max(self.progress, int(max(0.0, min(1.0, fraction)) * 100))
@@ -53,6 +55,16 @@ class _Attempt:
 
     def on_preview(self, preview: dict) -> None:
         self.previews.append(preview)
+
+    def on_checkpoint(self, data: bytes) -> None:
+        self.checkpoint = data
+
+    async def flush_checkpoint(self, queue: JobQueue, worker_id: str) -> None:
+        data = self.checkpoint
+        if data is not None:
+            await queue.save_checkpoint(self.job.id, worker_id, data)
+            if self.checkpoint is data:
+                self.checkpoint = None
 
     async def flush_previews(self, queue: JobQueue) -> None:
         """Writes the previews published since the last flush (kept if the write fails)."""
@@ -73,12 +85,16 @@ async def run_worker(queue: JobQueue, generate: Generate, *, worker_id: str, con
                      drain_seconds: float | None = None,
                      claim_wait_seconds: float = _setting("claim_wait_seconds"),
                      cancel_poll_seconds: float = _setting("cancel_poll_seconds"),
-                     progress_push_seconds: float = _setting("progress_push_seconds")) -> None:
+                     progress_push_seconds: float = _setting("progress_push_seconds"),
+                     resumable: bool = False) -> None:
     """Claims and runs jobs until `stop` is set.
 
     On stop it claims nothing more and waits for running jobs: all of them when
     `drain_seconds` is None, else that long, after which the rest are abandoned without a
     report (their leases lapse and another worker reclaims them).
+
+    `resumable`: `generate` takes `resume` and `on_checkpoint` (server.runtime.Runtime does): a
+    job is checkpointed while it runs, and an attempt after the first resumes from its checkpoint.
 
     `on_event(name)` is called with "job_started", "job_completed", "job_canceled",
     "job_failed" (an InputError) and "job_error" (any other exception; the queue retries it).
@@ -103,7 +119,7 @@ async def run_worker(queue: JobQueue, generate: Generate, *, worker_id: str, con
         if job is None:
             continue
         task = asyncio.create_task(_run_job(queue, generate, job, worker_id, emit, _Timings(
-            heartbeat_seconds, cancel_poll_seconds, progress_push_seconds)))
+            heartbeat_seconds, cancel_poll_seconds, progress_push_seconds), resumable))
         running.add(task)
         task.add_done_callback(running.discard)
 
@@ -141,7 +157,7 @@ class _Timings:
 
 
 async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str,
-                   emit: Callable[[str], None], timings: _Timings) -> None:
+                   emit: Callable[[str], None], timings: _Timings, resumable: bool = False) -> None:
     attempt = _Attempt(job)
     started = time.monotonic()
     log.info("job started job_id=%s attempt=%d worker_id=%s task=%s",
@@ -151,7 +167,15 @@ async def _run_job(queue: JobQueue, generate: Generate, job: Job, worker_id: str
     try:
         input_video = await queue.get_input(job.id)
         # Only a job that asked for previews gets the callback (a generate may not take one).
-        extra = {"on_preview": attempt.on_preview} if job.request.previews else {}
+        extra: dict = {"on_preview": attempt.on_preview} if job.request.previews else {}
+        if resumable:
+            extra["on_checkpoint"] = attempt.on_checkpoint
+            resume = await queue.get_checkpoint(job.id) if job.attempts > 1 else None
+            if resume is not None:
+                extra["resume"] = resume
+                point = Checkpoint.from_bytes(resume)
+                log.info("job resumed job_id=%s attempt=%d window=%d step=%d progress=%d", job.id, job.attempts,
+                         point.window, point.step, job.progress)
         result = await generate(job, input_video, attempt.on_progress, attempt.should_stop, **extra)
     except JobCanceled:
         outcome = "canceled"
@@ -211,6 +235,7 @@ async def _monitor(queue: JobQueue, attempt: _Attempt, worker_id: str, timings: 
                 pushed = attempt.progress
                 await queue.set_progress(job_id, pushed)
             await attempt.flush_previews(queue)
+            await attempt.flush_checkpoint(queue, worker_id)
             if now >= next_beat:
                 next_beat = now + timings.heartbeat
                 if not await queue.heartbeat(job_id, worker_id):

@@ -315,3 +315,15 @@ class QueueContract:
         await q.add_previews(job.id, [{"step": 4, "steps": 3, "decided": 1.0, "image": "data:,late"}])
         assert len(await q.get_previews(job.id)) == 3  # a finished job takes no more
         assert await q.delete(job.id) and await q.get_previews(job.id) == []
+
+    async def test_checkpoints_are_the_owners_and_end_with_the_job(self, make_queue):
+        q = make_queue()
+        job, _ = await q.submit(make_job())
+        await q.claim("w1", timeout=0.2)
+        await q.save_checkpoint(job.id, "w1", b"step 3")
+        await q.save_checkpoint(job.id, "w2", b"not mine")
+        assert await q.get_checkpoint(job.id) == b"step 3"
+        await q.save_checkpoint(job.id, "w1", b"step 4")
+        assert await q.get_checkpoint(job.id) == b"step 4"
+        await q.complete(job.id, "w1", JobResult(b"v", b"t"))
+        assert await q.get_checkpoint(job.id) is None

@@ -131,3 +131,21 @@ def test_reclaim_counts_the_lost_lease_apart_from_the_attempts():
     # a job error after a lost lease: the lost one does not count against max_attempts
     assert states.fail(again, "e", "m", True, max_attempts=2, now=3.0, ttl=5).status == "queued"
     assert states.fail(again, "e", "m", True, max_attempts=1, now=3.0, ttl=5).status == "failed"
+
+
+async def test_a_running_jobs_checkpoint_survives_a_restart_and_goes_when_it_ends(tmp_path):
+    first = store_queue(tmp_path)
+    await first.submit(make_job(job_id="video_r"))
+    claimed = await first.claim("w1", timeout=0.1)
+    await first.save_checkpoint(claimed.id, "w1", b"state at step 6")
+    await first.save_checkpoint(claimed.id, "not-the-owner", b"stale")  # ignored
+    await first.close()  # the process dies with the job running
+
+    second = store_queue(tmp_path)
+    again = await second.claim("w2", timeout=0.1)
+    assert again.id == "video_r" and again.attempts == 2
+    assert await second.get_checkpoint("video_r") == b"state at step 6"  # the new attempt resumes from it
+    await second.complete("video_r", "w2", JobResult(b"v", b"t"))
+    assert await second.get_checkpoint("video_r") is None
+    assert not list((tmp_path / "checkpoints").iterdir())
+    await second.close()

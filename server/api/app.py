@@ -93,7 +93,8 @@ def _start_embedded_worker(state: Any, settings: Settings, stop: asyncio.Event) 
         concurrency=settings.worker_concurrency, heartbeat_seconds=settings.heartbeat_seconds,
         stop=stop, on_event=metrics.on_worker_event, drain_seconds=settings.shutdown_seconds,
         claim_wait_seconds=settings.claim_wait_seconds, cancel_poll_seconds=settings.cancel_poll_seconds,
-        progress_push_seconds=settings.progress_push_seconds),
+        progress_push_seconds=settings.progress_push_seconds,
+        resumable=getattr(state.runtime, "resumable", False)),
         name="kinetoscope-embedded-worker")
 
     def report(t: asyncio.Task) -> None:

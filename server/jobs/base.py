@@ -194,6 +194,15 @@ class JobQueue(Protocol):
 
     async def set_progress(self, job_id: str, progress: int) -> None: ...
 
+    async def save_checkpoint(self, job_id: str, worker_id: str, data: bytes) -> None:
+        """Keeps the running job's latest decoding checkpoint (server/resume.py), if this worker
+        still owns it; it goes when the job ends."""
+        ...
+
+    async def get_checkpoint(self, job_id: str) -> bytes | None:
+        """The latest checkpoint of an unfinished job (a reclaimed attempt resumes from it)."""
+        ...
+
     async def add_previews(self, job_id: str, previews: list[dict[str, Any]]) -> None:
         """Publishes previews of a running job (the job's `previews` count rises, so watchers wake)."""
         ...

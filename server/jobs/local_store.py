@@ -23,6 +23,7 @@ class LocalStore:
         self.dir = Path(directory)
         (self.dir / "inputs").mkdir(parents=True, exist_ok=True)
         (self.dir / "results").mkdir(parents=True, exist_ok=True)
+        (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.dir / "jobs.sqlite3", isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, data TEXT NOT NULL, idem TEXT)")
@@ -42,6 +43,7 @@ class LocalStore:
     def delete(self, job_id: str) -> None:
         self.db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         self.delete_input(job_id)
+        self.delete_checkpoint(job_id)
         for path in (self.dir / "results").glob(f"{job_id}.*"):
             path.unlink(missing_ok=True)
 
@@ -60,6 +62,16 @@ class LocalStore:
 
     def delete_input(self, job_id: str) -> None:
         (self.dir / "inputs" / job_id).unlink(missing_ok=True)
+
+    def save_checkpoint(self, job_id: str, data: bytes) -> None:
+        self._write(self.dir / "checkpoints" / job_id, data)
+
+    def read_checkpoint(self, job_id: str) -> bytes | None:
+        path = self.dir / "checkpoints" / job_id
+        return path.read_bytes() if path.is_file() else None
+
+    def delete_checkpoint(self, job_id: str) -> None:
+        (self.dir / "checkpoints" / job_id).unlink(missing_ok=True)
 
     def save_content(self, job_id: str, variant: str, data: bytes) -> None:
         self._write(self.dir / "results" / f"{job_id}.{variant}", data)

@@ -48,6 +48,7 @@ class MemoryQueue:
         self._counters = {"reclaimed": 0, "retried": 0, "dead": 0}
         self._changed: asyncio.Condition | None = None
         self._previews: dict[str, list[dict]] = {}  # job id -> its previews (in this process only)
+        self._checkpoints: dict[str, bytes] = {}  # running job id -> its latest checkpoint (also on disk with a store)
         self._outbox: dict[str, tuple[Delivery, float]] = {}  # webhook deliveries (in this process only) -> due time
         self.store = store
         if store is not None:
@@ -122,6 +123,7 @@ class MemoryQueue:
         self._jobs.pop(job_id, None)
         self._inputs.pop(job_id, None)
         self._previews.pop(job_id, None)
+        self._checkpoints.pop(job_id, None)
         for variant in CONTENT_VARIANTS:
             self._content.pop((job_id, variant), None)
         self._owner.pop(job_id, None)
@@ -141,10 +143,12 @@ class MemoryQueue:
         self._jobs[job.id] = job
         if self.store is not None:
             self.store.save(job)
-        if job.terminal:  # its input is needed no more
+        if job.terminal:  # its input and checkpoint are needed no more
             self._inputs.pop(job.id, None)
+            self._checkpoints.pop(job.id, None)
             if self.store is not None:
                 self.store.delete_input(job.id)
+                self.store.delete_checkpoint(job.id)
         if job.status != "queued":
             self._waiting[job.priority].pop(job.id, None)
         if job.status != "in_progress":
@@ -254,6 +258,21 @@ class MemoryQueue:
         if existed:
             await self._notify()
         return existed
+
+    async def save_checkpoint(self, job_id: str, worker_id: str, data: bytes) -> None:
+        if self._owns(job_id, worker_id) is None:
+            return
+        self._checkpoints[job_id] = data
+        if self.store is not None:
+            await asyncio.to_thread(self.store.save_checkpoint, job_id, data)
+
+    async def get_checkpoint(self, job_id: str) -> bytes | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.terminal:
+            return None
+        if job_id not in self._checkpoints and self.store is not None:  # kept by the process before a restart
+            return await asyncio.to_thread(self.store.read_checkpoint, job_id)
+        return self._checkpoints.get(job_id)
 
     async def get_previews(self, job_id: str, after: int = 0) -> list[dict]:
         return copy.deepcopy(self._previews.get(job_id, [])[after:])

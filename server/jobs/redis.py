@@ -143,7 +143,7 @@ class RedisQueue(RedisClaims):
                 return False
             _, meta = self._load(raw)
             pipe.multi()
-            pipe.delete(key, *(self._key(k, job_id) for k in ("input", "previews", *EXTENSIONS, "lease")))
+            pipe.delete(key, *(self._key(k, job_id) for k in ("input", "previews", "checkpoint", *EXTENSIONS, "lease")))
             pipe.zrem(self._queued, job_id)
             pipe.zrem(self._index, job_id)
             if meta.get("_idem"):

@@ -196,6 +196,18 @@ class RedisClaims(RedisStore):
             return None
         return job, meta
 
+    async def save_checkpoint(self, job_id: str, worker_id: str, data: bytes) -> None:
+        async def body(pipe):
+            if await self._owned(pipe, job_id, worker_id) is None:
+                return
+            pipe.multi()
+            pipe.set(self._key("checkpoint", job_id), data, px=_ms(self.ttl))
+
+        await self._transact([self._key("job", job_id)], body)
+
+    async def get_checkpoint(self, job_id: str) -> bytes | None:
+        return await self.r.get(self._key("checkpoint", job_id))
+
     async def heartbeat(self, job_id: str, worker_id: str) -> bool:
         async def body(pipe):
             if await self._owned(pipe, job_id, worker_id) is None:

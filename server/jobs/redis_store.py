@@ -244,6 +244,7 @@ class RedisStore:
             priority, entry_id = meta["_entry"]
             pipe.xack(self._streams[priority], GROUP, entry_id)
             pipe.xdel(self._streams[priority], entry_id)
+        pipe.delete(self._key("checkpoint", job.id))  # the job is over: nothing to resume
         for kind in ("input", "previews", *EXTENSIONS):
             pipe.pexpire(self._key(kind, job.id), ttl_ms)
         if meta.get("_idem"):
