@@ -3,6 +3,7 @@ the job records, plain files for inputs and results.
 
     <dir>/jobs.sqlite3        one row per job: id, the job as JSON, its idempotency key
     <dir>/inputs/<id>         a queued job's input video (deleted when the job ends)
+    <dir>/checkpoints/<id>    a running job's latest decoding checkpoint (deleted when the job ends)
     <dir>/results/<id>.<variant>
 
 The queue calls it synchronously on each transition (a few small writes; results are written
@@ -21,9 +22,8 @@ from .base import Job
 class LocalStore:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
-        (self.dir / "inputs").mkdir(parents=True, exist_ok=True)
-        (self.dir / "results").mkdir(parents=True, exist_ok=True)
-        (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        for folder in ("inputs", "results", "checkpoints"):
+            (self.dir / folder).mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.dir / "jobs.sqlite3", isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, data TEXT NOT NULL, idem TEXT)")
@@ -42,8 +42,8 @@ class LocalStore:
 
     def delete(self, job_id: str) -> None:
         self.db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-        self.delete_input(job_id)
-        self.delete_checkpoint(job_id)
+        for kind in ("inputs", "checkpoints"):
+            self.drop_file(kind, job_id)
         for path in (self.dir / "results").glob(f"{job_id}.*"):
             path.unlink(missing_ok=True)
 
@@ -53,25 +53,17 @@ class LocalStore:
         tmp.write_bytes(data)
         os.replace(tmp, path)  # a reader never sees half a file
 
-    def save_input(self, job_id: str, data: bytes) -> None:
-        self._write(self.dir / "inputs" / job_id, data)
+    # A job's input and its latest checkpoint: one file each, in their own folder.
+    def put_file(self, kind: str, job_id: str, data: bytes) -> None:
+        """`kind`: "inputs" or "checkpoints"."""
+        self._write(self.dir / kind / job_id, data)
 
-    def read_input(self, job_id: str) -> bytes | None:
-        path = self.dir / "inputs" / job_id
+    def read_file(self, kind: str, job_id: str) -> bytes | None:
+        path = self.dir / kind / job_id
         return path.read_bytes() if path.is_file() else None
 
-    def delete_input(self, job_id: str) -> None:
-        (self.dir / "inputs" / job_id).unlink(missing_ok=True)
-
-    def save_checkpoint(self, job_id: str, data: bytes) -> None:
-        self._write(self.dir / "checkpoints" / job_id, data)
-
-    def read_checkpoint(self, job_id: str) -> bytes | None:
-        path = self.dir / "checkpoints" / job_id
-        return path.read_bytes() if path.is_file() else None
-
-    def delete_checkpoint(self, job_id: str) -> None:
-        (self.dir / "checkpoints" / job_id).unlink(missing_ok=True)
+    def drop_file(self, kind: str, job_id: str) -> None:
+        (self.dir / kind / job_id).unlink(missing_ok=True)
 
     def save_content(self, job_id: str, variant: str, data: bytes) -> None:
         self._write(self.dir / "results" / f"{job_id}.{variant}", data)

@@ -7,7 +7,8 @@ setting, on by default) jobs, inputs and results are also written to disk, so a 
 still answers for its earlier jobs, runs the ones still queued and re-runs the ones it was running
 (from the start); results then live on disk, not in memory. Without one, nothing survives a
 restart. A job's input is kept only until the job ends. Expired jobs are removed lazily, on the
-next call that touches the queue.
+next call that touches the queue. As with Redis, the worker side (claims, leases, outcomes,
+checkpoints, previews, the webhook outbox) is its own module, `memory_claims.py`.
 """
 from __future__ import annotations
 
@@ -19,13 +20,16 @@ from typing import AsyncIterator, Callable
 
 from . import states
 from .local_store import LocalStore
-from .base import CONTENT_VARIANTS, PRIORITIES, RETRIES_EXHAUSTED, Job, JobResult, QueueFull, watch_job
-from .webhooks import Delivery, collect, record_outcome
+from .base import CONTENT_VARIANTS, PRIORITIES, Job, QueueFull, watch_job
+from .memory_claims import MemoryClaims
+from .webhooks import Delivery, collect
 
 EventCallback = Callable[[str], None]
 
 
-class MemoryQueue:
+class MemoryQueue(MemoryClaims):
+    """The job store and its API side; the worker side is `MemoryClaims` (memory_claims.py)."""
+
     def __init__(self, *, max_queue_length: int = 256, job_ttl_seconds: float = 24 * 3600,
                  lease_seconds: float = 15.0, max_attempts: int = 3, max_lost_leases: int = 10,
                  retry_after_seconds: int = 5, on_event: EventCallback | None = None,
@@ -147,8 +151,8 @@ class MemoryQueue:
             self._inputs.pop(job.id, None)
             self._checkpoints.pop(job.id, None)
             if self.store is not None:
-                self.store.delete_input(job.id)
-                self.store.delete_checkpoint(job.id)
+                self.store.drop_file("inputs", job.id)
+                self.store.drop_file("checkpoints", job.id)
         if job.status != "queued":
             self._waiting[job.priority].pop(job.id, None)
         if job.status != "in_progress":
@@ -168,31 +172,6 @@ class MemoryQueue:
     def _out(job: Job | None) -> Job | None:
         return copy.deepcopy(job) if job is not None else None
 
-    # --- webhook outbox (server/webhooks.py) --------------------------------------------------
-    async def webhooks_due(self, limit: int, lease_seconds: float) -> list[Delivery]:
-        now = time.time()
-        due = sorted((at, d.id) for d, at in self._outbox.values() if at <= now)[:limit]
-        taken = []
-        for _, delivery_id in due:
-            delivery, _ = self._outbox[delivery_id]
-            self._outbox[delivery_id] = (delivery, now + lease_seconds)
-            taken.append(copy.deepcopy(delivery))
-        return taken
-
-    async def webhook_retry(self, delivery: Delivery, at: float) -> None:
-        if delivery.id in self._outbox:
-            self._outbox[delivery.id] = (copy.deepcopy(delivery), at)
-
-    async def webhook_finished(self, delivery: Delivery, delivered: bool, detail: str) -> None:
-        if self._outbox.pop(delivery.id, None) is None:
-            return
-        job = self._jobs.get(delivery.job_id)
-        if job is not None:
-            job = copy.deepcopy(job)
-            record_outcome(job, delivery, delivered, detail, time.time())
-            self._store(job)
-            await self._notify()
-
     # --- API side -----------------------------------------------------------------------------
     async def submit(self, job: Job, input_video: bytes | None = None,
                      idempotency_key: str | None = None) -> tuple[Job, bool]:
@@ -208,7 +187,7 @@ class MemoryQueue:
         self._jobs[job.id] = job
         if self.store is not None:  # the input first: a stored queued job always has it
             if input_video is not None:
-                self.store.save_input(job.id, input_video)
+                self.store.put_file("inputs", job.id, input_video)
             self.store.save(job, idempotency_key)
         elif input_video is not None:
             self._inputs[job.id] = input_video
@@ -259,33 +238,8 @@ class MemoryQueue:
             await self._notify()
         return existed
 
-    async def save_checkpoint(self, job_id: str, worker_id: str, data: bytes) -> None:
-        if self._owns(job_id, worker_id) is None:
-            return
-        self._checkpoints[job_id] = data
-        if self.store is not None:
-            await asyncio.to_thread(self.store.save_checkpoint, job_id, data)
-
-    async def get_checkpoint(self, job_id: str) -> bytes | None:
-        job = self._jobs.get(job_id)
-        if job is None or job.terminal:
-            return None
-        if job_id not in self._checkpoints and self.store is not None:  # kept by the process before a restart
-            return await asyncio.to_thread(self.store.read_checkpoint, job_id)
-        return self._checkpoints.get(job_id)
-
     async def get_previews(self, job_id: str, after: int = 0) -> list[dict]:
         return copy.deepcopy(self._previews.get(job_id, [])[after:])
-
-    async def add_previews(self, job_id: str, previews: list[dict]) -> None:
-        job = self._jobs.get(job_id)
-        if job is None or job.terminal or not previews:
-            return
-        self._previews.setdefault(job_id, []).extend(copy.deepcopy(previews))
-        job = copy.deepcopy(job)
-        job.previews += len(previews)
-        self._store(job)
-        await self._notify()
 
     async def get_content(self, job_id: str, variant: str) -> bytes | None:
         self._purge_expired()
@@ -299,7 +253,7 @@ class MemoryQueue:
     async def get_input(self, job_id: str) -> bytes | None:
         self._purge_expired()
         if self.store is not None:
-            return await asyncio.to_thread(self.store.read_input, job_id)
+            return await asyncio.to_thread(self.store.read_file, "inputs", job_id)
         return self._inputs.get(job_id)
 
     async def watch(self, job_id: str, poll_interval: float = 0.25) -> AsyncIterator[Job]:
@@ -319,101 +273,6 @@ class MemoryQueue:
 
     async def counters(self) -> dict[str, int]:
         return dict(self._counters)
-
-    # --- worker side ----------------------------------------------------------------------------
-    async def claim(self, worker_id: str, timeout: float = 1.0) -> Job | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            self._purge_expired()
-            job = self._reclaim_one(worker_id) or self._take_next(worker_id)
-            if job is not None:
-                await self._notify()
-                if job.status == "in_progress":
-                    return self._out(job)
-                continue  # the reclaimed job ended (dead or canceled); look again
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            # Wake for new jobs at once, and now and then to notice expired leases.
-            await self._wait_change(min(remaining, max(0.05, self.lease_seconds / 4)))
-
-    def _take_next(self, worker_id: str) -> Job | None:
-        for priority in PRIORITIES:
-            waiting = self._waiting[priority]
-            if waiting:
-                job_id, _ = waiting.popitem(last=False)
-                job = states.start_or_expire(self._jobs[job_id], time.time(), self.ttl)
-                self._store(job)
-                if job.status == "in_progress":
-                    self._lease(job_id, worker_id)
-                return job  # an expired one: the caller looks again
-        return None
-
-    def _reclaim_one(self, worker_id: str) -> Job | None:
-        now = time.monotonic()
-        for job_id, until in list(self._lease_until.items()):
-            if until > now:
-                continue
-            lost = self._owner.get(job_id, "?")
-            job = states.reclaim(self._jobs[job_id], lost, self.max_lost_leases, time.time(), self.ttl)
-            self._store(job)
-            if job.status == "in_progress":
-                self._lease(job_id, worker_id)
-                self._event("reclaimed")
-            elif job.error and job.error["code"] == RETRIES_EXHAUSTED:
-                self._event("dead")
-            return job
-        return None
-
-    def _lease(self, job_id: str, worker_id: str) -> None:
-        self._owner[job_id] = worker_id
-        self._lease_until[job_id] = time.monotonic() + self.lease_seconds
-
-    async def heartbeat(self, job_id: str, worker_id: str) -> bool:
-        if self._owns(job_id, worker_id) is None:
-            return False
-        self._lease(job_id, worker_id)
-        return True
-
-    async def set_progress(self, job_id: str, progress: int) -> None:
-        job = self._jobs.get(job_id)
-        changed = states.raise_progress(job, progress) if job else None
-        if changed is not None:
-            self._store(changed)
-            await self._notify()
-
-    async def complete(self, job_id: str, worker_id: str, result: JobResult) -> None:
-        job = self._owns(job_id, worker_id)
-        if job is None:
-            return  # canceled, deleted or taken over meanwhile: drop the result
-        for variant, data in result.contents().items():  # the bytes first: a completed job always has them
-            if self.store is not None:
-                await asyncio.to_thread(self.store.save_content, job_id, variant, data)
-            else:
-                self._content[(job_id, variant)] = data
-        self._store(states.finish(job, "completed", time.time(), self.ttl, truncated=result.truncated))
-        await self._notify()
-
-    async def fail(self, job_id: str, worker_id: str, code: str, message: str,
-                   retryable: bool = True) -> None:
-        job = self._owns(job_id, worker_id)
-        if job is None:
-            return
-        changed = states.fail(job, code, message, retryable, self.max_attempts, time.time(), self.ttl)
-        self._store(changed)
-        if changed.status == "queued":
-            self._enqueue(changed)  # back of its priority's line
-            self._event("retried")
-        elif changed.error and changed.error["code"] == RETRIES_EXHAUSTED:
-            self._event("dead")
-        await self._notify()
-
-    async def finish_canceled(self, job_id: str, worker_id: str) -> None:
-        job = self._owns(job_id, worker_id)
-        if job is None:
-            return
-        self._store(states.finish(job, "canceled", time.time(), self.ttl))
-        await self._notify()
 
     async def close(self) -> None:
         if self.store is not None:

@@ -55,7 +55,8 @@ __all__ = ["RedisQueue"]
 
 class RedisQueue(RedisClaims):
     """The job queue on Redis: the API side here (submit, read, list, cancel, delete, results), the
-    worker side in `RedisClaims`, the shared plumbing in `RedisStore`."""
+    worker side in `RedisClaims`, previews and the webhook outbox in `RedisOutbox`, the shared plumbing
+    in `RedisStore`."""
 
     async def submit(self, job: Job, input_video: bytes | None = None,
                      idempotency_key: str | None = None) -> tuple[Job, bool]:

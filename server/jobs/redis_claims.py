@@ -10,11 +10,11 @@ from redis.exceptions import ResponseError
 
 from . import states
 from .base import PRIORITIES, Job, JobResult
-from .redis_store import (GROUP, MAX_BLOCK_SECONDS, RANK_SPAN, RECLAIM_PAGE, RedisStore, _died,
-                          _ms, _text, log)
+from .redis_outbox import RedisOutbox
+from .redis_store import GROUP, MAX_BLOCK_SECONDS, RANK_SPAN, RECLAIM_PAGE, _died, _ms, _text, log
 
 
-class RedisClaims(RedisStore):
+class RedisClaims(RedisOutbox):
     """What workers call."""
 
     async def claim(self, worker_id: str, timeout: float = 1.0) -> Job | None:

@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, WatchError
 
 from .base import PRIORITIES, RETRIES_EXHAUSTED, Job
-from .webhooks import Delivery, collect, record_outcome
+from .webhooks import collect
 
 log = logging.getLogger("kinetoscope.jobs.redis")
 
@@ -31,14 +31,6 @@ RECLAIM_PAGE = 100  # pending entries examined per round trip when looking for l
 # a failed background save, a replica, still loading its data).
 UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS")
 EXTENSIONS = {"video": "mp4", "thumbnail": "png", "frames": "zip", "tokens": "json", "confidence": "confidence.json"}  # results_dir file names, per variant
-
-
-# KEYS[1]: the outbox; ARGV: now, lease end, limit. Due ids get the lease end as their due time.
-_LEASE_DUE = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
-return ids
-"""
 
 
 def _ms(seconds: float) -> int:
@@ -82,7 +74,6 @@ class RedisStore:
         self._entries: dict[str, tuple[str, str]] = {}  # job id -> entry this process claimed
         self._next_reclaim = 0.0
         self.results_sweep_seconds, self.dead_letter_maxlen = results_sweep_seconds, dead_letter_maxlen
-        self._lease_due = self.r.register_script(_LEASE_DUE)
         self._next_sweep = time.monotonic() + results_sweep_seconds
 
     @classmethod
@@ -122,67 +113,10 @@ class RedisStore:
         px = _ms(job.expires_at - now) if job.terminal and job.expires_at else None
         pipe.set(self._key("job", job.id), json.dumps({**job.to_dict(), **meta}), px=px)
 
-    # --- previews: a list per job, expiring with it -----------------------------------------------
-    async def get_previews(self, job_id: str, after: int = 0) -> list[dict[str, Any]]:
-        return [json.loads(raw) for raw in await self.r.lrange(self._key("previews", job_id), after, -1)]
-
-    async def add_previews(self, job_id: str, previews: list[dict[str, Any]]) -> None:
-        if not previews:
-            return
-        key = self._key("job", job_id)
-
-        async def body(pipe):
-            raw = await pipe.get(key)
-            if raw is None:
-                return
-            job, meta = self._load(raw)
-            if job.terminal:
-                return
-            job.previews += len(previews)
-            pipe.multi()
-            pipe.rpush(self._key("previews", job_id), *(json.dumps(p) for p in previews))
-            pipe.pexpire(self._key("previews", job_id), _ms(self.ttl + self.lease_seconds * 4))
-            self._put(pipe, job, meta)
-
-        await self._transact([key], body)
-
-    # --- webhook outbox (server/webhooks.py): a sorted set of delivery ids by due time --------
     @property
     def _outbox(self) -> str:
+        """The webhook outbox (redis_outbox.py): a sorted set of delivery ids by due time."""
         return self.prefix + "webhooks"
-
-    async def webhooks_due(self, limit: int, lease_seconds: float) -> list[Delivery]:
-        """Leases due deliveries atomically (a Lua script moves each one's due time past the
-        lease), so two processes never send one delivery at once; a process that dies holding
-        one leaves it to come due again."""
-        now = time.time()
-        ids = await self._lease_due(keys=[self._outbox], args=[now, now + lease_seconds, limit])
-        if not ids:
-            return []
-        records = await self.r.mget([self._key("webhook", _text(i)) for i in ids])
-        gone = [i for i, raw in zip(ids, records) if raw is None]
-        if gone:
-            await self.r.zrem(self._outbox, *gone)
-        return [Delivery.from_json(raw) for raw in records if raw is not None]
-
-    async def webhook_retry(self, delivery: Delivery, at: float) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.set(self._key("webhook", delivery.id), delivery.to_json(), xx=True)
-        pipe.zadd(self._outbox, {delivery.id: at}, xx=True)
-        await pipe.execute()
-
-    async def webhook_finished(self, delivery: Delivery, delivered: bool, detail: str) -> None:
-        async def body(pipe):
-            raw = await pipe.get(self._key("job", delivery.job_id))
-            pipe.multi()
-            if raw is not None:
-                job, meta = self._load(raw)
-                record_outcome(job, delivery, delivered, detail, time.time())
-                self._put(pipe, job, meta)
-            pipe.delete(self._key("webhook", delivery.id))
-            pipe.zrem(self._outbox, delivery.id)
-
-        await self._transact([self._key("job", delivery.job_id)], body)
 
     def _file(self, job_id: str, variant: str) -> Path:
         assert self.results_dir is not None
