@@ -327,3 +327,17 @@ class QueueContract:
         assert await q.get_checkpoint(job.id) == b"step 4"
         await q.complete(job.id, "w1", JobResult(b"v", b"t"))
         assert await q.get_checkpoint(job.id) is None
+
+    async def test_the_request_type_round_trips_through_the_stored_record(self, make_queue):
+        from server.request import Mask, Size
+        from server.samplers import SamplerOptions
+
+        q = make_queue()
+        request = video_request(task="outpainting", size=Size(64, 48), seed=2**40, num_frames=24,
+                                mask=Mask(box=((0.1, 0.2, 0.6, 0.9),) * 24), priority="high", output_format="gif",
+                                sampler=SamplerOptions(method="maskgit", steps=7, temperature=0.7, top_k=5),
+                                deadline_seconds=12.5, previews=True, input_video_id="video_x")
+        job, _ = await q.submit(Job(id="video_rt", model="demo", request=request))
+        stored = await q.get(job.id)
+        assert stored.request == request and isinstance(stored.request.size, Size)
+        assert (stored.task, stored.size, stored.priority) == ("outpainting", "64x48", "high")
