@@ -5,6 +5,7 @@ The config is built here, as a dataclass: the stage's TrainConfig, the CPU demo 
 values like the fields); then models.train.train or models.family.train_family runs it."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -48,7 +49,7 @@ def train(stage: Annotated[str, typer.Argument(help="tokenizer | prior | ar | sr
             raise _fail("train family needs --budget-minutes and --publish (the checkpoint folder)")
         try:
             train_family(publish, budget_minutes, preset=preset, device=device, runs_dir=run_dir or "runs/family",
-                         overrides=set or [], export=export)
+                         overrides=set or [], export=export_bundle if export else None)
         except ValueError as e:  # a bad preset, budget or override
             raise _fail(str(e))
         return
@@ -59,3 +60,19 @@ def train(stage: Annotated[str, typer.Argument(help="tokenizer | prior | ar | sr
     except ValueError as e:
         raise _fail(str(e))
     run(cfg, publish=publish)
+
+
+def export_bundle(checkpoints: Path, runs_dir: Path) -> None:
+    """The family's last step: the weight-free bundle beside the checkpoints (as `make bundle`)."""
+    try:
+        from export.bundle import write_bundle
+        from export.onnx import export_repository
+    except ImportError as exc:  # onnx / onnxscript missing: export later with `make bundle`
+        typer.echo(f"not exported ({exc}); run `kinetoscope export bundle --checkpoints {checkpoints}` where onnx "
+                   "is installed")
+        return
+    repo = Path(runs_dir) / "repository" / "moving-digits"
+    export_repository(Path(checkpoints), repo)
+    write_bundle(repo, Path(checkpoints), Path(checkpoints) / "onnx")
+    typer.echo(f"bundle written to {Path(checkpoints) / 'onnx'}")
+

@@ -41,7 +41,7 @@ def test_the_gpu_script_trains_the_family_on_the_cpu_with_the_tiny_preset(tmp_pa
     from models.family import train_family
 
     lines: list[str] = []
-    train_family(out, 0.6, preset="tiny", device="cpu", runs_dir=runs, export=False, log=lines.append)
+    train_family(out, 0.6, preset="tiny", device="cpu", runs_dir=runs, export=None, log=lines.append)
     assert sum("finished earlier" in line for line in lines) == len(NETWORKS)
 
 
