@@ -25,6 +25,18 @@ router = APIRouter(prefix="/v1", tags=["tokens"], dependencies=Authenticated)
 ERRORS = {s: {"model": ErrorResponse} for s in (400, 404, 413, 415, 422, 503)}
 
 
+def _body_schema(model: type[BaseModel], upload: bool) -> dict[str, Any]:
+    """The OpenAPI requestBody of a route that reads its body itself (`_body`): JSON, and with
+    `upload` also multipart with an input_video file part."""
+    schema = model.model_json_schema()
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
+    if upload:
+        form = {**schema, "properties": {**schema["properties"],
+                                         "input_video": {"type": "string", "format": "binary"}}}
+        content["multipart/form-data"] = {"schema": form}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 class TokenizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     model: Optional[str] = Field(None, description="a model id; default: the server's default model")
@@ -95,7 +107,7 @@ async def _video_tokens(input_video: str | None, upload: bytes | None, pipeline,
 
 
 @router.post("/tokenize", response_model=TokenizeResponse, responses=ERRORS,
-             summary="A video's tokens (its first window)")
+             summary="A video's tokens (its first window)", openapi_extra=_body_schema(TokenizeRequest, True))
 async def tokenize(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
     req, upload = await _body(request, TokenizeRequest, settings)
     manifest, pipeline = _pipeline(runtime, req.model)
@@ -105,6 +117,7 @@ async def tokenize(request: Request, runtime: RuntimeDep, settings: SettingsDep)
 
 
 @router.post("/detokenize", response_class=Response, summary="Tokens -> an MP4 (and the super-resolution cascade)",
+             openapi_extra=_body_schema(DetokenizeRequest, False),
              responses={200: {"content": {OUTPUT_FORMATS["mp4"]: {"schema": {"type": "string", "format": "binary"}}}},
                         **ERRORS})
 async def detokenize(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> Response:
@@ -149,7 +162,8 @@ def _check_tokens(tokens: list[int], manifest) -> np.ndarray:
 
 
 @router.post("/score", response_model=ScoreResponse, responses=ERRORS,
-             summary="The log-likelihood of a video (or tokens) under the autoregressive prior")
+             summary="The log-likelihood of a video (or tokens) under the autoregressive prior",
+             openapi_extra=_body_schema(ScoreRequest, True))
 async def score(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
     req, upload = await _body(request, ScoreRequest, settings)
     manifest, pipeline = _pipeline(runtime, req.model)

@@ -122,7 +122,7 @@ async def list_videos(
     limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
     status: Annotated[Status | None, Query(description="only jobs with this status")] = None,
     task: Annotated[TaskName | None, Query(description="only jobs of this task")] = None,
-    model: Annotated[str | None, Query(description="only jobs of this model id")] = None,
+    model: Annotated[str | None, Query(min_length=1, description="only jobs of this model id")] = None,
 ) -> dict[str, Any]:
     if model is not None and model not in catalogue.manifests:
         raise APIError(422, "invalid_value", f"no model {model!r}; this server has: {', '.join(sorted(catalogue.manifests))}",
