@@ -127,11 +127,15 @@ def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Set
     size = req.size or manifest.sizes[0]
     if size not in manifest.sizes:
         raise invalid("size", f"model {manifest.model_id} makes sizes {', '.join(manifest.sizes)}; got {size!r}")
+    sampler = _check_sampler(req.task, req.sampler, manifest, settings)
+    if req.previews and sampler.method != "maskgit":
+        raise invalid("previews", "previews come from MaskGIT's steps; the autoregressive sampler has no whole-clip "
+                      'guess before its last token: ask for "sampler": "maskgit" or no previews')
     return VideoRequest(
         task=req.task, num_frames=num_frames, size=Size.parse(size),
         fps=req.fps if req.fps is not None else manifest.fps,
         seed=req.seed if req.seed is not None else new_seed(),
-        sampler=_check_sampler(req.task, req.sampler, manifest, settings),
+        sampler=sampler,
         priority=req.priority, output_format=req.output_format,
         deadline_seconds=_check_deadline(req.deadline_seconds, settings),
         class_label=class_label, mask=mask, condition_frames=condition_frames,
