@@ -31,7 +31,7 @@ def bench(url: Annotated[str, typer.Option(help="base URL of a deployment")] = "
 
 
 def bench_runtime(what: Annotated[str, typer.Argument(help="tasks (seconds per clip in-process, per backend) | "
-                                                       "serving (live `kinetoscope serve` processes under load)")],
+                                                       "serving (live `kinetoscope serve` processes under load) | roofline (FLOPs per clip, the peak)")],
                   repo: Annotated[Path, typer.Option(help="model repository folder")] = Path("model_repository"),
                   repeat: Annotated[int, typer.Option(help="tasks: timed requests per case (median)")] = 3,
                   backends: Annotated[str, typer.Option(help="tasks: comma-separated backends")] = "onnxruntime,torch",
@@ -56,8 +56,12 @@ def bench_runtime(what: Annotated[str, typer.Argument(help="tasks (seconds per c
 
         result = serving.serving(repo, requests, concurrency, port)
         text = serving.serving_table(result, concurrency)
+    elif what == "roofline":
+        from cli.bench.roofline import roofline_table
+
+        result, text = None, roofline_table(repo)
     else:
-        typer.echo(f"error: bench-runtime runs tasks or serving, not {what!r}", err=True)
+        typer.echo(f"error: bench-runtime runs tasks, serving or roofline, not {what!r}", err=True)
         raise typer.Exit(2)
     if json_path:
         json_path.write_text(json.dumps(result, indent=2, default=str))
