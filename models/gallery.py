@@ -149,7 +149,7 @@ def main(out: Path, model_repository: Path = Path("model_repository/moving-digit
              f"Made by `kinetoscope gallery --out {out}` from `{model_repository}` through the served "
              "pipeline (ONNX Runtime, CPU), with fixed seeds: input clips are `MovingDigits(\"test\", "
              f"seed={GALLERY_SEED})` (the held-out split), every request has seed {REQUEST_SEED} and the "
-             "default sampler (MaskGIT, 12 steps, guidance 0).", "",
+             "model's recommended sampler for its task (named in each caption).", "",
              "Each strip: top row = what the request gives (grey = not given), bottom row = the output. "
              "32x32 frames are shown 3x, nearest neighbour (the 128x128 strip at 1x); 16-frame clips show every frame.", "",
              "| file | task | request | size |", "| --- | --- | --- | --- |"]

@@ -145,8 +145,8 @@ class Pipeline:
         if source_tokens is not None:
             if req.num_frames > self.window:
                 raise T.TaskError(f"an edit takes one window ({self.window} frames); got {req.num_frames}")
-            full = np.ones((self.window, height, width), bool)
-            base_in = (await self._decode_window(source_tokens, ~full, np.zeros((*full.shape, 3), np.float32)))
+            nothing_given = np.zeros((self.window, height, width), bool)
+            base_in = await self._decode_window(source_tokens, nothing_given, np.zeros((*nothing_given.shape, 3), np.float32))
             base_in = base_in[:req.num_frames]
         else:
             base_in = None if frames is None else frames_to_float(fit_to_size(frames, height, width))

@@ -76,7 +76,6 @@ def test_a_job_whose_worker_is_killed_resumes_on_another_and_makes_the_same_byte
     import signal
     import subprocess
     import sys
-    import time
 
     from server.api.validation import validate_request
     from server.jobs.base import Job, new_job_id

@@ -65,7 +65,6 @@ def graph_flops(path: Path | str, dims: dict[str, int]) -> tuple[int, list[str]]
 def matmul_peak(threads: int = 0, n: int = 1024, repeat: int = 20) -> float:
     """FLOP/s of an n x n float32 MatMul on ONNX Runtime's CPU provider with `threads` intra-op
     threads (0 = its default), the best of `repeat` timed runs after a warm-up."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 

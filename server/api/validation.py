@@ -6,6 +6,7 @@ Reading the input video (base64, upload, or a previous job's output) is I/O and 
 """
 from __future__ import annotations
 
+import functools
 import secrets
 from typing import Any, Callable, Mapping
 
@@ -175,8 +176,13 @@ def pipeline_request(manifest: Manifest, task: str, seed: int, *, sampler: Sampl
             "condition_frames": condition_frames,
             "mask": {"preset": preset} if preset is not None else ({"box": box} if box is not None else None),
             "input_video_id": "direct" if needs_input(task) else None}
-    unlimited = Settings(model_repository=".", max_steps=1 << 20, max_num_frames=1 << 20)
-    return validate_request({k: v for k, v in body.items() if v is not None}, manifest, unlimited)
+    return validate_request({k: v for k, v in body.items() if v is not None}, manifest, _unlimited())
+
+
+@functools.cache
+def _unlimited() -> Settings:
+    """The settings of pipeline_request: no serving limit (made once, not per request)."""
+    return Settings(model_repository=".", max_steps=1 << 20, max_num_frames=1 << 20)
 
 
 def check_metadata(metadata: Mapping[str, str] | None, settings: Settings) -> dict[str, str]:
