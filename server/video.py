@@ -50,6 +50,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageSequence
 
+from server.errors import InputError
+
 MP4_CRF = 12  # x264 constant-rate factor: 0 = lossless, 23 = x264's default; see module docstring
 MP4_PRESET = "fast"  # encode speed vs size; "fast" costs little at our frame sizes
 FFMPEG_TIMEOUT_S = 60.0  # no ffmpeg call may run longer than this; a stuck one is killed
@@ -60,14 +62,12 @@ _EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # WebM and Matroska
 _MP4_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free")
 
 
-class VideoError(Exception):
-    """An input video the server will not decode; `status` and `code` go into the HTTP error."""
+class VideoError(InputError):
+    """An input video the server will not decode; `status` and `code` go into the HTTP error.
+    An InputError: a worker that meets one fails the job at once (no retry decodes it better)."""
 
     def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        super().__init__(code, message, status=status)
 
 
 @dataclass(frozen=True)

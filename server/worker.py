@@ -10,8 +10,12 @@ the embedded queue and for Redis: it only speaks the JobQueue interface.
 - `on_progress(fraction)` is a plain function (0..1), cheap to call at every step;
 - `should_stop()` turns true once the job is canceled, deleted or taken over by another
   worker; generate then raises JobCanceled at its next step;
-- it returns a JobResult; InputError fails the job at once, any other exception is retried up
-  to the queue's attempt limit.
+- it returns a JobResult. An InputError (server/errors.py: TaskError, VideoError,
+  DeadlineExceeded...) is the job's own fault: the job fails at once with its code and message,
+  never retried. Any other exception is ours or the infrastructure's (an engine crash, a store
+  outage): the attempt is retried, up to the queue's `max_attempts`. A worker that dies holding
+  the job (lost lease) or an embedded server restarted under it costs the job none of those
+  attempts (`max_lost_leases`, server/jobs/states.py).
 """
 from __future__ import annotations
 

@@ -95,8 +95,32 @@ async def test_expired_jobs_are_not_restored(tmp_path):
 
 def test_requeue_of_a_job_being_canceled_ends_it():
     job = states.request_cancel(states.start(make_job(), 0.0), 1.0, 5)
-    assert states.requeue(job, 2.0, 5).status == "canceled"
-    assert states.requeue(states.start(make_job(), 0.0), 2.0, 5).status == "queued"
+    assert states.requeue(job, 10, 2.0, 5).status == "canceled"
+    assert states.requeue(states.start(make_job(), 0.0), 10, 2.0, 5).status == "queued"
+
+
+def test_requeue_after_a_restart_is_a_lost_lease_not_an_attempt():
+    """D9: a process that died under a job is the infrastructure's fault, as a dead worker is."""
+    job = states.requeue(states.start(make_job(), 0.0), 1, 1.0, 5)
+    assert (job.status, job.attempts, job.lost_leases) == ("queued", 1, 1)
+    dead = states.requeue(states.start(job, 2.0), 1, 3.0, 5)  # a second restart: one too many
+    assert dead.status == "failed" and dead.error["code"] == "retries_exhausted"
+    assert "restarts" in dead.error["message"]
+
+
+async def test_a_restart_costs_the_job_none_of_its_attempts(tmp_path):
+    """Before: a server restart mid-job counted as one of the job's own failed attempts, so one
+    real error after it left the job dead with max_attempts=2."""
+    first = store_queue(tmp_path, max_attempts=2)
+    await first.submit(make_job(job_id="video_x"))
+    await first.claim("w1", timeout=0.1)
+    await first.close()  # the process dies while the job runs
+
+    second = store_queue(tmp_path, max_attempts=2)
+    again = await second.claim("w2", timeout=0.1)
+    assert (again.attempts, again.lost_leases) == (2, 1)
+    await second.fail("video_x", "w2", "generation_error", "RuntimeError: engine crashed")
+    assert (await second.get("video_x")).status == "queued"  # its one own failure of two allowed
 
 
 def test_open_queue_without_redis_is_embedded():

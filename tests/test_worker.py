@@ -151,6 +151,58 @@ async def test_input_error_fails_at_once(make_queue):
     assert failed.error == {"code": "invalid_input_video", "message": "could not decode the input video"}
 
 
+def _own_input_errors():
+    """Each kind of error a job's own input or request causes (server/errors.py's InputError)."""
+    from server.pipeline import DeadlineExceeded
+    from server.tasks import TaskError
+    from server.video import VideoError
+
+    return [VideoError(400, "invalid_video", "the MP4 file could not be decoded"),
+            TaskError("condition_frames is 5 but the input has only 2 frames"),
+            DeadlineExceeded("the deadline passed after 3 of 256 tokens")]
+
+
+@pytest.mark.parametrize("index", range(3), ids=["VideoError", "TaskError", "DeadlineExceeded"])
+async def test_a_job_failing_through_its_own_input_is_never_retried(make_queue, index):
+    """D9: an input no retry can fix fails on its first attempt with its own code and message
+    (before: a VideoError reaching the worker was retried max_attempts times as our fault)."""
+    error = _own_input_errors()[index]
+    q = make_queue(max_attempts=3)
+    job = (await q.submit(make_job(), input_video=b"input"))[0]
+    attempts: list[int] = []
+
+    async def failing(job, input_video, on_progress, should_stop):
+        attempts.append(job.attempts)
+        raise error
+
+    events: list[str] = []
+    async with worker(q, failing, events=events):
+        failed = await until(lambda: finished(q, job.id))
+    assert attempts == [1]
+    assert failed.status == "failed" and failed.error == {"code": error.code, "message": error.message}
+    assert events == ["job_started", "job_failed"]
+    assert (await q.counters())["retried"] == 0
+
+
+async def test_an_engine_crash_is_retried_and_the_job_completes(make_queue):
+    """Infrastructure faults are retried: an engine that fails once (a lost GPU, an ONNX Runtime
+    error) costs the job one attempt, not the job."""
+    q = make_queue(max_attempts=3)
+    job = (await q.submit(make_job()))[0]
+    attempts: list[int] = []
+
+    async def crashes_once(job, input_video, on_progress, should_stop):
+        attempts.append(job.attempts)
+        if len(attempts) == 1:
+            raise RuntimeError("onnxruntime: CUDA failure 999")
+        return JobResult(b"v", b"t")
+
+    async with worker(q, crashes_once):
+        done = await until(lambda: finished(q, job.id))
+    assert attempts == [1, 2] and done.status == "completed"
+    assert (await q.counters())["retried"] == 1
+
+
 async def test_runs_up_to_concurrency_jobs_at_once(make_queue):
     q = make_queue()
     jobs = [(await q.submit(make_job()))[0] for _ in range(5)]

@@ -78,7 +78,7 @@ class MemoryQueue(MemoryClaims):
                 continue
             was_running = job.status == "in_progress"
             if was_running:
-                job = states.requeue(job, now, self.ttl)
+                job = states.requeue(job, self.max_lost_leases, now, self.ttl)
                 self.store.save(job)
             self._jobs[job.id] = job
             if key is not None:

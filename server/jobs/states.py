@@ -111,12 +111,20 @@ def reclaim(job: Job, lost_worker: str, max_lost_leases: int, now: float, ttl: f
     return start(job, now)
 
 
-def requeue(job: Job, now: float, ttl: float) -> Job:
+def requeue(job: Job, max_lost_leases: int, now: float, ttl: float) -> Job:
     """A running job whose process stopped (the embedded queue, restarted): it waits again, from
-    the start of the attempt, unless it was being canceled. Its progress stays (never backwards)."""
+    the start of the attempt (or its checkpoint), unless it was being canceled. Its progress stays
+    (never backwards). The process dying is the infrastructure's fault, as a lost lease is: it
+    counts against `max_lost_leases`, never the job's `max_attempts` (a job that takes its
+    process down every time still ends, once that budget is spent)."""
     if job.cancel_requested:
         return finish(job, "canceled", now, ttl)
     job = _copy(job)
+    job.lost_leases += 1
+    if job.lost_leases > max_lost_leases:
+        return finish(job, "failed", now, ttl, {
+            "code": RETRIES_EXHAUSTED,
+            "message": f"gave up after {job.lost_leases} attempts ended with their process (server restarts)"})
     job.status = "queued"
     return job
 
