@@ -7,7 +7,7 @@ Who feeds what:
 - API: `kinetoscope_requests_total{task,status}` (POST /v1/videos by task and HTTP status),
   `kinetoscope_http_requests_total` / `kinetoscope_http_request_seconds` (every request).
 - scrape time (`refresh_from_queue`): `kinetoscope_queue_depth{priority}` from `queue.depth()`, and
-  `kinetoscope_jobs_{reclaimed,retried,dead}_total` from `queue.counters()`. Those totals come
+  `kinetoscope_jobs_{reclaimed,retried,dead,expired}_total` from `queue.counters()`. Those totals come
   from the job store, so with Redis they count every worker process (each API replica reports
   the same store-wide figure: take max, not sum, across replicas).
 - worker (`instrument_generate` around the runtime's generate, `on_worker_event` as run_worker's
@@ -77,7 +77,8 @@ class _StoreCounters(Collector):
 
     NAMES = {"reclaimed": "Jobs taken back from a worker that stopped heartbeating",
              "retried": "Failed job attempts put back on the queue",
-             "dead": "Jobs that failed for good after the retry limit"}
+             "dead": "Jobs that failed for good after the retry limit",
+             "expired": "Jobs whose deadline passed while they were queued (they ended expired, never ran)"}
 
     def __init__(self) -> None:
         self.values: dict[str, int] = {name: 0 for name in self.NAMES}

@@ -164,7 +164,7 @@ class QueueContract:
         assert dead.status == "failed" and dead.error["code"] == RETRIES_EXHAUSTED
         assert "RuntimeError: second" in dead.error["message"]
         assert events == ["retried", "dead"]
-        assert await q.counters() == {"reclaimed": 0, "retried": 1, "dead": 1}
+        assert await q.counters() == {"reclaimed": 0, "retried": 1, "dead": 1, "expired": 0}
         assert await q.claim("w1", timeout=0.2) is None
 
     async def test_non_retryable_failure_is_final(self, make_queue):
@@ -270,13 +270,15 @@ class QueueContract:
         import time as _time
         from dataclasses import replace as _replace
 
-        q = make_queue()
+        events: list[str] = []
+        q = make_queue(on_event=events.append)
         late = (await q.submit(_replace(make_job(), deadline_at=_time.time() - 1)))[0]
         fine = (await q.submit(_replace(make_job(), deadline_at=_time.time() + 60)))[0]
         claimed = await q.claim("w1", timeout=0.5)
         assert claimed is not None and claimed.id == fine.id  # the late one was skipped
         expired = await q.get(late.id)
         assert expired.status == "expired" and expired.attempts == 0 and expired.expires_at is not None
+        assert events == ["expired"] and (await q.counters())["expired"] == 1  # counted once, for metrics
         await q.complete(fine.id, "w1", JobResult(b"v", b"t", truncated={"steps_done": 3, "steps": 12}))
         assert (await q.get(fine.id)).truncated == {"steps_done": 3, "steps": 12}
 

@@ -132,7 +132,7 @@ async def test_poison_job_is_retried_then_dead(make_queue):
     assert dead.status == "failed" and dead.error["code"] == RETRIES_EXHAUSTED
     assert "RuntimeError: model exploded" in dead.error["message"]
     assert events.count("job_error") == 3
-    assert await q.counters() == {"reclaimed": 0, "retried": 2, "dead": 1}
+    assert await q.counters() == {"reclaimed": 0, "retried": 2, "dead": 1, "expired": 0}
 
 
 async def test_input_error_fails_at_once(make_queue):

@@ -14,7 +14,7 @@ __all__ = ["open_queue", "Job", "JobQueue", "QueueFull", "JobCanceled", "InputEr
 
 def open_queue(settings, on_event: Callable[[str], None] | None = None) -> JobQueue:
     """The queue the settings ask for. `on_event(name)` is called in this process with
-    "reclaimed", "retried" or "dead" (see `JobQueue.counters` for totals across processes)."""
+    "reclaimed", "retried", "dead" or "expired" (see `JobQueue.counters` for totals across processes)."""
     if settings.redis_url:
         from .redis import RedisQueue  # only Redis deployments import redis-py
 

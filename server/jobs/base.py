@@ -222,7 +222,9 @@ class JobQueue(Protocol):
     async def counters(self) -> dict[str, int]:
         """Totals since the store was created, for metrics: "reclaimed" (attempts taken over from
         a worker that stopped heartbeating), "retried" (failed attempts sent back to the queue),
-        "dead" (jobs failed for good after max_attempts). Shared by every process of a store."""
+        "dead" (jobs failed for good after max_attempts), "expired" (jobs whose deadline passed
+        while they were queued: they ended `expired` and never ran). Shared by every process of a
+        store."""
         ...
 
     async def close(self) -> None: ...

@@ -49,7 +49,7 @@ class MemoryQueue(MemoryClaims):
         self._key_of: dict[str, str] = {}  # job id -> its idempotency key
         self._owner: dict[str, str] = {}  # running job id -> worker id
         self._lease_until: dict[str, float] = {}  # running job id -> monotonic deadline
-        self._counters = {"reclaimed": 0, "retried": 0, "dead": 0}
+        self._counters = {"reclaimed": 0, "retried": 0, "dead": 0, "expired": 0}
         self._changed: asyncio.Condition | None = None
         self._previews: dict[str, list[dict]] = {}  # job id -> its previews (in this process only)
         self._checkpoints: dict[str, bytes] = {}  # running job id -> its latest checkpoint (also on disk with a store)

@@ -43,6 +43,8 @@ class MemoryClaims:
                 self._store(job)
                 if job.status == "in_progress":
                     self._lease(job_id, worker_id)
+                else:
+                    self._event("expired")
                 return job  # an expired one: the caller looks again
         return None
 

@@ -76,8 +76,11 @@ class RedisClaims(RedisOutbox):
     async def _start(self, priority: str, entry_id: str, job_id: str, worker_id: str) -> Job | None:
         """Begins a freshly delivered entry: the job becomes in_progress under our lease."""
         key, stream = self._key("job", job_id), self._streams[priority]
+        expired = False
 
         async def body(pipe):
+            nonlocal expired
+            expired = False  # a WATCH conflict runs the body again
             raw = await pipe.get(key)
             job, meta = self._load(raw) if raw is not None else (None, {})
             if job is not None and job.status == "in_progress" and \
@@ -92,6 +95,8 @@ class RedisClaims(RedisOutbox):
             job = states.start_or_expire(job, time.time(), self.ttl)
             if job.terminal:  # its deadline passed while it waited: it never runs
                 self._finish_writes(pipe, job, {**meta, "_entry": [priority, entry_id]})
+                pipe.hincrby(self.prefix + "counters", "expired", 1)
+                expired = True
                 return None
             self._put(pipe, job, {**meta, "_worker": worker_id, "_entry": [priority, entry_id]})
             pipe.set(self._key("lease", job_id), worker_id, px=_ms(self.lease_seconds))
@@ -101,6 +106,8 @@ class RedisClaims(RedisOutbox):
         job = await self._transact([key], body)
         if job is not None:
             self._entries[job_id] = (priority, entry_id)
+        if expired:
+            self._event("expired")
         return job
 
     async def _reclaim(self, worker_id: str) -> Job | None:

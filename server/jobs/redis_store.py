@@ -209,7 +209,7 @@ class RedisStore:
 
     async def counters(self) -> dict[str, int]:
         raw = await self.r.hgetall(self.prefix + "counters")
-        totals = {"reclaimed": 0, "retried": 0, "dead": 0}
+        totals = {"reclaimed": 0, "retried": 0, "dead": 0, "expired": 0}
         totals.update({_text(k): int(v) for k, v in raw.items()})
         return totals
 
