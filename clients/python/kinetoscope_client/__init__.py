@@ -25,7 +25,7 @@ from ._exceptions import (
 )
 from ._version import __version__
 from .pagination import AsyncPage, AsyncPager, SyncPage
-from .types import Mask, Model, Sampler, Video, VideoCreateParams, VideoDeleted, VideoError, VideoList
+from .types import Edit, Mask, Model, Preview, Sampler, Video, VideoCreateParams, VideoDeleted, VideoError, VideoList
 from .webhooks import WebhookVerificationError, verify_webhook
 
 Job = Video  # the API calls a job's object "video"; both names work
@@ -43,6 +43,8 @@ __all__ = [
     "VideoDeleted",
     "VideoCreateParams",
     "Model",
+    "Preview",
+    "Edit",
     "Mask",
     "Sampler",
     "SyncPage",

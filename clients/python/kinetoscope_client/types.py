@@ -4,10 +4,11 @@ Response models accept fields this client does not know yet (`extra="allow"`), s
 server never breaks an older client.
 """
 
+import base64
 import sys
 from typing import Any, List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 if sys.version_info >= (3, 11):
     from typing import NotRequired, Required, TypedDict
@@ -28,6 +29,7 @@ __all__ = [
     "Video",
     "VideoList",
     "VideoDeleted",
+    "Preview",
     "Model",
     "ModelList",
     "TERMINAL_STATUSES",
@@ -150,6 +152,49 @@ class Video(_Response):
     def is_terminal(self) -> bool:
         """True once the job is completed, failed or canceled (it will not change again)."""
         return self.status in TERMINAL_STATUSES
+
+
+class Preview(_Response):
+    """One `preview` event of a job created with `previews=True` (MaskGIT only): the whole clip
+    as guessed after decoding step `step` of `steps`. The last one is exactly the result."""
+
+    id: str
+    step: int
+    steps: int
+    decided: float  # the share of tokens decided, 0..1 (1 at the last step)
+    image: str  # a data URL: the clip's frames side by side (a PNG strip, T*W wide)
+    token_grid: Optional[List[int]] = None  # [t, h, w] of `confidence`
+    # The sampler's confidence per token, one byte each (0..255 for 0..1), raster order over
+    # token_grid; the wire's base64 is decoded here. None if the server sent no map.
+    confidence: Optional[bytes] = None
+
+    @field_validator("confidence", mode="before")
+    @classmethod
+    def _decode_confidence(cls, value: Any) -> Any:
+        return base64.b64decode(value) if isinstance(value, str) else value
+
+    @field_serializer("confidence", when_used="json")
+    def _encode_confidence(self, value: Optional[bytes]) -> Optional[str]:
+        return None if value is None else base64.b64encode(value).decode("ascii")  # as on the wire
+
+    @property
+    def image_type(self) -> str:
+        """The image's media type, e.g. `image/png`."""
+        return self.image[len("data:"):].split(";", 1)[0].split(",", 1)[0]
+
+    @property
+    def image_bytes(self) -> bytes:
+        """The image file itself (PNG or WebP bytes), decoded from the data URL."""
+        head, _, data = self.image.partition(",")
+        return base64.b64decode(data) if head.endswith(";base64") else data.encode()
+
+    def confidence_map(self) -> Optional[List[List[List[float]]]]:
+        """The confidence as nested lists `[t][h][w]` of floats in 0..1, or None without a map."""
+        if self.confidence is None or not self.token_grid:
+            return None
+        t, h, w = self.token_grid
+        values = [v / 255 for v in self.confidence]
+        return [[values[(i * h + j) * w:(i * h + j + 1) * w] for j in range(h)] for i in range(t)]
 
 
 class VideoList(_Response):

@@ -104,3 +104,26 @@ async def test_errors(aclient, server):
     async with AsyncClient(server.url, api_key="wrong") as wrong:
         with pytest.raises(AuthenticationError):
             await wrong.models.list()
+
+
+async def test_stream_previews_and_edit(aclient):
+    body = {**FAST, "seed": 4, "sampler": {"method": "maskgit", "steps": 3}}
+    video = await aclient.videos.create(**body, previews=True)
+    previews = [p async for p in aclient.videos.stream_previews(video.id)]
+    assert [p.step for p in previews] == [1, 2, 3] and previews[-1].decided == 1.0
+    assert await aclient.videos.download_content(video.id, variant="preview") == previews[-1].image_bytes
+    edited = await aclient.videos.edit(video.id, mask="center", task="outpainting", seed=1,
+                                       sampler={"method": "maskgit", "steps": 3}, wait=60)
+    assert edited.status == "completed" and edited.request["edit_from"] == video.id
+    assert edited.request["mask"] == {"preset": "center"}
+
+
+async def test_stream_previews_of_a_canceled_job_raises(aclient):
+    video = await aclient.videos.create(**{**SLOW, "sampler": {"method": "maskgit", "steps": 64}}, previews=True)
+    seen = []
+    with pytest.raises(JobFailedError) as failed:
+        async for preview in aclient.videos.stream_previews(video.id):
+            seen.append(preview.step)
+            if len(seen) == 1:
+                await aclient.videos.cancel(video.id)  # it stops at its next step
+    assert seen[0] == 1 and failed.value.job.status == "canceled"

@@ -3,7 +3,9 @@ upload labelling, the progress bar switch, and the flow drivers of both twins.""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
 import time
 
 import httpx
@@ -16,6 +18,7 @@ from kinetoscope_client import (
     ConflictError,
     InternalServerError,
     KinetoscopeError,
+    Preview,
     RateLimitError,
     ServiceUnavailableError,
     Video,
@@ -24,7 +27,7 @@ from kinetoscope_client._core import Sleep, is_retryable_status, make_status_err
 from kinetoscope_client._headers import parse_poll_interval, parse_retry_after
 from kinetoscope_client._progress import ProgressBar
 from kinetoscope_client._uploads import read_input_video
-from kinetoscope_client.resources.videos import Videos
+from kinetoscope_client.resources.videos import _edit_params, _EventReader
 
 
 def response(status: int, headers: dict[str, str] | None = None, json: object = None) -> httpx.Response:
@@ -83,15 +86,51 @@ def test_events_become_jobs_and_keep_alives_and_other_events_are_skipped():
             b'data: {"id":"video_1","status":"completed",\ndata: "progress":100}\n\n'
             b'data: {"id":"video_1","status":"failed"}')  # no blank line ends it: dropped, as the standard says
     events = list(httpx_sse.EventSource(event_stream(body)).iter_sse())
-    videos = [Videos._event_video(e) for e in events]
+    reader = _EventReader(previews=False)
+    videos = [reader.read(e) for e in events]
     assert [(v.status, v.progress) for v in videos if v is not None] == [("in_progress", 40), ("completed", 100)]
-    assert len(events) == 4 and videos[1:3] == [None, None]  # the preview (no status) and the non-JSON data
+    assert len(events) == 4 and videos[1:3] == [None, None]  # the preview (not asked for) and the non-JSON data
+
+
+PREVIEW = {"id": "video_1", "steps": 2, "image": "data:image/png;base64," + base64.b64encode(b"\x89PNG-ish").decode(),
+           "token_grid": [1, 2, 3], "confidence": base64.b64encode(bytes([0, 51, 102, 153, 204, 255])).decode()}
+
+
+def preview_event(step: int, decided: float) -> bytes:
+    return b"event: preview\ndata: " + json.dumps({**PREVIEW, "step": step, "decided": decided}).encode() + b"\n\n"
+
+
+def test_previews_are_typed_and_a_reopened_stream_does_not_repeat_them():
+    """A reopened stream replays every preview from the first: the reader yields each one once."""
+    first = preview_event(1, 0.5) + b'data: {"id":"video_1","status":"in_progress","progress":50}\n\n'
+    again = first + preview_event(2, 1.0) + b'data: {"id":"video_1","status":"completed","progress":100}\n\n'
+    reader = _EventReader(previews=True)
+    items = []
+    for body in (first, again):
+        reader.reopened()
+        items += [x for x in map(reader.read, httpx_sse.EventSource(event_stream(body)).iter_sse()) if x is not None]
+    assert [type(x).__name__ for x in items] == ["Preview", "Video", "Video", "Preview", "Video"]
+    one, two = items[0], items[3]
+    assert isinstance(one, Preview) and (one.step, one.steps, one.decided) == (1, 2, 0.5) and two.step == 2
+    assert one.image_type == "image/png" and one.image_bytes == b"\x89PNG-ish"
+    assert one.confidence == bytes([0, 51, 102, 153, 204, 255])
+    assert one.confidence_map() == [[[0.0, 0.2, 0.4], [0.6, 0.8, 1.0]]]
+    assert json.loads(one.model_dump_json())["confidence"] == PREVIEW["confidence"]  # base64 again on the way out
 
 
 def test_an_error_event_raises():
     events = list(httpx_sse.EventSource(event_stream(b'event: error\ndata: {"message": "store gone"}\n\n')).iter_sse())
     with pytest.raises(KinetoscopeError, match="store gone"):
-        Videos._event_video(events[0])
+        _EventReader(previews=False).read(events[0])
+
+
+def test_edit_params_take_a_mask_a_preset_or_a_box():
+    assert _edit_params("video_a", [0, 0.25, 0.5, 1], "inpainting", {"seed": 3}) == {
+        "seed": 3, "task": "inpainting", "mask": {"box": [0.0, 0.25, 0.5, 1.0]}, "edit": {"from": "video_a"}}
+    assert _edit_params("video_a", "center", "outpainting", {})["mask"] == {"preset": "center"}
+    assert _edit_params("video_a", {"preset": "vertical"}, "inpainting", {})["mask"] == {"preset": "vertical"}
+    with pytest.raises(TypeError):
+        _edit_params("video_a", "center", "inpainting", {"input_video_id": "video_b"})
 
 
 def test_a_body_that_is_not_an_event_stream_is_a_transport_error():

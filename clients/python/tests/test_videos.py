@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
 import uuid
@@ -10,7 +11,7 @@ import httpx
 import pytest
 from live_servers import API_KEY, FAST, MEDIUM, SLOW
 
-from kinetoscope_client import Client, JobFailedError, NotFoundError, SyncPage, Video, WaitTimeoutError
+from kinetoscope_client import Client, JobFailedError, NotFoundError, Preview, SyncPage, Video, WaitTimeoutError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -224,8 +225,6 @@ def test_tokens_round_trip_and_the_jobs_tokens(client, source_video):
     assert is_mp4(client.tokens.detokenize(tokenized["tokens"]))
     assert is_mp4(client.tokens.detokenize(tokenized["tokens"], size="64x64"))
     stored = client.videos.download_content(video_id, variant="tokens")
-    import json
-
     doc = json.loads(stored)
     assert doc["token_grid"] == [t, h, w] and len(doc["windows"][0]) == t * h * w
     frames = client.videos.download_content(video_id, variant="frames")
@@ -236,3 +235,57 @@ def test_tokens_round_trip_and_the_jobs_tokens(client, source_video):
     assert by_tokens["bits_per_token"] == pytest.approx(-by_tokens["log_likelihood"] / (t * h * w) / math.log(2))
     with pytest.raises(ValueError, match="exactly one"):
         client.tokens.score()
+
+
+# --- previews, the token variants and exact edits -------------------------------------------
+
+MASKGIT = {**FAST, "sampler": {"method": "maskgit", "steps": 4}}  # previews need the MaskGIT sampler
+
+
+def tokens_of(client, video_id: str) -> list[list[list[int]]]:
+    """A job's first window of tokens (`variant=tokens`) as [t][h][w] lists."""
+    doc = json.loads(client.videos.download_content(video_id, variant="tokens"))
+    t, h, w = doc["token_grid"]
+    flat = doc["windows"][0]
+    return [[flat[(i * h + j) * w:(i * h + j + 1) * w] for j in range(h)] for i in range(t)]
+
+
+def test_stream_previews_yields_each_step_and_the_variants_match(client):
+    video = client.videos.create(**MASKGIT, seed=5, previews=True)
+    previews = list(client.videos.stream_previews(video.id))
+    assert [p.step for p in previews] == [1, 2, 3, 4] and {p.steps for p in previews} == {4}
+    assert all(p.id == video.id for p in previews)
+    decided = [p.decided for p in previews]
+    assert decided == sorted(decided) and 0 < decided[0] < 1 and decided[-1] == 1.0
+    assert all(p.image_type == "image/png" and p.image_bytes[:8] == PNG_MAGIC for p in previews)
+    assert previews[0].image != previews[-1].image  # the clip took form step by step
+    t, h, w = previews[-1].token_grid
+    assert len(previews[-1].confidence) == t * h * w and len(previews[-1].confidence_map()) == t
+    assert client.videos.retrieve(video.id).status == "completed"
+
+    # The variants: the latest preview (PNG), the final confidence map and the tokens (JSON).
+    assert client.videos.download_content(video.id, variant="preview") == previews[-1].image_bytes
+    confidence = json.loads(client.videos.download_content(video.id, variant="confidence"))
+    assert confidence["token_grid"] == [t, h, w] and confidence["windows"][0] == list(previews[-1].confidence)
+    assert len(tokens_of(client, video.id)) == t
+
+    # stream_events(previews=True): both kinds, each step's preview before the job event that follows it
+    items = list(client.videos.stream_events(video.id, previews=True))
+    assert [i.step for i in items if isinstance(i, Preview)] == [1, 2, 3, 4]
+    assert isinstance(items[-1], Video) and items[-1].status == "completed"
+    assert all(isinstance(i, Video) for i in client.videos.stream_events(video.id))  # not asked: no previews
+
+
+def test_edit_keeps_every_token_outside_the_box(client):
+    source = client.videos.create(**MASKGIT, seed=2, wait=60)
+    # The right half of a 32x32 clip: token columns 4..7 of 8 (4-pixel tokens) are generated again.
+    edited = client.videos.edit(source.id, mask=[0.5, 0.0, 1.0, 1.0], seed=9,
+                                sampler={"method": "maskgit", "steps": 4}, wait=60)
+    assert edited.status == "completed" and edited.task == "inpainting"
+    assert edited.request["edit_from"] == source.id and edited.request["mask"] == {"box": [0.5, 0.0, 1.0, 1.0]}
+    before, after = tokens_of(client, source.id), tokens_of(client, edited.id)
+    w = len(before[0][0])
+    kept = [(t, y, x) for t in range(len(before)) for y in range(len(before[0])) for x in range(w // 2)]
+    assert all(after[t][y][x] == before[t][y][x] for t, y, x in kept)
+    changed = [(t, y, x) for t in range(len(before)) for y in range(len(before[0])) for x in range(w // 2, w)]
+    assert any(after[t][y][x] != before[t][y][x] for t, y, x in changed)

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Literal, Mapping, Optional, Sequence, Union, overload
 
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
@@ -25,7 +25,7 @@ from .._headers import parse_poll_interval
 from .._progress import ProgressBar
 from .._uploads import read_input_video
 from ..pagination import AsyncPage, AsyncPager, SyncPage
-from ..types import Variant, Video, VideoCreateParams, VideoDeleted, VideoList
+from ..types import Mask, Preview, Variant, Video, VideoCreateParams, VideoDeleted, VideoList
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -60,6 +60,65 @@ def _with_extra_read_time(timeout: httpx.Timeout | None, seconds: float) -> http
 
 def _clamp_interval(seconds: float) -> float:
     return min(max(seconds, MIN_POLL_INTERVAL), MAX_POLL_INTERVAL)
+
+
+def _edit_params(video_id: str, mask: Union[Mask, str, Sequence[float]], task: str, params: dict) -> dict:
+    """The create fields of an edit: `mask` may also be a preset name or an [x0, y0, x1, y1] box."""
+    if "edit" in params or "input_video" in params or "input_video_id" in params:
+        raise TypeError("videos.edit takes its input from the job it edits: no edit, input_video or input_video_id")
+    if isinstance(mask, str):
+        mask = {"preset": mask}  # type: ignore[typeddict-item]
+    elif not isinstance(mask, Mapping):
+        mask = {"box": [float(v) for v in mask]}
+    return {**params, "task": task, "mask": dict(mask), "edit": {"from": video_id}}
+
+
+class _EventReader:
+    """Turns one stream_events call's server-sent events into jobs and previews, across
+    reconnections: a reopened stream replays the job's previews from the first one, so those
+    already yielded are skipped."""
+
+    def __init__(self, previews: bool) -> None:
+        self.previews = previews
+        self._yielded = 0  # previews handed out so far
+        self._index = 0  # previews seen on the current connection
+
+    def reopened(self) -> None:
+        self._index = 0
+
+    def read(self, event: Optional[ServerSentEvent]) -> Union[Video, Preview, None]:
+        """The job or preview an event carries; None for events without one (keep-alives,
+        unknown kinds, previews not asked for or already yielded). An `error` event raises."""
+        if event is None or not event.data:
+            return None
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            return None
+        if not isinstance(payload, dict):
+            return None
+        if event.event == "preview":
+            self._index += 1
+            if not self.previews or self._index <= self._yielded:
+                return None
+            self._yielded += 1
+            return Preview.model_validate(payload)
+        if "status" in payload and "id" in payload:
+            return Video.model_validate(payload)
+        if event.event == "error" or "error" in payload:
+            error = payload.get("error", payload)
+            message = error.get("message", event.data) if isinstance(error, dict) else str(error)
+            raise KinetoscopeError(f"event stream error: {message}")
+        return None
+
+
+def _previews_only(item: Union[Video, Preview]) -> Optional[Preview]:
+    """stream_previews' filter: a preview passes; a job that ended other than completed raises."""
+    if isinstance(item, Preview):
+        return item
+    if item.is_terminal and item.status != "completed":
+        raise JobFailedError(item)
+    return None
 
 
 class _VideosCore:
@@ -193,26 +252,6 @@ class _VideosCore:
             timeout=stream_timeout, stream=True,
         ))
 
-    @staticmethod
-    def _event_video(event: Optional[ServerSentEvent]) -> Optional[Video]:
-        """The job carried by an event, None for events without one (keep-alives, unknown
-        kinds). An `error` event raises."""
-        if event is None or not event.data:
-            return None
-        try:
-            payload = json.loads(event.data)
-        except ValueError:
-            return None
-        if not isinstance(payload, dict):
-            return None
-        if "status" in payload and "id" in payload:
-            return Video.model_validate(payload)
-        if event.event == "error" or "error" in payload:
-            error = payload.get("error", payload)
-            message = error.get("message", event.data) if isinstance(error, dict) else str(error)
-            raise KinetoscopeError(f"event stream error: {message}")
-        return None
-
     def _stream_ended_early(self, video_id: str, reconnects: int) -> None:
         """Called when a stream closed before a terminal status; raises once out of retries."""
         if reconnects > self._client.max_retries:
@@ -253,9 +292,12 @@ class Videos(_VideosCore):
         return self._client._run(self._delete(video_id))
 
     def download_content(self, video_id: str, variant: Variant = "video", path: Optional[PathLike] = None) -> Union[bytes, Path]:
-        """The video (`variant="video"`, in the request's output_format), first-frame PNG (`"thumbnail"`) or
-        lossless frames (`"frames"`, PNGs in a zip) of a completed job, as
-        bytes, or written to `path` (then the Path is returned). ConflictError if not ready."""
+        """A completed job's video (`variant="video"`, in the request's output_format), first-frame
+        PNG (`"thumbnail"`), lossless frames (`"frames"`, PNGs in a zip), token grids (`"tokens"`,
+        JSON `{"model", "token_grid", "vocab_size", "windows"}`) or MaskGIT confidence map
+        (`"confidence"`, JSON `{"model", "token_grid", "scale", "windows"}`); or, while a
+        `previews=True` job runs, its latest preview (`"preview"`, a PNG strip). As bytes, or
+        written to `path` (then the Path is returned). ConflictError if not ready yet."""
         return self._client._run(self._download(video_id, variant, path))
 
     def poll(self, video_id: str, *, poll_interval: Optional[float] = None, timeout: Optional[float] = None,
@@ -279,21 +321,31 @@ class Videos(_VideosCore):
         """Creates a job, waits for it and downloads the MP4: bytes, or the Path `output`."""
         return self._client._run(self._generate(params, output, poll_interval, timeout, progress))
 
-    def stream_events(self, video_id: str) -> Iterator[Video]:
+    @overload
+    def stream_events(self, video_id: str, *, previews: Literal[False] = False) -> Iterator[Video]: ...
+    @overload
+    def stream_events(self, video_id: str, *, previews: Literal[True]) -> Iterator[Union[Video, Preview]]: ...
+
+    def stream_events(self, video_id: str, *, previews: bool = False) -> Iterator[Union[Video, Preview]]:
         """Yields the job at each change (GET /v1/videos/{id}/events, server-sent events) and
-        stops after a terminal status. A dropped stream is reopened up to `max_retries` times."""
+        stops after a terminal status. With `previews=True` it also yields each `Preview` (a job
+        created with `previews=True`), in the order the server sent them: a step's preview comes
+        before the job event of the same change. A dropped stream is reopened up to
+        `max_retries` times; previews already yielded are not yielded again."""
+        reader = _EventReader(previews)
         reconnects = 0
         while True:
             response = self._client._run(self._open_events(video_id))
+            reader.reopened()
             try:
                 # httpx-sse drops a last event that no blank line ended (as the SSE standard says);
                 # the stream then counts as dropped, and the reopened one starts with the job as it is.
                 # A body that is not text/event-stream raises SSEError, a TransportError: reopened too.
                 for event in EventSource(response).iter_sse():
-                    video = self._event_video(event)
-                    if video is not None:
-                        yield video
-                        if video.is_terminal:
+                    item = reader.read(event)
+                    if item is not None:
+                        yield item
+                        if isinstance(item, Video) and item.is_terminal:
                             return
             except httpx.TransportError:
                 pass  # reconnect below
@@ -301,6 +353,24 @@ class Videos(_VideosCore):
                 response.close()
             reconnects += 1
             self._stream_ended_early(video_id, reconnects)
+
+    def stream_previews(self, video_id: str) -> Iterator[Preview]:
+        """Yields each preview of a job created with `previews=True` (one per MaskGIT step: the
+        clip as guessed so far, with the sampler's confidence map) until the job ends. A finished
+        job's previews are replayed. Raises JobFailedError if the job failed or was canceled."""
+        for item in self.stream_events(video_id, previews=True):
+            preview = _previews_only(item)
+            if preview is not None:
+                yield preview
+
+    def edit(self, video_id: str, *, mask: Union[Mask, str, Sequence[float]],
+             task: Literal["inpainting", "outpainting"] = "inpainting", **params: Any) -> Video:
+        """An exact edit of a completed job (`"edit": {"from": video_id}`): regenerates only the
+        tokens whose footprint meets the region `mask` leaves to generate (inpainting: inside
+        it; outpainting: outside); every other token keeps its value exactly. `mask`: a Mask, a
+        preset name, or an `[x0, y0, x1, y1]` box (relative). The clip's length and size are the
+        source's. Other fields as `create` (`seed`, `sampler`, `previews`, `wait`, ...)."""
+        return self.create(**_edit_params(video_id, mask, task, params))
 
 
 class AsyncVideos(_VideosCore):
@@ -354,17 +424,24 @@ class AsyncVideos(_VideosCore):
         """See `Videos.generate`."""
         return await self._client._run(self._generate(params, output, poll_interval, timeout, progress))
 
-    async def stream_events(self, video_id: str) -> AsyncIterator[Video]:
+    @overload
+    def stream_events(self, video_id: str, *, previews: Literal[False] = False) -> AsyncIterator[Video]: ...
+    @overload
+    def stream_events(self, video_id: str, *, previews: Literal[True]) -> AsyncIterator[Union[Video, Preview]]: ...
+
+    async def stream_events(self, video_id: str, *, previews: bool = False) -> AsyncIterator[Union[Video, Preview]]:
         """See `Videos.stream_events`."""
+        reader = _EventReader(previews)
         reconnects = 0
         while True:
             response = await self._client._run(self._open_events(video_id))
+            reader.reopened()
             try:
                 async for event in EventSource(response).aiter_sse():  # as in Videos.stream_events
-                    video = self._event_video(event)
-                    if video is not None:
-                        yield video
-                        if video.is_terminal:
+                    item = reader.read(event)
+                    if item is not None:
+                        yield item
+                        if isinstance(item, Video) and item.is_terminal:
                             return
             except httpx.TransportError:
                 pass  # reconnect below
@@ -372,3 +449,15 @@ class AsyncVideos(_VideosCore):
                 await response.aclose()
             reconnects += 1
             self._stream_ended_early(video_id, reconnects)
+
+    async def stream_previews(self, video_id: str) -> AsyncIterator[Preview]:
+        """See `Videos.stream_previews`."""
+        async for item in self.stream_events(video_id, previews=True):
+            preview = _previews_only(item)
+            if preview is not None:
+                yield preview
+
+    async def edit(self, video_id: str, *, mask: Union[Mask, str, Sequence[float]],
+                   task: Literal["inpainting", "outpainting"] = "inpainting", **params: Any) -> Video:
+        """See `Videos.edit`."""
+        return await self.create(**_edit_params(video_id, mask, task, params))
