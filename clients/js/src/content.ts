@@ -1,4 +1,4 @@
-/** Downloaded job content (the MP4, or the thumbnail PNG) with ways to use it. */
+/** Downloaded job content (the video, a PNG, the frames zip, or a JSON document) with ways to use it. */
 
 export class VideoContent {
   /** The bytes. */
@@ -24,6 +24,16 @@ export class VideoContent {
 
   bytes(): Uint8Array {
     return new Uint8Array(this.data);
+  }
+
+  /** The bytes as UTF-8 text. */
+  text(): string {
+    return new TextDecoder().decode(this.data);
+  }
+
+  /** The JSON variants (`tokens`, `confidence`) parsed, e.g. `content.json<TokenDocument>()`. */
+  json<T = unknown>(): T {
+    return JSON.parse(this.text()) as T;
   }
 
   /** A Blob with the content's type; in a browser, `URL.createObjectURL(content.blob())` plays it. */

@@ -11,6 +11,8 @@ export * from './errors.js';
 export * from './types.js';
 export { Page, PagePromise } from './pagination.js';
 export { VideoContent } from './content.js';
+export { Preview, decodeBase64 } from './preview.js';
+export type { PreviewData } from './preview.js';
 export { parseSSE } from './sse.js';
 export type { ServerSentEvent } from './sse.js';
 export { Videos, toFormData } from './resources/videos.js';
@@ -20,6 +22,7 @@ export type {
   DownloadOptions,
   GenerateResult,
   PollOptions,
+  StreamOptions,
 } from './resources/videos.js';
 export { Models } from './resources/models.js';
 export { verifyWebhook, WebhookVerificationError } from './webhooks.js';

@@ -73,6 +73,14 @@ export interface VideoCreateParams {
   output_format?: 'mp4' | 'webm' | 'gif';
 }
 
+/** `videos.edit(id, params)`: an edit's fields; its input is the job it edits. */
+export interface EditParams extends Omit<VideoCreateParams, 'task' | 'mask' | 'edit' | 'input_video' | 'input_video_id'> {
+  /** Default `inpainting` (generate inside the mask); `outpainting` generates outside it. */
+  task?: 'inpainting' | 'outpainting';
+  /** The region: a Mask, or one `[x0, y0, x1, y1]` box (relative). */
+  mask: Mask | Box;
+}
+
 export interface ErrorObject {
   type: string;
   code: string;
@@ -163,7 +171,10 @@ export interface VideoDeleted {
   deleted: boolean;
 }
 
-/** video: in the request's output_format; thumbnail: PNG; frames: the lossless frames, PNGs in a zip. */
+/**
+ * video: in the request's output_format; thumbnail: PNG; frames: the lossless frames, PNGs in a
+ * zip; tokens, confidence: JSON; preview: a `previews: true` job's latest preview (PNG).
+ */
 export type ContentVariant = 'video' | 'thumbnail' | 'frames' | 'tokens' | 'confidence' | 'preview';
 
 export interface Model {
@@ -198,6 +209,23 @@ export interface ScoreResult {
   log_likelihood: number;
   bits_per_token: number;
   per_latent_frame: number[];
+}
+
+/** `variant=tokens`: the job's token grids, one flat raster list of t*h*w ids per decoded window. */
+export interface TokenDocument {
+  model: string;
+  token_grid: number[];
+  vocab_size: number;
+  tokenizer_sha256?: string;
+  windows: number[][];
+}
+
+/** `variant=confidence` (MaskGIT jobs): per window, the sampler's confidence per token, 0..scale. */
+export interface ConfidenceDocument {
+  model: string;
+  token_grid: number[];
+  scale: number;
+  windows: number[][];
 }
 
 export interface TokenizeResult {

@@ -5,9 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { JobFailedError, Kinetoscope, NotFoundError, Page, VideoContent, WaitTimeoutError } from '../dist/index.js';
+import { JobFailedError, Kinetoscope, NotFoundError, Page, Preview, VideoContent, WaitTimeoutError } from '../dist/index.js';
 import { QUICK, SLOW, cancelQuietly, skipReason, startServer } from './helpers/server.mjs';
 
+const MASKGIT = { ...QUICK, sampler: { method: 'maskgit', steps: 4 } }; // previews need the MaskGIT sampler
 const isMP4 = (bytes) => Buffer.from(bytes.subarray(4, 8)).toString('latin1') === 'ftyp';
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
@@ -204,5 +205,66 @@ describe('videos and models', { skip: skipReason ?? false, timeout: 300_000 }, (
     const { job, content } = await client.videos.generate({ ...QUICK, seed: 16 });
     assert.equal(job.status, 'completed');
     assert.ok(isMP4(content.bytes()));
+  });
+  test('streamPreviews yields each step; the preview, confidence and tokens variants match', async () => {
+    const job = await client.videos.create({ ...MASKGIT, seed: 5, previews: true });
+    const previews = [];
+    for await (const p of client.videos.streamPreviews(job.id)) previews.push(p);
+    assert.deepEqual(previews.map((p) => p.step), [1, 2, 3, 4]);
+    assert.ok(previews.every((p) => p instanceof Preview && p.steps === 4 && p.id === job.id));
+    const decided = previews.map((p) => p.decided);
+    assert.deepEqual(decided, [...decided].sort((a, b) => a - b));
+    assert.ok(decided[0] > 0 && decided[0] < 1 && decided.at(-1) === 1);
+    assert.ok(previews.every((p) => p.imageType === 'image/png' && p.image.startsWith('data:image/png;base64,')));
+    assert.notEqual(previews[0].image, previews.at(-1).image);
+    const last = previews.at(-1);
+    const [t, h, w] = last.token_grid;
+    assert.equal(last.confidence.length, t * h * w);
+
+    const latest = await client.videos.downloadContent(job.id, { variant: 'preview' });
+    assert.match(latest.contentType, /^image\/png/);
+    assert.deepEqual(latest.bytes(), last.imageBytes());
+    const confidence = (await client.videos.downloadContent(job.id, { variant: 'confidence' })).json();
+    assert.deepEqual(confidence.token_grid, [t, h, w]);
+    assert.deepEqual(confidence.windows[0], [...last.confidence]);
+    const tokens = (await client.videos.downloadContent(job.id, { variant: 'tokens' })).json();
+    assert.equal(tokens.windows[0].length, t * h * w);
+
+    // streamEvents with previews: both kinds, ending with the completed job
+    const items = [];
+    for await (const item of client.videos.streamEvents(job.id, { previews: true })) items.push(item);
+    assert.deepEqual(items.filter((i) => i instanceof Preview).map((p) => p.step), [1, 2, 3, 4]);
+    assert.equal(items.at(-1).status, 'completed');
+  });
+
+  test('edit keeps every token outside the box', async () => {
+    const source = await client.videos.create({ ...MASKGIT, seed: 2 }, { wait: 60 });
+    // The right half of the 32x32 clip: token columns 4..7 of 8 are generated again.
+    const edited = await client.videos.edit(source.id, { mask: [0.5, 0, 1, 1], seed: 9,
+      sampler: { method: 'maskgit', steps: 4 } }, { wait: 60 });
+    assert.equal(edited.status, 'completed');
+    assert.equal(edited.task, 'inpainting');
+    assert.equal(edited.request.edit_from, source.id);
+    assert.deepEqual(edited.request.mask, { box: [0.5, 0, 1, 1] });
+    const [before, after] = await Promise.all([source, edited].map(async (j) =>
+      (await client.videos.downloadContent(j.id, { variant: 'tokens' })).json()));
+    const [, , w] = before.token_grid;
+    const left = (_, i) => i % w < w / 2;
+    assert.deepEqual(after.windows[0].filter(left), before.windows[0].filter(left));
+    const right = (_, i) => i % w >= w / 2;
+    assert.notDeepEqual(after.windows[0].filter(right), before.windows[0].filter(right));
+  });
+
+  test('streamPreviews of a canceled job throws JobFailedError', async () => {
+    const job = await client.videos.create({ ...SLOW, previews: true });
+    leftovers.push(job.id);
+    const steps = [];
+    await assert.rejects(async () => {
+      for await (const p of client.videos.streamPreviews(job.id)) {
+        steps.push(p.step);
+        if (steps.length === 1) await client.videos.cancel(job.id); // it stops at its next step
+      }
+    }, (err) => err instanceof JobFailedError && err.job.status === 'canceled');
+    assert.equal(steps[0], 1);
   });
 });

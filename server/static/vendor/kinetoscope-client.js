@@ -148,6 +148,14 @@ var VideoContent = class {
   bytes() {
     return new Uint8Array(this.data);
   }
+  /** The bytes as UTF-8 text. */
+  text() {
+    return new TextDecoder().decode(this.data);
+  }
+  /** The JSON variants (`tokens`, `confidence`) parsed, e.g. `content.json<TokenDocument>()`. */
+  json() {
+    return JSON.parse(this.text());
+  }
   /** A Blob with the content's type; in a browser, `URL.createObjectURL(content.blob())` plays it. */
   blob() {
     return new Blob([this.data], { type: this.contentType });
@@ -192,6 +200,28 @@ var Tokens = class {
       headers: { Accept: "*/*", ...rest.headers }
     });
     return new VideoContent(data, response);
+  }
+  /**
+   * A video (bytes, or a base64 string) or its token ids -> its exact log-likelihood (nats) under
+   * the model's autoregressive prior, with bits per token and the sum per latent frame.
+   */
+  async score(input, options = {}) {
+    const { model, ...rest } = options;
+    let body;
+    if ("tokens" in input) {
+      body = { tokens: input.tokens, ...model ? { model } : {} };
+    } else if (typeof input.video === "string") {
+      body = { input_video: input.video, ...model ? { model } : {} };
+    } else {
+      const form = new FormData();
+      const video = input.video;
+      form.append("input_video", video instanceof Blob ? video : new Blob([video]), "input");
+      if (model)
+        form.append("model", model);
+      body = form;
+    }
+    const { data } = await this.client.request({ method: "POST", path: "/v1/score", body, ...rest });
+    return data;
   }
 };
 
@@ -245,6 +275,44 @@ var PagePromise = class {
   }
   async *[Symbol.asyncIterator]() {
     yield* await this.promise;
+  }
+};
+
+// dist/preview.js
+function decodeBase64(text) {
+  const binary = atob(text);
+  const out = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++)
+    out[i] = binary.charCodeAt(i);
+  return out;
+}
+var Preview = class {
+  constructor(data) {
+    this.id = data.id;
+    this.step = data.step;
+    this.steps = data.steps;
+    this.decided = data.decided;
+    this.image = data.image;
+    this.token_grid = Array.isArray(data.token_grid) ? data.token_grid : null;
+    this.confidence = typeof data.confidence === "string" ? decodeBase64(data.confidence) : null;
+  }
+  /** The image's media type, e.g. `image/png`. */
+  get imageType() {
+    return this.image.slice("data:".length).split(/[;,]/, 1)[0];
+  }
+  /** The image file itself (PNG or WebP bytes). */
+  imageBytes() {
+    const comma = this.image.indexOf(",");
+    const head = this.image.slice(0, comma);
+    const body = this.image.slice(comma + 1);
+    return head.endsWith(";base64") ? decodeBase64(body) : new TextEncoder().encode(decodeURIComponent(body));
+  }
+  /** The confidence (0..1) of token (t, y, x), or null without a map. */
+  confidenceAt(t, y, x) {
+    if (!this.confidence || !this.token_grid)
+      return null;
+    const [, h, w] = this.token_grid;
+    return this.confidence[(t * h + y) * w + x] / 255;
   }
 };
 
@@ -467,37 +535,31 @@ var Videos = class {
   contentURL(id, options = {}) {
     return this.client.buildURL(`/v1/videos/${enc(id)}/content`, { variant: options.variant });
   }
-  /**
-   * The job object at each change, from the server-sent events stream, ending after the
-   * terminal one. A stream that drops before the end is reopened (up to maxRetries times in a
-   * row without news).
-   */
   async *streamEvents(id, options = {}) {
-    const maxRetries = options.maxRetries ?? this.client.maxRetries;
+    const { previews = false, ...requestOptions } = options;
+    const maxRetries = requestOptions.maxRetries ?? this.client.maxRetries;
+    const reader = new EventReader(previews);
     let failures = 0;
     for (let attempt = 0; ; attempt++) {
       const { response, release } = await this.client.requestStream({
         method: "GET",
         path: `/v1/videos/${enc(id)}/events`,
-        ...options,
-        headers: { Accept: "text/event-stream", ...options.headers }
+        ...requestOptions,
+        headers: { Accept: "text/event-stream", ...requestOptions.headers }
       });
+      reader.reopened();
       let news = false;
       let dropped = null;
       try {
         if (!response.body)
           throw new APIConnectionError("the event stream has no body");
         for await (const event of parseSSE(response.body)) {
-          const payload = parseJSON(event.data);
-          if (!isJob(payload)) {
-            if (event.event === "error" || isErrorBody(payload)) {
-              throw new KinetoscopeError(`event stream error: ${errorMessage(payload) ?? event.data}`);
-            }
+          const item = reader.read(event);
+          if (item === null)
             continue;
-          }
           news = true;
-          yield payload;
-          if (isTerminal(payload))
+          yield item;
+          if (!(item instanceof Preview) && isTerminal(item))
             return;
         }
       } catch (err) {
@@ -515,6 +577,30 @@ var Videos = class {
       }
       await sleep(retryDelayMs(failures, null), options.signal);
     }
+  }
+  /**
+   * Each preview of a job created with `previews: true` (one per MaskGIT step: the clip as
+   * guessed so far, with the sampler's confidence map) until the job ends; a finished job's are
+   * replayed. Throws JobFailedError if the job failed or was canceled.
+   */
+  async *streamPreviews(id, options = {}) {
+    for await (const item of this.streamEvents(id, { ...options, previews: true })) {
+      if (item instanceof Preview)
+        yield item;
+      else if (isTerminal(item) && item.status !== "completed")
+        throw new JobFailedError(item);
+    }
+  }
+  /**
+   * An exact edit of a completed job (`"edit": {"from": id}`): only the tokens whose footprint
+   * meets the region the mask leaves to generate (inpainting, the default: inside it;
+   * outpainting: outside) are generated again; every other token keeps its value exactly. The
+   * clip's length and size are the source's. `params.mask`: a Mask, or an `[x0, y0, x1, y1]` box.
+   */
+  async edit(id, params, options = {}) {
+    const { mask, task = "inpainting", ...rest } = params;
+    const body = { ...rest, task, mask: Array.isArray(mask) ? { box: mask } : mask, edit: { from: id } };
+    return this.create(body, options);
   }
   /**
    * Polls the job until it is terminal, sleeping what the server suggests between polls.
@@ -576,6 +662,33 @@ var Videos = class {
       job = next.data;
       headers = next.response.headers;
     }
+  }
+};
+var EventReader = class {
+  constructor(previews) {
+    this.previews = previews;
+    this.yielded = 0;
+    this.index = 0;
+  }
+  reopened() {
+    this.index = 0;
+  }
+  /** The job or preview an event carries; null for keep-alives, unknown kinds and previews skipped. Throws on an error event. */
+  read(event) {
+    const payload = parseJSON(event.data);
+    if (event.event === "preview") {
+      this.index++;
+      if (!this.previews || this.index <= this.yielded || !payload || typeof payload !== "object")
+        return null;
+      this.yielded++;
+      return new Preview(payload);
+    }
+    if (isJob(payload))
+      return payload;
+    if (event.event === "error" || isErrorBody(payload)) {
+      throw new KinetoscopeError(`event stream error: ${errorMessage(payload) ?? event.data}`);
+    }
+    return null;
   }
 };
 function toFormData(params) {
@@ -787,6 +900,77 @@ function describeCause(error) {
     return `${error.message} (${inner.message})`;
   return error.message;
 }
+
+// dist/webhooks.js
+var WebhookVerificationError = class extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "WebhookVerificationError";
+  }
+};
+function header(headers, name) {
+  if (typeof headers.get === "function") {
+    const value = headers.get(name);
+    if (value !== null)
+      return value;
+  } else {
+    for (const [key, value] of Object.entries(headers)) {
+      if (key.toLowerCase() === name && value !== void 0)
+        return Array.isArray(value) ? value[0] : value;
+    }
+  }
+  throw new WebhookVerificationError(`missing header ${name}`);
+}
+function fromBase64(text) {
+  const binary = atob(text);
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+}
+function toBase64(bytes) {
+  let binary = "";
+  for (const b of new Uint8Array(bytes))
+    binary += String.fromCharCode(b);
+  return btoa(binary);
+}
+function sameText(a, b) {
+  if (a.length !== b.length)
+    return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++)
+    diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+async function verifyWebhook(payload, headers, secret, options = {}) {
+  const id = header(headers, "webhook-id");
+  const timestamp = header(headers, "webhook-timestamp");
+  const signatures = header(headers, "webhook-signature");
+  const sentAt = Number(timestamp);
+  if (!Number.isInteger(sentAt))
+    throw new WebhookVerificationError("webhook-timestamp is not an integer");
+  const now = options.now ?? Date.now() / 1e3;
+  if (Math.abs(now - sentAt) > (options.tolerance ?? 300)) {
+    throw new WebhookVerificationError("webhook-timestamp is outside the tolerance");
+  }
+  let key;
+  try {
+    key = fromBase64(secret.startsWith("whsec_") ? secret.slice(6) : secret);
+  } catch {
+    throw new WebhookVerificationError("the secret is not whsec_<base64>");
+  }
+  const body = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
+  const prefix = new TextEncoder().encode(`${id}.${sentAt}.`);
+  const signed = new Uint8Array(prefix.length + body.length);
+  signed.set(prefix);
+  signed.set(body, prefix.length);
+  const cryptoKey = await crypto.subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const expected = toBase64(await crypto.subtle.sign("HMAC", cryptoKey, signed));
+  for (const candidate of signatures.split(" ")) {
+    const [version, value] = candidate.split(",", 2);
+    if (version === "v1" && value !== void 0 && sameText(value, expected)) {
+      return JSON.parse(new TextDecoder().decode(body));
+    }
+  }
+  throw new WebhookVerificationError("no signature matches");
+}
 export {
   APIConnectionError,
   APIError,
@@ -805,6 +989,7 @@ export {
   PagePromise,
   PayloadTooLargeError,
   PermissionDeniedError,
+  Preview,
   RateLimitError,
   ServiceUnavailableError,
   TERMINAL_STATUSES,
@@ -814,8 +999,11 @@ export {
   VideoContent,
   Videos,
   WaitTimeoutError,
+  WebhookVerificationError,
+  decodeBase64,
   Kinetoscope as default,
   isTerminal,
   parseSSE,
-  toFormData
+  toFormData,
+  verifyWebhook
 };

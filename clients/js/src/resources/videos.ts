@@ -13,11 +13,14 @@ import {
   WaitTimeoutError,
 } from '../errors.js';
 import { Page, PagePromise, type PageBody } from '../pagination.js';
-import { parseSSE } from '../sse.js';
+import { Preview, type PreviewData } from '../preview.js';
+import { parseSSE, type ServerSentEvent } from '../sse.js';
 import {
   isTerminal,
   type ContentVariant,
+  type EditParams,
   type Video,
+  type Box,
   type VideoCreateParams,
   type VideoDeleted,
   type VideoListParams,
@@ -46,8 +49,18 @@ export interface CreateAndPollOptions extends PollOptions {
 }
 
 export interface DownloadOptions extends RequestOptions {
-  /** `video` (MP4, default) or `thumbnail` (PNG of the first frame). */
+  /**
+   * `video` (in the request's output_format, default), `thumbnail` (PNG of the first frame),
+   * `frames` (the lossless frames, PNGs in a zip), `tokens` (JSON token grids), `confidence`
+   * (a MaskGIT job's confidence map, JSON) or `preview` (a `previews: true` job's latest preview,
+   * PNG; there while it runs). The JSON ones: `content.json()`.
+   */
   variant?: ContentVariant;
+}
+
+export interface StreamOptions extends RequestOptions {
+  /** Also yield each `Preview` (a job created with `previews: true`), in the order sent. */
+  previews?: boolean;
 }
 
 export interface GenerateResult {
@@ -126,34 +139,37 @@ export class Videos {
 
   /**
    * The job object at each change, from the server-sent events stream, ending after the
-   * terminal one. A stream that drops before the end is reopened (up to maxRetries times in a
-   * row without news).
+   * terminal one; with `previews: true` also each `Preview`, in the order the server sent them
+   * (a step's preview comes before the job event of the same change). A stream that drops
+   * before the end is reopened (up to maxRetries times in a row without news); previews already
+   * yielded are not yielded again.
    */
-  async *streamEvents(id: string, options: RequestOptions = {}): AsyncGenerator<Video, void, undefined> {
-    const maxRetries = options.maxRetries ?? this.client.maxRetries;
+  streamEvents(id: string, options?: StreamOptions & { previews?: false }): AsyncGenerator<Video, void, undefined>;
+  streamEvents(id: string, options: StreamOptions & { previews: true }): AsyncGenerator<Video | Preview, void, undefined>;
+  streamEvents(id: string, options?: StreamOptions): AsyncGenerator<Video | Preview, void, undefined>;
+  async *streamEvents(id: string, options: StreamOptions = {}): AsyncGenerator<Video | Preview, void, undefined> {
+    const { previews = false, ...requestOptions } = options;
+    const maxRetries = requestOptions.maxRetries ?? this.client.maxRetries;
+    const reader = new EventReader(previews);
     let failures = 0;
     for (let attempt = 0; ; attempt++) {
       const { response, release } = await this.client.requestStream({
         method: 'GET',
         path: `/v1/videos/${enc(id)}/events`,
-        ...options,
-        headers: { Accept: 'text/event-stream', ...options.headers },
+        ...requestOptions,
+        headers: { Accept: 'text/event-stream', ...requestOptions.headers },
       });
+      reader.reopened();
       let news = false;
       let dropped: unknown = null;
       try {
         if (!response.body) throw new APIConnectionError('the event stream has no body');
         for await (const event of parseSSE(response.body)) {
-          const payload = parseJSON(event.data);
-          if (!isJob(payload)) {
-            if (event.event === 'error' || isErrorBody(payload)) {
-              throw new KinetoscopeError(`event stream error: ${errorMessage(payload) ?? event.data}`);
-            }
-            continue; // keep-alives and unknown kinds
-          }
+          const item = reader.read(event);
+          if (item === null) continue;
           news = true;
-          yield payload;
-          if (isTerminal(payload)) return;
+          yield item;
+          if (!(item instanceof Preview) && isTerminal(item)) return;
         }
       } catch (err) {
         if (options.signal?.aborted) throw new APIUserAbortError(undefined, { cause: options.signal.reason });
@@ -168,6 +184,30 @@ export class Videos {
       }
       await sleep(retryDelayMs(failures, null), options.signal);
     }
+  }
+
+  /**
+   * Each preview of a job created with `previews: true` (one per MaskGIT step: the clip as
+   * guessed so far, with the sampler's confidence map) until the job ends; a finished job's are
+   * replayed. Throws JobFailedError if the job failed or was canceled.
+   */
+  async *streamPreviews(id: string, options: RequestOptions = {}): AsyncGenerator<Preview, void, undefined> {
+    for await (const item of this.streamEvents(id, { ...options, previews: true })) {
+      if (item instanceof Preview) yield item;
+      else if (isTerminal(item) && item.status !== 'completed') throw new JobFailedError(item);
+    }
+  }
+
+  /**
+   * An exact edit of a completed job (`"edit": {"from": id}`): only the tokens whose footprint
+   * meets the region the mask leaves to generate (inpainting, the default: inside it;
+   * outpainting: outside) are generated again; every other token keeps its value exactly. The
+   * clip's length and size are the source's. `params.mask`: a Mask, or an `[x0, y0, x1, y1]` box.
+   */
+  async edit(id: string, params: EditParams, options: CreateOptions = {}): Promise<Video> {
+    const { mask, task = 'inpainting', ...rest } = params;
+    const body: VideoCreateParams = { ...rest, task, mask: Array.isArray(mask) ? { box: mask as Box } : mask, edit: { from: id } };
+    return this.create(body, options);
   }
 
   /**
@@ -238,6 +278,38 @@ export class Videos {
       job = next.data;
       headers = next.response.headers;
     }
+  }
+}
+
+/**
+ * Turns one streamEvents call's server-sent events into jobs and previews, across
+ * reconnections: a reopened stream replays the job's previews from the first one, so those
+ * already yielded are skipped.
+ */
+class EventReader {
+  private yielded = 0; // previews handed out so far
+  private index = 0; // previews seen on the current connection
+
+  constructor(private readonly previews: boolean) {}
+
+  reopened(): void {
+    this.index = 0;
+  }
+
+  /** The job or preview an event carries; null for keep-alives, unknown kinds and previews skipped. Throws on an error event. */
+  read(event: ServerSentEvent): Video | Preview | null {
+    const payload = parseJSON(event.data);
+    if (event.event === 'preview') {
+      this.index++;
+      if (!this.previews || this.index <= this.yielded || !payload || typeof payload !== 'object') return null;
+      this.yielded++;
+      return new Preview(payload as PreviewData);
+    }
+    if (isJob(payload)) return payload;
+    if (event.event === 'error' || isErrorBody(payload)) {
+      throw new KinetoscopeError(`event stream error: ${errorMessage(payload) ?? event.data}`);
+    }
+    return null;
   }
 }
 
