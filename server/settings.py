@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = Field(default_factory=list, description="Host headers the server answers (DNS "
                                      "rebinding guard); empty = loopback names when bound to a loopback address, "
                                      "any otherwise; [\"*\"] = any")
+    header_timeout_seconds: float = Field(20.0, gt=0, description="a request's head (request line and headers) must "
+                                          "arrive within this, from the connection's opening or the request's first "
+                                          "byte; else 408 and the connection is closed (slowloris)")
+    body_timeout_seconds: float = Field(60.0, gt=0, description="a request's whole body must arrive within this "
+                                        "after its head; else 408 and the connection is closed (at the default, a "
+                                        "16 MiB body needs about 2.3 Mbit/s)")
     api_keys: list[str] = Field(default_factory=list, description="if set, Bearer keys required on every endpoint but /healthz and /readyz")
     share_jobs: bool = Field(False, description="with API keys: every key sees every job (default: a job belongs to "
                              "the key that made it; other keys get 404)")

@@ -20,7 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from server import metrics
 from server.webhooks import run_deliveries
 from server.api.errors import install_error_handlers
-from server.api.middleware import BodyLimitMiddleware, BrowserGuardMiddleware, RequestContextMiddleware
+from server.api.middleware import (BodyLimitMiddleware, BodyTimeoutMiddleware, BrowserGuardMiddleware,
+                                   RequestContextMiddleware)
 from server.api.openapi import install_docs, install_openapi
 from server.api.routes import health, models, tokens, videos
 from server.settings import Settings
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None, queue: 
         app.include_router(router)
     _mount_playground(app)
     # Added last = outermost: the request id is set before anything else runs, even a 413.
+    app.add_middleware(BodyTimeoutMiddleware, body_timeout_seconds=settings.body_timeout_seconds)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(BrowserGuardMiddleware, bind_host=settings.host, allowed_hosts=settings.allowed_hosts,
                        api_keys=settings.api_keys)
@@ -151,15 +153,18 @@ def serve(settings: Settings | None = None) -> None:
     import uvicorn
 
     from server.api.logs import configure_logging
+    from server.api.protocol import deadline_protocol
 
     settings = settings or Settings()
     configure_logging(settings.log_level)
     # The port first: a second server on a busy port fails at once, before loading any model
     # (uvicorn would run the lifespan, which loads the models, before binding).
     sock = listen_socket(settings.host, settings.port)
-    # access_log off: RequestContextMiddleware logs each request with its request id.
+    # access_log off: RequestContextMiddleware logs each request with its request id. http: uvicorn's
+    # h11 protocol with deadlines on reading a request (server/api/protocol.py).
     config = uvicorn.Config(create_app(settings), log_level=settings.log_level, access_log=False, log_config=None,
-                            timeout_graceful_shutdown=settings.shutdown_seconds)
+                            timeout_graceful_shutdown=settings.shutdown_seconds,
+                            http=deadline_protocol(settings.header_timeout_seconds, settings.body_timeout_seconds))
     server = _Server(config)
     started = time.monotonic()
     try:

@@ -5,9 +5,12 @@
   for any exception nothing else handled.
 - `BodyLimitMiddleware`: 413 for bodies over settings.max_body_bytes, whether or not the client
   declared a Content-Length.
+- `BodyTimeoutMiddleware`: 408 for a body still arriving settings.body_timeout_seconds after
+  the request's head (a slow request head is the connection protocol's: server/api/protocol.py).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -120,6 +123,40 @@ class BodyLimitMiddleware:
             return msg
 
         await self.app(scope, limited_receive, send)
+
+
+class BodyTimeoutMiddleware:
+    """The whole request body must arrive within `body_timeout_seconds` of the request head,
+    however it is sent (one byte at a time keeps a connection, a coroutine and a buffer for as
+    long as the client likes otherwise). A route still reading then gets APIError 408
+    `request_timeout` from `receive`, and the connection is closed. Once the body is in, `receive`
+    is left alone: a streamed response waits on it for the client's disconnect."""
+
+    def __init__(self, app: ASGIApp, body_timeout_seconds: float):
+        self.app = app
+        self.timeout = body_timeout_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        body_done = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:  # uvicorn's receive only waits on an event: cancelling it loses nothing
+                msg = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise APIError(408, "request_timeout", f"the request body did not arrive within {self.timeout:g} s "
+                               "(body_timeout_seconds)", headers={"Connection": "close"}) from None
+            body_done = msg["type"] != "http.request" or not msg.get("more_body", False)
+            return msg
+
+        await self.app(scope, timed_receive, send)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
