@@ -6,6 +6,8 @@ import {
   JobFailedError,
   Kinetoscope,
   KinetoscopeError,
+  NotFoundError,
+  Preview,
 } from './vendor/kinetoscope-client.js';
 
 const CLASS_TASKS = ['class_conditional', 'class_conditional_frame_prediction'];
@@ -21,12 +23,19 @@ const el = {
   maskPreset: $('mask-preset'), boxRow: $('box-row'), size: $('size'), numFrames: $('num-frames'), seed: $('seed'),
   sampler: $('sampler'), samplerNote: $('sampler-note'), steps: $('steps'), temperature: $('temperature'), guidance: $('guidance'), generate: $('generate'), cancel: $('cancel'), status: $('status'),
   progress: $('progress'), video: $('result'), download: $('download'), jobId: $('job-id'), jobJson: $('job-json'),
+  previews: $('previews'), stage: $('stage'), forming: $('forming'), heat: $('heat'), editBox: $('edit-box'),
+  showConfidence: $('show-confidence'), editRegion: $('edit-region'), history: $('history'), strip: $('preview-strip'),
+  stepCaption: $('preview-caption'), step: $('preview-step'),
 };
 
 let client = makeClient();
 let models = [];
 let running = null; // { controller, jobId } while a generation is under way
 let objectURL = null;
+let shown = null; // the completed job on show: the one an edit starts from
+let confidence = null; // the final confidence map of `shown`: { grid: [t, h, w], values }, or null
+const steps = []; // the running (or shown) job's previews, in order
+const forming = { image: null, frame: 0, timer: null, fps: 8 }; // the latest preview, played frame by frame
 
 function makeClient() {
   return new Kinetoscope({ baseURL: location.origin, apiKey: el.apiKey.value.trim() || null, maxRetries: 2 });
@@ -112,6 +121,7 @@ function onSamplerChange() {
   el.temperature.value = settings.temperature;
   el.guidance.value = settings.guidance_scale;
   el.steps.disabled = el.sampler.value !== 'maskgit';  // the autoregressive sampler takes one step per token
+  el.previews.disabled = el.sampler.value !== 'maskgit'; // the server refuses previews of other samplers (422)
 }
 
 function onInputSourceChange() {
@@ -143,6 +153,7 @@ function readParams() {
   // An empty field means the server's default (as for the seed).
   if (el.temperature.value !== '') params.sampler.temperature = Number(el.temperature.value);
   if (el.guidance.value !== '') params.sampler.guidance_scale = Number(el.guidance.value);
+  if (el.sampler.value === 'maskgit' && el.previews.checked) params.previews = true;
   if (FRAME_TASKS.includes(task)) params.condition_frames = Number(el.conditionFrames.value);
   if (SPATIAL_TASKS.includes(task)) {
     params.mask = el.maskPreset.value === 'box'
@@ -172,11 +183,15 @@ function showJob(job) {
   setStatus(`${job.status.replace('_', ' ')} ${job.progress}%${where}`);
 }
 
-/** Follows the job over server-sent events; falls back to polling if the stream cannot be used. */
+/** Follows the job over server-sent events (its previews too); falls back to polling if the stream cannot be used. */
 async function follow(job, signal) {
   let last = job;
   try {
-    for await (const update of client.videos.streamEvents(job.id, { signal })) {
+    for await (const update of client.videos.streamEvents(job.id, { signal, previews: job.request.previews })) {
+      if (update instanceof Preview) {
+        showPreview(update);
+        continue;
+      }
       last = update;
       showJob(update);
     }
@@ -194,13 +209,48 @@ async function follow(job, signal) {
 async function show(job, signal) {
   setStatus('Downloading…');
   const content = await client.videos.downloadContent(job.id, { signal });
+  confidence = await loadConfidence(job, signal);
+  stopForming();
   if (objectURL) URL.revokeObjectURL(objectURL);
   objectURL = URL.createObjectURL(content.blob());
+  el.video.hidden = false;
   el.video.src = objectURL;
   el.download.href = objectURL;
   el.download.download = `${job.id}.mp4`;
   el.download.hidden = false;
-  setStatus(`Completed: ${job.num_frames} frames, ${job.size}, ${job.fps} fps, seed ${job.seed}.`, 'ok');
+  shown = job;
+  el.showConfidence.disabled = confidence === null;
+  el.editRegion.disabled = !editable(job);
+  el.step.disabled = false; // the steps can be looked back at now
+  drawHeat();
+  const edited = job.request.edit_from ? ` Edited from ${job.request.edit_from}.` : '';
+  setStatus(`Completed: ${job.num_frames} frames, ${job.size}, ${job.fps} fps, seed ${job.seed}.${edited}`, 'ok');
+}
+
+/** Runs one job from `start(signal)` (which creates it) to its result on show. */
+async function runJob(start) {
+  const controller = new AbortController();
+  running = { controller, jobId: null };
+  el.generate.disabled = true;
+  el.cancel.disabled = false;
+  el.editRegion.disabled = true;
+  setStatus('Submitting…');
+  try {
+    const job = await start(controller.signal);
+    running.jobId = job.id;
+    resetResult(job);
+    showJob(job);
+    const done = await follow(job, controller.signal);
+    await show(done, controller.signal);
+    await loadPrevious();
+  } catch (err) {
+    setStatus(describe(err), 'error');
+    if (shown) el.editRegion.disabled = !editable(shown);
+  } finally {
+    running = null;
+    el.generate.disabled = false;
+    el.cancel.disabled = true;
+  }
 }
 
 async function onSubmit(event) {
@@ -213,25 +263,8 @@ async function onSubmit(event) {
     setStatus(err.message, 'error');
     return;
   }
-  const controller = new AbortController();
-  running = { controller, jobId: null };
-  el.generate.disabled = true;
-  el.cancel.disabled = false;
-  setStatus('Submitting…');
-  try {
-    const job = await client.videos.create(params, { signal: controller.signal });
-    running.jobId = job.id;
-    showJob(job);
-    const done = await follow(job, controller.signal);
-    await show(done, controller.signal);
-    await loadPrevious();
-  } catch (err) {
-    setStatus(describe(err), 'error');
-  } finally {
-    running = null;
-    el.generate.disabled = false;
-    el.cancel.disabled = true;
-  }
+  setEditMode(false);
+  await runJob((signal) => client.videos.create(params, { signal }));
 }
 
 async function onCancel() {
@@ -243,6 +276,206 @@ async function onCancel() {
     running.controller.abort();
   }
 }
+
+// --- previews: the clip forming, step by step ---------------------------------------------------
+
+/** A new job: clears the last one's previews and gives the stage the clip's shape. */
+function resetResult(job) {
+  steps.length = 0;
+  confidence = null;
+  el.history.hidden = true;
+  el.step.disabled = true;
+  el.showConfidence.disabled = true;
+  const [w, h] = job.size.split('x').map(Number);
+  el.stage.style.aspectRatio = `${w} / ${h}`;
+  forming.fps = job.fps || 8;
+  drawHeat();
+}
+
+function showPreview(preview) {
+  steps.push(preview);
+  el.history.hidden = false;
+  el.step.max = String(steps.length);
+  el.step.value = String(steps.length);
+  showStep(steps.length - 1);
+  el.showConfidence.disabled = preview.confidence === null;
+  const image = new Image();
+  image.onload = () => {
+    if (running?.jobId !== preview.id) return; // a late image of a job already shown
+    forming.image = image;
+    startForming();
+  };
+  image.src = preview.image;
+}
+
+/** The strip and caption of one step (0-based index into `steps`). */
+function showStep(index) {
+  const preview = steps[index];
+  if (!preview) return;
+  el.strip.src = preview.image;
+  el.stepCaption.textContent = `Step ${preview.step} of ${preview.steps} · ${Math.round(preview.decided * 100)}% decided`;
+}
+
+/** Plays the latest preview's frames in the player, at the job's frame rate, until the video is there. */
+function startForming() {
+  if (forming.timer !== null) return;
+  el.video.hidden = true;
+  el.forming.hidden = false;
+  const tick = () => {
+    const image = forming.image;
+    if (!image) return;
+    const [fw, fh] = frameSize(image);
+    const count = Math.max(1, Math.round(image.naturalWidth / fw));
+    forming.frame = (forming.frame + 1) % count;
+    el.forming.width = fw;
+    el.forming.height = fh;
+    el.forming.getContext('2d').drawImage(image, forming.frame * fw, 0, fw, fh, 0, 0, fw, fh);
+    drawHeat();
+  };
+  tick();
+  forming.timer = setInterval(tick, 1000 / forming.fps);
+}
+
+function stopForming() {
+  clearInterval(forming.timer);
+  forming.timer = null;
+  forming.image = null;
+  el.forming.hidden = true;
+}
+
+/** One frame's size in a preview strip: the strip's height, and the width the stage's shape gives it. */
+function frameSize(image) {
+  const [w, h] = (el.stage.style.aspectRatio || '1 / 1').split('/').map(Number);
+  return [Math.round(image.naturalHeight * (w / h)), image.naturalHeight];
+}
+
+// --- the confidence overlay: a heat map of the sampler's confidence per token ---------------------
+
+/** The final confidence map of a MaskGIT job of one window, else null (other jobs have none to draw). */
+async function loadConfidence(job, signal) {
+  const model = models.find((m) => m.id === job.model);
+  if (job.request.sampler.method !== 'maskgit' || !model || job.num_frames > model.window_frames) return null;
+  try {
+    const doc = (await client.videos.downloadContent(job.id, { variant: 'confidence', signal })).json();
+    return { grid: doc.token_grid, values: doc.windows[0] };
+  } catch (err) {
+    if (err instanceof NotFoundError) return null;
+    throw err;
+  }
+}
+
+/** Red where the sampler was unsure, through yellow, to a faint blue where it was sure (c in 0..1). */
+function heatColour(c) {
+  const stops = [[230, 30, 30], [250, 210, 0], [30, 160, 230]];
+  const x = Math.min(Math.max(c, 0), 1) * 2;
+  const [a, b] = x < 1 ? [stops[0], stops[1]] : [stops[1], stops[2]];
+  const f = x < 1 ? x : x - 1;
+  return [...a.map((v, i) => Math.round(v + (b[i] - v) * f)), Math.round(20 + 180 * (1 - c))];
+}
+
+/** Which frame the player shows, and of how many: the forming clip's, or the video's. */
+function frameOnShow() {
+  if (!el.forming.hidden && forming.image) {
+    const [fw] = frameSize(forming.image);
+    return [forming.frame, Math.max(1, Math.round(forming.image.naturalWidth / fw))];
+  }
+  const frames = shown?.num_frames ?? 1;
+  const fps = shown?.fps ?? 8;
+  return [Math.min(frames - 1, Math.floor(el.video.currentTime * fps)), frames];
+}
+
+/** Draws the heat map of the frame on show (its latent frame's tokens), or hides it. */
+function drawHeat() {
+  const map = !el.forming.hidden && steps.length
+    ? { grid: steps.at(-1).token_grid, values: steps.at(-1).confidence }
+    : confidence;
+  const on = el.showConfidence.checked && !el.showConfidence.disabled && map && map.grid && map.values;
+  el.heat.hidden = !on;
+  if (!on) return;
+  const [t, h, w] = map.grid;
+  const [frame, frames] = frameOnShow();
+  const slice = Math.min(t - 1, Math.floor((frame * t) / frames));
+  const image = new ImageData(w, h);
+  for (let i = 0; i < h * w; i++) image.data.set(heatColour(map.values[slice * h * w + i] / 255), i * 4);
+  el.heat.width = w;
+  el.heat.height = h;
+  el.heat.getContext('2d').putImageData(image, 0, 0);
+}
+
+/** While the video plays under the overlay, keep the heat map on its latent frame. */
+function followVideoFrames() {
+  if (!el.heat.hidden && !el.video.hidden) drawHeat();
+  requestAnimationFrame(followVideoFrames);
+}
+
+// --- edit a region: drag a box over the result, regenerate only that ------------------------------
+
+/** Whether a completed job can be edited: one window of a model that inpaints (the server says the rest). */
+function editable(job) {
+  const model = models.find((m) => m.id === job.model);
+  return Boolean(model && job.status === 'completed' && model.tasks.includes('inpainting')
+    && job.num_frames <= model.window_frames);
+}
+
+function setEditMode(on) {
+  el.editRegion.setAttribute('aria-pressed', String(on));
+  el.stage.classList.toggle('editing', on);
+  el.editBox.hidden = true;
+  if (on) setStatus('Drag a box over the video: that region is generated again, the rest kept exactly.');
+}
+
+let drag = null; // { x, y } where the pointer went down, relative (0..1)
+
+function relativePoint(event) {
+  const r = el.stage.getBoundingClientRect();
+  const clamp = (v) => Math.min(Math.max(v, 0), 1);
+  return { x: clamp((event.clientX - r.left) / r.width), y: clamp((event.clientY - r.top) / r.height) };
+}
+
+/** The box between the drag's start and `p`, [x0, y0, x1, y1] relative. */
+function dragBox(p) {
+  return [Math.min(drag.x, p.x), Math.min(drag.y, p.y), Math.max(drag.x, p.x), Math.max(drag.y, p.y)];
+}
+
+function drawEditBox([x0, y0, x1, y1]) {
+  Object.assign(el.editBox.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`,
+    width: `${(x1 - x0) * 100}%`, height: `${(y1 - y0) * 100}%` });
+  el.editBox.hidden = false;
+}
+
+function onPointerDown(event) {
+  if (!el.stage.classList.contains('editing') || running) return;
+  el.stage.setPointerCapture(event.pointerId);
+  drag = relativePoint(event);
+  drawEditBox(dragBox(drag));
+}
+
+function onPointerMove(event) {
+  if (drag) drawEditBox(dragBox(relativePoint(event)));
+}
+
+async function onPointerUp(event) {
+  if (!drag) return;
+  const box = dragBox(relativePoint(event)).map((v) => Math.round(v * 1000) / 1000);
+  drag = null;
+  if (box[2] - box[0] < 0.05 || box[3] - box[1] < 0.05) {
+    el.editBox.hidden = true;
+    setStatus('Drag a larger box (a click is not a region).', 'error');
+    return;
+  }
+  const source = shown;
+  setEditMode(false);
+  drawEditBox(box); // stays while the region is generated
+  const model = models.find((m) => m.id === source.model);
+  const maskgit = model.samplers.includes('maskgit');
+  const params = { model: source.model, mask: box, sampler: maskgit ? { method: 'maskgit' } : undefined };
+  if (maskgit && el.previews.checked) params.previews = true;
+  if (el.seed.value !== '') params.seed = Number(el.seed.value);
+  await runJob((signal) => client.videos.edit(source.id, params, { signal }));
+  el.editBox.hidden = true;
+}
+
+// --- wiring ------------------------------------------------------------------------------------------
 
 // --- wiring ------------------------------------------------------------------------------------------
 
@@ -261,6 +494,20 @@ el.sampler.addEventListener('change', onSamplerChange);
 for (const radio of document.querySelectorAll('input[name="input-source"]')) radio.addEventListener('change', onInputSourceChange);
 el.form.addEventListener('submit', onSubmit);
 el.cancel.addEventListener('click', onCancel);
+el.showConfidence.addEventListener('change', drawHeat);
+el.step.addEventListener('input', () => showStep(Number(el.step.value) - 1));
+el.editRegion.addEventListener('click', () => setEditMode(el.editRegion.getAttribute('aria-pressed') !== 'true'));
+el.stage.addEventListener('pointerdown', onPointerDown);
+el.stage.addEventListener('pointermove', onPointerMove);
+el.stage.addEventListener('pointerup', onPointerUp);
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && el.stage.classList.contains('editing')) {
+    drag = null;
+    setEditMode(false);
+    setStatus('Ready.');
+  }
+});
+requestAnimationFrame(followVideoFrames);
 onInputSourceChange();
 client = makeClient();
 loadModels();

@@ -23,12 +23,12 @@ export function decodeBase64(text: string): Uint8Array {
 export class Preview {
   /** The job's id. */
   readonly id: string;
-  /** This step (1-based) of `steps`; a clip longer than one window starts again at 1 per window. */
+  /** This step (1-based) of `steps`; a clip of several windows counts the steps of all of them. */
   readonly step: number;
   readonly steps: number;
   /** The share of tokens decided, 0..1 (1 at the last step). */
   readonly decided: number;
-  /** A data URL of the clip's frames side by side (a PNG strip, frames × width wide): an `<img src>`. */
+  /** A data URL of the frames side by side (a PNG strip of the window being decoded, at the base size): an `<img src>`. */
   readonly image: string;
   /** `[t, h, w]` of `confidence`, or null when the server sent no map. */
   readonly token_grid: number[] | null;

@@ -159,10 +159,10 @@ class Preview(_Response):
     as guessed after decoding step `step` of `steps`. The last one is exactly the result."""
 
     id: str
-    step: int
+    step: int  # 1-based; a clip of several windows counts the steps of all of them
     steps: int
     decided: float  # the share of tokens decided, 0..1 (1 at the last step)
-    image: str  # a data URL: the clip's frames side by side (a PNG strip, T*W wide)
+    image: str  # a data URL: the frames side by side (a PNG strip of the window being decoded, base size)
     token_grid: Optional[List[int]] = None  # [t, h, w] of `confidence`
     # The sampler's confidence per token, one byte each (0..255 for 0..1), raster order over
     # token_grid; the wire's base64 is decoded here. None if the server sent no map.
