@@ -1,6 +1,7 @@
 """The playground page (server/static/, served at /) in headless Chromium: it loads the models
 through the JavaScript SDK, generates a class-conditional video through the form, and plays the
-MP4 in its <video> element (Debian's Chromium decodes H.264). Saves artifacts/playground.png.
+MP4 in its <video> element (Debian's Chromium decodes H.264); shows a MaskGIT job forming from its
+previews, draws the confidence overlay, and edits a dragged region. Saves artifacts/playground*.png.
 
 Skips only where no Chromium exists (KINETOSCOPE_CHROMIUM, default /usr/bin/chromium)."""
 from __future__ import annotations
@@ -176,3 +177,126 @@ def test_api_docs_render_with_no_network(server_url):
         assert "Kinetoscope" in page.text_content("h1")
         page.screenshot(path=str(ARTIFACTS / "redoc.png"))
         assert outside == [], outside
+
+
+def _get_json(url: str):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _video_plays(page) -> None:
+    """Waits until the result element has decoded data and its clock moves (it is playing)."""
+    page.wait_for_function(
+        "() => { const v = document.getElementById('result');"
+        " return !v.hidden && v.readyState >= 2 && v.videoWidth > 0 && !v.paused && v.currentTime > 0; }",
+        timeout=GENERATE_TIMEOUT_MS)
+
+
+def _drag(page, selector: str, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A mouse drag over an element, between two points given relative to it (may lie outside)."""
+    box = page.locator(selector).bounding_box()
+    at = lambda p: (box["x"] + p[0] * box["width"], box["y"] + p[1] * box["height"])  # noqa: E731
+    page.mouse.move(*at(start))
+    page.mouse.down()
+    page.mouse.move(*at(end), steps=8)
+    page.mouse.up()
+
+
+def test_playground_shows_the_video_forming_then_edits_a_region(server_url):
+    """Previews (MaskGIT, 24 steps): the page draws at least 6 distinct guesses before the video
+    arrives, then plays it; the confidence overlay draws the token map; a box dragged over the
+    result makes an edit job whose tokens outside the box are the source's, exactly. Saves
+    artifacts/playground-forming-*.png, -confidence.png, -edit-drag.png and -edited.png."""
+    from server import tasks as T
+
+    with chromium_page(900) as page:
+        page_errors: list[str] = []
+        console_errors: list[str] = []
+        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+        page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+        page.goto(f"{server_url}/")
+        page.wait_for_function("document.querySelectorAll('#model option').length > 0", timeout=30_000)
+        page.select_option("#task", "class_conditional")
+        page.select_option("#class-label", "5")
+        page.select_option("#size", "32x32")
+        page.fill("#seed", "3")
+        page.select_option("#sampler", "maskgit")  # previews are MaskGIT's
+        page.fill("#steps", "24")
+        assert page.is_enabled("#previews") and page.is_checked("#previews")
+        # Record every preview image the page shows, and whether the video had a source by then.
+        page.evaluate("""() => {
+            window.seenPreviews = [];
+            const strip = document.getElementById('preview-strip'), video = document.getElementById('result');
+            new MutationObserver(() => window.seenPreviews.push({src: strip.src, video: video.getAttribute('src')}))
+                .observe(strip, {attributes: true, attributeFilter: ['src']});
+        }""")
+        page.click("#generate")
+
+        # Screenshots of the clip forming, one per new step the page shows (as many as the pace allows).
+        shots, caption = 0, ""
+        deadline = time.monotonic() + GENERATE_TIMEOUT_MS / 1000
+        while time.monotonic() < deadline and shots < 8:
+            done = page.evaluate("() => !!document.getElementById('result').getAttribute('src')")
+            if done:
+                break
+            now = page.text_content("#preview-caption") or ""
+            if now and now != caption:
+                caption = now
+                shots += 1
+                page.screenshot(path=str(ARTIFACTS / f"playground-forming-{shots}.png"), full_page=True)
+            page.wait_for_timeout(30)
+        _video_plays(page)
+        source = json.loads(page.text_content("#job-json"))
+        assert source["status"] == "completed" and source["request"]["previews"] is True
+        assert source["request"]["sampler"]["method"] == "maskgit" and source["request"]["sampler"]["steps"] == 24
+
+        seen = page.evaluate("window.seenPreviews")
+        before = {s["src"] for s in seen if not s["video"]}
+        assert len(before) >= 6, f"{len(before)} distinct previews before the video (of {len(seen)} shown)"
+        assert all(src.startswith("data:image/png;base64,") for src in before)
+        assert "Step 24 of 24 · 100% decided" in page.text_content("#preview-caption")
+        assert page.is_hidden("#forming") and page.is_visible("#result")
+
+        # The confidence overlay: the final map of the job, one cell per token of the frame on show.
+        assert page.is_enabled("#show-confidence")
+        page.check("#show-confidence")
+        page.wait_for_selector("#heat", state="visible")
+        grid = _get_json(f"{server_url}/v1/videos/{source['id']}/content?variant=confidence")["token_grid"]
+        assert page.evaluate("() => { const c = document.getElementById('heat'); return [c.width, c.height]; }") == [grid[2], grid[1]]
+        page.screenshot(path=str(ARTIFACTS / "playground-confidence.png"), full_page=True)
+
+        # Edit a region: drag a box over the right part of the result (past the edge: clamped to it).
+        page.click("#edit-region")
+        assert page.get_attribute("#edit-region", "aria-pressed") == "true"
+        _drag(page, "#stage", (0.45, 0.2), (1.1, 0.75))
+        page.wait_for_function(
+            "id => { try { return JSON.parse(document.getElementById('job-json').textContent).request.edit_from === id; }"
+            " catch { return false; } }", arg=source["id"], timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "playground-edit-drag.png"), full_page=True)
+        page.wait_for_function(
+            "id => { const j = JSON.parse(document.getElementById('job-json').textContent);"
+            " return j.request.edit_from === id && j.status === 'completed'"
+            " && document.getElementById('status').textContent.startsWith('Completed'); }",
+            arg=source["id"], timeout=GENERATE_TIMEOUT_MS)
+        _video_plays(page)
+        page.screenshot(path=str(ARTIFACTS / "playground-edited.png"), full_page=True)
+        edit = json.loads(page.text_content("#job-json"))
+        assert edit["task"] == "inpainting" and edit["request"]["previews"] is True
+        x0, y0, x1, y1 = edit["request"]["mask"]["box"]
+        assert x0 == pytest.approx(0.45, abs=0.02) and y0 == pytest.approx(0.2, abs=0.02)
+        assert (x1, y1) == (1.0, pytest.approx(0.75, abs=0.02))
+        assert not page_errors, page_errors
+        assert not console_errors, console_errors
+
+    # Every token wholly outside the box is the source's; the region was generated again.
+    import numpy as np
+
+    docs = [_get_json(f"{server_url}/v1/videos/{job['id']}/content?variant=tokens") for job in (source, edit)]
+    t, h, w = docs[0]["token_grid"]
+    before_tokens, after_tokens = (np.asarray(d["windows"][0]).reshape(t, h, w) for d in docs)
+    frames, (width, height) = edit["num_frames"], map(int, edit["size"].split("x"))
+    given = T.pixel_mask("inpainting", frames, height, width, box=[x0, y0, x1, y1])
+    kept = T.token_states(given, frames // t, height // h) == T.STATE_FULL
+    assert kept.any() and (~kept).any()
+    assert np.array_equal(after_tokens[kept], before_tokens[kept])
+    assert (after_tokens[~kept] != before_tokens[~kept]).any()
