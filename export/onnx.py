@@ -11,6 +11,11 @@ Graph inputs and outputs (the engine contract the server codes against):
                  (L, B, heads, P, head_dim) float32                       -> logits (B, n, V), present_key,
                                                                              present_value (L, B, heads, P+n, head_dim)
   sr_WxH         video (B, 3, T, h, w) float32; noise_level (B,) float32  -> video (B, 3, T, 2h, 2w)
+
+A factorized vocabulary (models/priors.py): V above becomes sum(factors) in the priors' logits
+(each factor's logits concatenated), and the manifest's `token_factors` on the encoder, decoder,
+prior and ar_prior entries records the factorization (the tokenizer's 2^b_k per bit group must
+equal the priors' factors; absent when unfactorized).
 """
 from __future__ import annotations
 
@@ -132,6 +137,16 @@ class VideoShape:
                    condition_frames=max(1, min(stride, frames - 1)))
 
 
+def token_factors(tokenizer: torch.nn.Module, prior: torch.nn.Module) -> tuple[int, ...]:
+    """The family's token factorization, () when unfactorized; the tokenizer's bit groups (as
+    sub-vocabulary sizes 2^b_k) and the prior's factors must be the same."""
+    tok_factors, prior_factors = tuple(tokenizer.cfg.token_factors), tuple(prior.cfg.factors)
+    if tok_factors != prior_factors or tokenizer.cfg.vocab_size != prior.cfg.vocab_size:
+        raise ValueError(f"the tokenizer's vocabulary ({tokenizer.cfg.vocab_size}, factors {list(tok_factors)}) is not "
+                         f"the masked prior's ({prior.cfg.vocab_size}, factors {list(prior_factors)}): not one family")
+    return prior_factors
+
+
 def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str | Path = "model_repository/moving-digits",
                       model_id: str = "moving-digits", check: bool = True) -> Manifest:
     """Exports every network in `checkpoints` to `out_dir` and writes the manifest."""
@@ -166,6 +181,7 @@ def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str |
     if tuple(tokens.shape[1:]) != tuple(grid):
         raise ValueError(f"the tokenizer encodes a window of {shape.frames} frames at {shape.base_size} to a token grid "
                          f"{tuple(tokens.shape[1:])}, but the masked prior's grid is {tuple(grid)}: not one family")
+    factors = token_factors(tok, prior)
     dec = add("decoder", DecoderExport(tok).eval(), (tokens,), ["tokens"], ["video"], {"tokens": batch})
     if check:
         got = _session(enc).run(None, {"video": video.numpy()})[0]
@@ -192,6 +208,9 @@ def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str |
     ar_spec = None
     if (checkpoints / "ar_prior.json").is_file():
         ar, _ = load_network(checkpoints, "ar_prior")
+        if tuple(ar.cfg.factors) != tuple(pcfg.factors) or ar.cfg.vocab_size != pcfg.vocab_size:
+            raise ValueError(f"the autoregressive prior's vocabulary ({ar.cfg.vocab_size}, factors {list(ar.cfg.factors)}) "
+                             f"is not the masked prior's ({pcfg.vocab_size}, factors {list(pcfg.factors)})")
         L, H, D = len(ar.blocks), ar.cfg.heads, ar.cfg.dim // ar.cfg.heads
         ids = ar.input_ids(flat, cls)
         seq = {0: "batch", 1: "new"}
@@ -240,6 +259,10 @@ def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str |
     for report in reports:
         log.info("parity %s", report)
         report.check()
+    if factors:  # on the networks that speak token ids (server/manifest.py)
+        for name in ("encoder", "decoder", "prior", "ar_prior"):
+            if name in files:
+                files[name].token_factors = list(factors)
     manifest = Manifest(
         schema_version=SCHEMA_VERSION, model_id=model_id,
         description="Moving Digits demo family: causal LFQ tokenizer, masked and autoregressive priors, x2 super-resolution cascade",

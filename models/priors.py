@@ -11,9 +11,25 @@ own input token, the condition token at that position (or a null id) and a state
 its footprint is fully, partly or not given. Fully given positions are also kept fixed while
 decoding (MaskGIT editing). So frame prediction from one frame still sees that frame, though
 no latent frame is fully given.
+
+A factorized vocabulary (`PriorConfig.factors`, e.g. (512, 512) for the 2^18 codes of an LFQ
+tokenizer with bit groups (9, 9)): a token id is split into sub-tokens, the digits of the id in
+the mixed radix of the factors, low factor first (`sub_k = (id // prod(factors[:k])) %
+factors[k]`; for powers of two these are the tokenizer's bit groups). The networks then never
+hold a V-way table or softmax:
+  - a token's embedding (and a condition token's) is the sum of one embedding per sub-token;
+    the ids past the vocabulary ([MASK] / "no condition", the AR prior's class ids V + c) keep
+    learned embeddings of their own;
+  - the head emits each factor's logits, concatenated: (B, N, sum(factors)) instead of (B, N, V);
+  - the loss is the sum of the per-factor cross-entropies, i.e. the sub-tokens are predicted
+    independently given the context (the server samples them the same way). Open-MAGVIT2
+    predicts them with a small intra-token autoregressive head instead; independent factors are
+    the simple first step and keep one network call per decoding step.
+Without factors everything is as it always was (same modules, same parameter names).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +50,22 @@ class PriorConfig:
     layers: int = 6
     heads: int = 8
     dropout: float = 0.0
+    # Sub-vocabulary sizes whose product is vocab_size (see the module docstring); () = one vocabulary.
+    factors: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.factors = tuple(int(f) for f in self.factors)
+        if self.factors:
+            if min(self.factors) < 2:
+                raise ValueError(f"factors {self.factors} must each be >= 2")
+            if math.prod(self.factors) != self.vocab_size:
+                raise ValueError(f"the product of factors {self.factors} is {math.prod(self.factors)}, "
+                                 f"not vocab_size {self.vocab_size}")
+
+    @property
+    def head_size(self) -> int:
+        """The head's output width: sum(factors) factorized, vocab_size otherwise."""
+        return sum(self.factors) if self.factors else self.vocab_size
 
     @property
     def num_tokens(self) -> int:
@@ -49,15 +81,72 @@ class PriorConfig:
         return self.num_classes
 
 
+def sub_tokens(ids: torch.Tensor, factors: tuple[int, ...]) -> list[torch.Tensor]:
+    """Token ids in [0, prod(factors)) -> one sub-token tensor per factor, low factor first."""
+    subs, stride = [], 1
+    for f in factors:
+        subs.append(torch.div(ids, stride, rounding_mode="floor") % f)
+        stride *= f
+    return subs
+
+
+class FactorizedEmbedding(nn.Module):
+    """An embedding of ids 0..V-1+extra for a factorized vocabulary: a token id < V is the sum of
+    its sub-tokens' embeddings (one table per factor); an id V + j (j < extra: [MASK], "no
+    condition", the AR prior's classes) has a learned embedding of its own."""
+
+    def __init__(self, factors: tuple[int, ...], extra: int, dim: int):
+        super().__init__()
+        self.factors, self.vocab_size = tuple(factors), math.prod(factors)
+        self.tables = nn.ModuleList(nn.Embedding(f, dim) for f in factors)
+        self.special = nn.Embedding(extra, dim)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        v = self.vocab_size
+        is_special = (ids >= v)[..., None]
+        # Both branches are computed for every id (clamped into range): a select exports to ONNX
+        # as one Where, with no data-dependent indexing.
+        token = sum(table(sub) for table, sub in zip(self.tables, sub_tokens(ids.clamp(max=v - 1), self.factors)))
+        special = self.special((ids - v).clamp(min=0))
+        return torch.where(is_special, special, token)
+
+    def mean_token(self) -> torch.Tensor:
+        """The mean embedding over all V tokens (each sub-token equally often): sum of the tables' means."""
+        return sum(table.weight.mean(0) for table in self.tables)
+
+
+def token_embedding(cfg: PriorConfig, extra: int) -> nn.Module:
+    """The embedding of token ids 0..V-1 plus `extra` special ids V.. (one table, or factorized)."""
+    if cfg.factors:
+        return FactorizedEmbedding(cfg.factors, extra, cfg.dim)
+    return nn.Embedding(cfg.vocab_size + extra, cfg.dim)
+
+
+def token_cross_entropy(cfg: PriorConfig, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-position cross-entropy of `targets` (..., ) in [0, V) under `logits` (..., head_size):
+    the sum over factors of each sub-token's cross-entropy when factorized (the log-likelihood
+    of independent sub-tokens), plain cross-entropy otherwise. reduction='none'."""
+    if not cfg.factors:
+        return F.cross_entropy(logits.reshape(-1, cfg.vocab_size), targets.reshape(-1),
+                               reduction="none").reshape(targets.shape)
+    total, offset = 0.0, 0
+    for f, sub in zip(cfg.factors, sub_tokens(targets, cfg.factors)):
+        part = logits[..., offset:offset + f].reshape(-1, f)
+        total = total + F.cross_entropy(part, sub.reshape(-1), reduction="none")
+        offset += f
+    return total.reshape(targets.shape)
+
+
 class GridEmbedding(nn.Module):
     """Input embedding per grid position: token + condition token + state + spatio-temporal
-    position (factorized t, h, w embeddings, summed)."""
+    position (factorized t, h, w embeddings, summed). `extra`: the input ids past the
+    vocabulary (1 for [MASK]; the AR prior's num_classes + 1 class ids)."""
 
-    def __init__(self, cfg: PriorConfig, token_ids: int):
+    def __init__(self, cfg: PriorConfig, extra: int):
         super().__init__()
         self.cfg = cfg
-        self.token = nn.Embedding(token_ids, cfg.dim)
-        self.cond = nn.Embedding(cfg.vocab_size + 1, cfg.dim)  # + null
+        self.token = token_embedding(cfg, extra)
+        self.cond = token_embedding(cfg, 1)  # + null
         self.state = nn.Embedding(NUM_STATES, cfg.dim)
         t, h, w = cfg.grid
         self.pos_t, self.pos_h, self.pos_w = nn.Embedding(t, cfg.dim), nn.Embedding(h, cfg.dim), nn.Embedding(w, cfg.dim)
@@ -97,15 +186,16 @@ class MaskedPrior(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
         self.cfg = cfg
-        self.embed = GridEmbedding(cfg, cfg.vocab_size + 1)  # + [MASK]
+        self.embed = GridEmbedding(cfg, 1)  # + [MASK]
         self.class_embed = nn.Embedding(cfg.num_classes + 1, cfg.dim)  # + null class
         self.blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, dropout=cfg.dropout) for _ in range(cfg.layers))
         self.ln = nn.LayerNorm(cfg.dim)
-        self.head = nn.Linear(cfg.dim, cfg.vocab_size)
+        self.head = nn.Linear(cfg.dim, cfg.head_size)
         init_weights(self)
 
     def forward(self, tokens: torch.Tensor, cond: torch.Tensor, state: torch.Tensor, class_id: torch.Tensor) -> torch.Tensor:
-        """tokens, cond, state: (B, N) int64; class_id: (B,) -> logits (B, N, V)."""
+        """tokens, cond, state: (B, N) int64; class_id: (B,) -> logits (B, N, V), or
+        (B, N, sum(factors)) factorized: each factor's logits, concatenated in factor order."""
         check_inputs(self.cfg, tokens, cond, state, class_id, self.cfg.mask_id)
         n = tokens.shape[1]
         if n != self.cfg.num_tokens:
@@ -115,6 +205,11 @@ class MaskedPrior(nn.Module):
         for block in self.blocks:
             x, _ = block(x)
         return self.head(self.ln(x[:, 1:]))
+
+    def token_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-position cross-entropy (B, N) of `targets` under this prior's `logits` (factorized
+        or not: `token_cross_entropy`). Training weights and averages it over the masked positions."""
+        return token_cross_entropy(self.cfg, logits, targets)
 
 
 class ARPrior(nn.Module):
@@ -126,10 +221,10 @@ class ARPrior(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
         self.cfg = cfg
-        self.embed = GridEmbedding(cfg, cfg.vocab_size + cfg.num_classes + 1)
+        self.embed = GridEmbedding(cfg, cfg.num_classes + 1)
         self.blocks = nn.ModuleList(TransformerBlock(cfg.dim, cfg.heads, dropout=cfg.dropout) for _ in range(cfg.layers))
         self.ln = nn.LayerNorm(cfg.dim)
-        self.head = nn.Linear(cfg.dim, cfg.vocab_size)
+        self.head = nn.Linear(cfg.dim, cfg.head_size)
         init_weights(self)
 
     def input_ids(self, tokens: torch.Tensor, class_id: torch.Tensor) -> torch.Tensor:
@@ -139,8 +234,8 @@ class ARPrior(nn.Module):
     def forward(self, ids: torch.Tensor, cond: torch.Tensor, state: torch.Tensor,
                 past_key: torch.Tensor | None = None, past_value: torch.Tensor | None = None):
         """ids, cond, state: (B, n) for positions P..P+n-1, where P = past length.
-        past_key/value: (L, B, H, P, Dh) or None. Returns logits (B, n, V), present key/value
-        (L, B, H, P+n, Dh)."""
+        past_key/value: (L, B, H, P, Dh) or None. Returns logits (B, n, V) (factorized: (B, n,
+        sum(factors)), as the masked prior's), present key/value (L, B, H, P+n, Dh)."""
         if ids.ndim != 2 or cond.shape != ids.shape or state.shape != ids.shape:
             raise ValueError(f"ids, cond and state must be (B, n) alike; got {tuple(ids.shape)}")
         past_len = 0 if past_key is None else past_key.shape[3]
@@ -159,7 +254,7 @@ class ARPrior(nn.Module):
              weight: torch.Tensor) -> torch.Tensor:
         check_inputs(self.cfg, tokens, cond, state, class_id, self.cfg.vocab_size - 1)
         logits, _, _ = self(self.input_ids(tokens, class_id), cond, state)
-        ce = F.cross_entropy(logits.reshape(-1, self.cfg.vocab_size), tokens.reshape(-1), reduction="none")
+        ce = token_cross_entropy(self.cfg, logits, tokens).reshape(-1)
         w = weight.reshape(-1).float()
         return (ce * w).sum() / w.sum().clamp_min(1.0)
 
@@ -176,10 +271,14 @@ def masked_prior_from_ar(ar: ARPrior) -> MaskedPrior:
     for name, value in ar.state_dict().items():
         if name in own and own[name].shape == value.shape:
             own[name].copy_(value)
-    v = cfg.vocab_size
-    own["embed.token.weight"][:v].copy_(ar.embed.token.weight[:v])
-    own["embed.token.weight"][v].copy_(ar.embed.token.weight[:v].mean(0))
-    own["class_embed.weight"].copy_(ar.embed.token.weight[v:v + cfg.num_classes + 1])
+    if cfg.factors:  # the sub-token tables share names and shapes (copied above); the specials differ
+        own["embed.token.special.weight"][0].copy_(ar.embed.token.mean_token())
+        own["class_embed.weight"].copy_(ar.embed.token.special.weight)
+    else:
+        v = cfg.vocab_size
+        own["embed.token.weight"][:v].copy_(ar.embed.token.weight[:v])
+        own["embed.token.weight"][v].copy_(ar.embed.token.weight[:v].mean(0))
+        own["class_embed.weight"].copy_(ar.embed.token.weight[v:v + cfg.num_classes + 1])
     prior.load_state_dict(own)
     return prior
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from server.engines.base import Engine
-from server.samplers import ARState, MaskGITState, ar_input_ids, ar_next_positions, ar_step, maskgit_step
+from server.samplers import (ARState, MaskGITState, ar_input_ids, ar_next_positions, ar_step, factored_argmax,
+                             maskgit_step)
 from server.samplers.sampling import guided_logits
 
 
@@ -116,12 +117,15 @@ class MaskGITStepper:
 
 def current_guess(state: MaskGITState, logits: np.ndarray, uncond: np.ndarray | None) -> np.ndarray:
     """A preview's tokens: the decided ones, and at every still-masked position its most likely
-    token under this step's (guided) logits. Reads no random numbers: asking for previews does
-    not change the video."""
+    token under this step's (guided) logits (factorized: each factor's most likely sub-token).
+    Reads no random numbers: asking for previews does not change the video."""
     guess = state.tokens.copy()
     masked = np.flatnonzero(guess == state.mask_id)
     if masked.size:
         rows = guided_logits(logits[masked], None if uncond is None else uncond[masked], state.guidance_scale)
+        if state.factors:
+            guess[masked] = factored_argmax(rows, state.factors)
+            return guess
         if state.mask_id < rows.shape[-1]:
             rows = rows.astype(np.float64)
             rows[:, state.mask_id] = -np.inf

@@ -2,11 +2,18 @@
 
 `export/` writes `manifest.json` beside the ONNX files; the server reads only this, never a
 training config. Bump SCHEMA_VERSION when a field changes meaning.
+
+A factorized token vocabulary is recorded on the networks that speak token ids: `token_factors`
+(the sub-vocabulary sizes, low factor first, product = vocab_size; server/samplers/factored.py)
+on the encoder, decoder, prior and ar_prior entries, the tokenizer's and the priors' alike, or
+absent on all of them (one vocabulary: the priors emit V logits). It is optional, so a manifest
+without it means what it always meant and SCHEMA_VERSION stays 1.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
@@ -27,6 +34,9 @@ class NetworkFile(BaseModel):
     # ONNX external data beside the graph (a repository assembled from a bundle: server/repository.py)
     external_data: str | None = None
     external_sha256: str | None = None
+    # The token vocabulary's factorization (encoder, decoder, prior, ar_prior only): see the
+    # module docstring. None = unfactorized; a factorized prior's logits have sum() columns.
+    token_factors: list[int] | None = None
 
 
 class SuperResolutionStage(NetworkFile):
@@ -72,6 +82,34 @@ class Manifest(BaseModel):
     sampler_defaults: dict[str, TaskSamplerDefaults] = Field(default_factory=dict)
     opset: int
     exporter: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_token_factors(self) -> "Manifest":
+        """The tokenizer's networks and the priors must factorize the vocabulary alike."""
+        token_nets = {"encoder": self.encoder, "decoder": self.decoder, "prior": self.prior}
+        if self.ar_prior is not None:
+            token_nets["ar_prior"] = self.ar_prior
+        seen = {name: None if net.token_factors is None else tuple(net.token_factors)
+                for name, net in token_nets.items()}
+        if len(set(seen.values())) > 1:
+            raise ValueError("the networks factorize the token vocabulary differently: "
+                             + ", ".join(f"{name} {list(f) if f else 'none'}" for name, f in seen.items()))
+        factors = seen["prior"]
+        if factors is not None:
+            if not factors or min(factors) < 2:
+                raise ValueError(f"token_factors must be sizes >= 2; got {list(factors)}")
+            if math.prod(factors) != self.vocab_size:
+                raise ValueError(f"the product of token_factors {list(factors)} is {math.prod(factors)}, "
+                                 f"not vocab_size {self.vocab_size}")
+        for stage in self.super_resolution:
+            if stage.token_factors is not None:
+                raise ValueError("token_factors belongs on the token networks, not a super-resolution stage")
+        return self
+
+    @property
+    def token_factors(self) -> tuple[int, ...]:
+        """The vocabulary's sub-vocabulary sizes (what the samplers take); () when unfactorized."""
+        return tuple(self.prior.token_factors or ())
 
     @model_validator(mode="after")
     def _check_sampler_defaults(self) -> "Manifest":

@@ -31,7 +31,7 @@ from server.jobs.base import JobCanceled
 from server.manifest import Manifest
 from server.request import VideoRequest
 from server.resume import Checkpoint, capture, finished_window, restore, window_arrays
-from server.samplers import ar_init, log_softmax, maskgit_init
+from server.samplers import ar_init, maskgit_init, token_log_prob
 from server.video import fit_to_size, frames_to_float, frames_to_uint8
 
 
@@ -246,7 +246,8 @@ class Pipeline:
         if s.method == "maskgit":
             job = MaskGITJob(maskgit_init(np.where(fixed, cond, m.mask_token_id), fixed, mask_id=m.mask_token_id,
                                           steps=s.steps, temperature=s.temperature, choice_temperature=s.choice_temperature,
-                                          guidance_scale=s.guidance_scale, top_k=s.top_k, seed=seed),
+                                          guidance_scale=s.guidance_scale, top_k=s.top_k, seed=seed,
+                                          factors=m.token_factors),
                              cond, token_state, class_id, m.null_class_id, preview=preview is not None)
             if resume_state is not None:
                 restore(job.state, resume_state)
@@ -274,7 +275,7 @@ class Pipeline:
             spec = m.ar
             job = ARJob(ar_init(np.where(fixed, cond, 0), fixed, vocab_size=m.vocab_size, num_classes=len(m.classes),
                                 class_id=req.class_label, temperature=s.temperature, top_k=s.top_k,
-                                guidance_scale=s.guidance_scale, seed=seed),
+                                guidance_scale=s.guidance_scale, seed=seed, factors=m.token_factors),
                         cond, token_state, shape=(spec.num_layers, spec.num_heads, spec.head_dim))
             before = 0
             while not job.state.done:
@@ -323,16 +324,16 @@ class Pipeline:
 
     def _scoring(self, engine: Engine) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
         """One teacher-forced call of the autoregressive prior over whole token grids (an empty KV
-        cache): each row's log-probability of every token given the ones before it."""
-        spec = self.manifest.ar
+        cache): each row's log-probability of every token given the ones before it (factorized:
+        the sum of its sub-tokens' log-probabilities, server/samplers/factored.py)."""
+        spec, factors = self.manifest.ar, self.manifest.token_factors
 
         def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             rows = feeds["ids"].shape[0]
             empty = np.zeros((spec.num_layers, rows, spec.num_heads, 0, spec.head_dim), np.float32)
             logits = engine.run({"ids": feeds["ids"], "cond": feeds["cond"], "state": feeds["state"],
-                                 "past_key": empty, "past_value": empty})["logits"]  # (B, N, V)
-            logp = log_softmax(logits.astype(np.float64))
-            return {"log_prob": np.take_along_axis(logp, feeds["targets"][..., None], axis=-1)[..., 0]}
+                                 "past_key": empty, "past_value": empty})["logits"]  # (B, N, V or sum(factors))
+            return {"log_prob": token_log_prob(logits, feeds["targets"], factors)}
 
         return run
 

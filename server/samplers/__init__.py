@@ -3,6 +3,8 @@
 No I/O and no torch: a scheduler calls the network, these turn logits into tokens."""
 from .autoregressive import (UNKNOWN, ARState, ar_init, ar_input_ids, ar_next_positions,
                              ar_step)
+from .factored import (assemble_ids, factor_slices, factored_argmax, sample_factored, split_ids,
+                       token_log_prob)
 from .maskgit import (DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS, MaskGITState, mask_schedule,
                       masked_after_step, maskgit_init, maskgit_step)
 from .options import (SAMPLERS, SamplerOptions, SamplerSettings, TaskSamplerDefaults, default_method,
@@ -15,4 +17,5 @@ __all__ = [
     "masked_after_step", "maskgit_init", "maskgit_step",
     "SAMPLERS", "SamplerOptions", "SamplerSettings", "TaskSamplerDefaults", "default_method", "resolve_sampler",
     "log_softmax", "sample_categorical", "sample_with_log_prob", "top_k_filter",
+    "assemble_ids", "factor_slices", "factored_argmax", "sample_factored", "split_ids", "token_log_prob",
 ]

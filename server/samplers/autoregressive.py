@@ -27,6 +27,11 @@ decoded twice in lockstep, once with its class and once with the null class in x
 its own KV cache; the tokens sampled from the guided logits are fed to both. `needs_uncond`
 says whether the caller must run that second row; `ar_input_ids(..., unconditional=True)`
 gives its ids.
+
+A factorized vocabulary (`ARState.factors`, server/samplers/factored.py): the logits are
+[B, sum(factors)] per call; each factor's sub-token is drawn independently with the state's
+temperature and top-k (and guidance, elementwise), in factor order, and the id assembled. The
+input ids are unchanged (tokens 0..V-1, classes V + c): the prior embeds them itself.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .factored import check_factors, sample_factored
 from .sampling import guided_logits, sample_categorical
 
 UNKNOWN = -1  # a token not decided yet; never a valid input id
@@ -55,6 +61,7 @@ class ARState:
     rng: np.random.Generator
     guidance_scale: float = 0.0
     null_class_token: int = -1
+    factors: tuple[int, ...] = ()  # the model's token factors (product = vocab_size); () = one vocabulary
     position: int = 0
     # next_free[i]: the first position >= i that must be sampled (N if none). [N + 1]
     next_free: np.ndarray = field(init=False, repr=False)
@@ -68,6 +75,7 @@ class ARState:
             raise ValueError(f"temperature must be >= 0; got {self.temperature}")
         if self.guidance_scale != 0.0 and self.null_class_token < self.vocab_size:
             raise ValueError("classifier-free guidance needs the null class token (>= vocab_size)")
+        self.factors = check_factors(self.factors, self.vocab_size)
         n = self.tokens.shape[0]
         free_at = np.where(~self.fixed, np.arange(n), n)
         # A reversed running minimum gives each position the nearest free position at or after it.
@@ -92,9 +100,10 @@ class ARState:
 
 def ar_init(tokens_init: np.ndarray, fixed: np.ndarray, *, vocab_size: int, num_classes: int,
             class_id: int | None = None, temperature: float = 1.0, top_k: int | None = None,
-            guidance_scale: float = 0.0, seed: int) -> ARState:
+            guidance_scale: float = 0.0, seed: int, factors: Sequence[int] = ()) -> ARState:
     """A fresh state. Fixed positions keep `tokens_init`; the others start UNKNOWN. class_id
-    None is the null class (unconditional), fed as vocab_size + num_classes."""
+    None is the null class (unconditional), fed as vocab_size + num_classes. `factors`: the
+    model's token factors (the manifest's `token_factors`), () for one vocabulary."""
     tokens = np.asarray(tokens_init, dtype=np.int64).reshape(-1)
     fixed = np.asarray(fixed, dtype=bool).reshape(-1)
     if tokens.shape != fixed.shape:
@@ -108,7 +117,8 @@ def ar_init(tokens_init: np.ndarray, fixed: np.ndarray, *, vocab_size: int, num_
     return ARState(tokens=np.where(fixed, tokens, UNKNOWN), fixed=fixed.copy(),
                    class_token=int(vocab_size + class_id), vocab_size=int(vocab_size),
                    temperature=float(temperature), top_k=top_k, rng=np.random.default_rng(seed),
-                   guidance_scale=float(guidance_scale), null_class_token=int(vocab_size + num_classes))
+                   guidance_scale=float(guidance_scale), null_class_token=int(vocab_size + num_classes),
+                   factors=tuple(factors))
 
 
 def ar_next_positions(state: ARState) -> int:
@@ -147,7 +157,8 @@ def ar_step(states: Sequence[ARState], logits_last: np.ndarray,
     """Advances each state past one `ar_next_positions` call, in place: the fixed tokens that
     call fed are kept (teacher forcing) and the next free token is sampled from that state's
     row of logits_last [B, V] (the output at the last fed position) with its temperature,
-    top_k and Generator. Ids >= vocab_size (if the head has them) are never sampled.
+    top_k and Generator. Ids >= vocab_size (if the head has them) are never sampled. A
+    factorized state's row is [sum(factors)]: one sub-token per factor, assembled.
     uncond_last: None, or one [V]-row-or-None per state: the unconditional row's logits, read
     only by states with guidance_scale != 0."""
     logits_last = np.asarray(logits_last)
@@ -160,8 +171,14 @@ def ar_step(states: Sequence[ARState], logits_last: np.ndarray,
         if target >= state.num_tokens:
             raise ValueError("state already finished")
         uncond = None if uncond_last is None or uncond_last[b] is None else np.asarray(uncond_last[b])
-        row = guided_logits(logits_last[b, None, :state.vocab_size],
-                            None if uncond is None else uncond[None, :state.vocab_size],
-                            state.guidance_scale if state.needs_uncond else 0.0)  # [1, V]
-        state.tokens[target] = sample_categorical(row, state.temperature, state.top_k, state.rng)[0]
+        # A factorized row is taken whole: sample_factored checks it is sum(factors) wide.
+        width = None if state.factors else state.vocab_size
+        row = guided_logits(logits_last[b, None, :width],
+                            None if uncond is None else uncond[None, :width],
+                            state.guidance_scale if state.needs_uncond else 0.0)  # [1, V] or [1, sum(factors)]
+        if state.factors:
+            token = sample_factored(row, state.factors, state.temperature, state.top_k, state.rng, log_prob=False)[0]
+        else:
+            token = sample_categorical(row, state.temperature, state.top_k, state.rng)
+        state.tokens[target] = token[0]
         state.position = target + 1

@@ -24,6 +24,11 @@ Classifier-free guidance, the convention used throughout Kinetoscope:
 g = guidance_scale = 0 is plain conditional sampling, bit for bit: the unconditional logits
 are then neither needed nor read (`MaskGITState.needs_uncond` tells the scheduler whether to
 make the unconditional call at all). g > 0 pushes away from the unconditional prediction.
+
+A factorized vocabulary (`MaskGITState.factors`, server/samplers/factored.py): the logits are
+[B, N, sum(factors)] (no [MASK] column); step 2 draws each factor's sub-token independently with
+the state's temperature and top-k per factor (guidance is elementwise, so per factor too) and
+assembles the id, and step 3's log p is the sum of the drawn sub-tokens' log-probabilities.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .factored import check_factors, sample_factored
 from .sampling import guided_logits, sample_with_log_prob
 
 DEFAULT_STEPS = 12
@@ -75,6 +81,7 @@ class MaskGITState:
     top_k: int | None
     rng: np.random.Generator
     mask_id: int
+    factors: tuple[int, ...] = ()  # the model's token factors (product = mask_id); () = one vocabulary
     n_unknown: int = field(init=False)  # positions to generate (not fixed); the schedule's base
     # The confidence the sampler used, per position: the model's probability of the token drawn
     # there at the last step it was drawn (kept once decided); 1 where given, 0 before the first step.
@@ -91,6 +98,7 @@ class MaskGITState:
             raise ValueError(f"temperature must be >= 0; got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None; got {self.top_k}")
+        self.factors = check_factors(self.factors, self.mask_id)  # mask_id == vocab_size
         self.n_unknown = int((~self.fixed).sum())
         self.confidence = self.fixed.astype(np.float32)
 
@@ -111,10 +119,12 @@ class MaskGITState:
 
 def maskgit_init(tokens_init: np.ndarray, fixed: np.ndarray, *, mask_id: int, steps: int = DEFAULT_STEPS,
                  temperature: float = 1.0, choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
-                 guidance_scale: float = 0.0, top_k: int | None = None, seed: int) -> MaskGITState:
+                 guidance_scale: float = 0.0, top_k: int | None = None, seed: int,
+                 factors: Sequence[int] = ()) -> MaskGITState:
     """A fresh state: positions where `fixed` is True keep `tokens_init`, all others start as
     `mask_id`. `seed` seeds the request's own Generator, so its samples do not depend on which
-    other requests share its batches."""
+    other requests share its batches. `factors`: the model's token factors (the manifest's
+    `token_factors`), () for one vocabulary."""
     tokens = np.asarray(tokens_init, dtype=np.int64).reshape(-1)
     fixed = np.asarray(fixed, dtype=bool).reshape(-1)
     if tokens.shape != fixed.shape:
@@ -124,7 +134,7 @@ def maskgit_init(tokens_init: np.ndarray, fixed: np.ndarray, *, mask_id: int, st
     return MaskGITState(tokens=np.where(fixed, tokens, mask_id), fixed=fixed.copy(), steps=steps, step=0,
                         temperature=float(temperature), choice_temperature=float(choice_temperature),
                         guidance_scale=float(guidance_scale), top_k=top_k,
-                        rng=np.random.default_rng(seed), mask_id=int(mask_id))
+                        rng=np.random.default_rng(seed), mask_id=int(mask_id), factors=tuple(factors))
 
 
 def maskgit_step(states: Sequence[MaskGITState], logits: np.ndarray,
@@ -133,10 +143,10 @@ def maskgit_step(states: Sequence[MaskGITState], logits: np.ndarray,
 
     logits: [B, N, V], row b from the network fed states[b].tokens (B = len(states); states of
     different N cannot share one array, so batch those separately). V may include the mask id
-    (V > mask_id); it is never sampled. uncond_logits: None, an array [B, N, V], or one
-    [N, V]-array-or-None per state; a state reads its row only when its guidance_scale != 0.
-    Each state uses only its own logits row and its own Generator, so a request gets the same
-    tokens whatever it is batched with."""
+    (V > mask_id); it is never sampled; a factorized state's rows are [N, sum(factors)] instead.
+    uncond_logits: None, an array [B, N, V], or one [N, V]-array-or-None per state; a state
+    reads its row only when its guidance_scale != 0. Each state uses only its own logits row
+    and its own Generator, so a request gets the same tokens whatever it is batched with."""
     logits = np.asarray(logits)
     if logits.ndim != 3 or logits.shape[0] != len(states):
         raise ValueError(f"logits must be [B={len(states)}, N, V]; got {logits.shape}")
@@ -161,13 +171,17 @@ def _step_one(state: MaskGITState, logits: np.ndarray, uncond: np.ndarray | None
     # Only the masked rows matter: guide, exclude [MASK], sample. [U, V]
     rows = guided_logits(logits[unknown], None if uncond is None else uncond[unknown],
                          state.guidance_scale)
-    if state.mask_id < rows.shape[-1]:
-        rows = rows.astype(np.float64)  # always a copy: the caller's logits stay untouched
-        rows[:, state.mask_id] = -np.inf
     keep_masked = masked_after_step(s, total, state.n_unknown, unknown.size)
-    # [U] ids and their log-probabilities under softmax(rows) (no random numbers: the draw is the
-    # same with or without them)
-    sampled, logp = sample_with_log_prob(rows, state.temperature, state.top_k, state.rng)
+    if state.factors:
+        # [U, sum(factors)] (no [MASK] column): one independent draw per factor; log p summed.
+        sampled, logp = sample_factored(rows, state.factors, state.temperature, state.top_k, state.rng)
+    else:
+        if state.mask_id < rows.shape[-1]:
+            rows = rows.astype(np.float64)  # always a copy: the caller's logits stay untouched
+            rows[:, state.mask_id] = -np.inf
+        # [U] ids and their log-probabilities under softmax(rows) (no random numbers: the draw is
+        # the same with or without them)
+        sampled, logp = sample_with_log_prob(rows, state.temperature, state.top_k, state.rng)
     state.tokens[unknown] = sampled
     state.confidence[unknown] = np.exp(logp)
     if keep_masked == 0:
