@@ -28,12 +28,15 @@ from tqdm import tqdm
 from models.checkpoint import load_network, save_network
 from models.conditioning import mask_for_training, prior_batch
 from models.data.moving_digits import FPS, MovingDigits
+from models.data.render import render_batch
 from models.class_probe import class_probe, maskgit_class_accuracy
 from models.priors import ARPrior, MaskedPrior, PriorConfig, masked_prior_from_ar
 from models.super_resolution import SRConfig, SuperResolution
 from models.tokenizer import TokenizerConfig, VideoTokenizer
 
 STAGES = ("tokenizer", "prior", "ar", "sr")
+# Shown on the progress bar after each evaluation: the figure each stage is judged by.
+HELD_OUT_FIGURES = ("psnr", "val_loss", "maskgit_class_accuracy", "likelihood_accuracy")
 
 
 @dataclass
@@ -123,9 +126,10 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def clips_to_tensor(clips: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (B, T, H, W, 3) -> float (B, 3, T, H, W) in [0, 1]."""
-    return torch.from_numpy(clips).to(device).permute(0, 4, 1, 2, 3).float() / 255.0
+def clips_to_tensor(clips: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (B, T, H, W, 3), numpy or torch -> float (B, 3, T, H, W) in [0, 1]."""
+    clips = torch.from_numpy(clips) if isinstance(clips, np.ndarray) else clips
+    return clips.to(device).permute(0, 4, 1, 2, 3).float() / 255.0
 
 
 class Batches:
@@ -144,11 +148,13 @@ class Batches:
     def get(self, step: int, scale: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         b = self.cfg.batch_size
         if self.folder is not None:
-            clips = self.folder.batch(step * b, b, scale)
-            labels = np.zeros(b, dtype=np.int64)
-        else:
-            clips, labels = self.digits.batch(step * b, b, scale)
-        return clips_to_tensor(clips, self.device), torch.from_numpy(labels).to(self.device)
+            return (clips_to_tensor(self.folder.batch(step * b, b, scale), self.device),
+                    torch.zeros(b, dtype=torch.long, device=self.device))
+        # Scenes are drawn per clip (cheap, and exactly the data set's stream); the pixels are
+        # rendered as one batch on the training device.
+        scenes = [self.digits.scene(step * b + i) for i in range(b)]
+        labels = torch.tensor([s.label for s in scenes], dtype=torch.long, device=self.device)
+        return clips_to_tensor(render_batch(scenes, scale, device=self.device), self.device), labels
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -180,7 +186,8 @@ def build_stage(cfg: TrainConfig, device: torch.device):
     if cfg.stage in ("prior", "ar"):
         tokenizer, _ = load_network(cfg.tokenizer_dir, "tokenizer")
         tokenizer = tokenizer.to(device)
-        pcfg = dataclasses.replace(cfg.prior, vocab_size=tokenizer.cfg.vocab_size)
+        pcfg = dataclasses.replace(cfg.prior, vocab_size=tokenizer.cfg.vocab_size,
+                                   factors=tokenizer.cfg.token_factors)
         cfg.prior = pcfg
         model = (MaskedPrior if cfg.stage == "prior" else ARPrior)(pcfg).to(device)
         stride = tokenizer.cfg.stride
@@ -222,10 +229,8 @@ def build_stage(cfg: TrainConfig, device: torch.device):
         test_scenes = [test.scene(i) for i in range(8)]
 
         def pair(scenes):
-            from models.data.moving_digits import render_clip
-            low = np.stack([render_clip(s, low_scale) for s in scenes])
-            high = np.stack([render_clip(s, cfg.out_scale) for s in scenes])
-            return clips_to_tensor(low, device), clips_to_tensor(high, device)
+            return (clips_to_tensor(render_batch(scenes, low_scale, device=device), device),
+                    clips_to_tensor(render_batch(scenes, cfg.out_scale, device=device), device))
 
         def loss_fn(step):
             b = cfg.batch_size
@@ -271,7 +276,7 @@ def step_loss(model, batch: dict[str, torch.Tensor], generator: torch.Generator 
         inputs = torch.where(batch["fixed"], batch["cond"], batch["targets"])
         inputs = torch.where(masked, torch.full_like(inputs, model.cfg.mask_id), inputs)
         logits = model(inputs, batch["cond"], batch["state"], batch["class_id"])
-        ce = F.cross_entropy(logits.transpose(1, 2), batch["targets"], reduction="none")
+        ce = model.token_loss(logits, batch["targets"])
         return (ce * masked).sum() / masked.sum().clamp_min(1)
     # AR: fixed positions hold their condition tokens (as when serving) and carry no loss.
     tokens = torch.where(batch["fixed"], batch["cond"], batch["targets"])
@@ -345,7 +350,7 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
             "batch_size": cfg.batch_size, "data": cfg.data,
             **({"fps": FPS} if kind == "tokenizer" else {})})  # export reads the clip rate from here
 
-    fit_start = 0.0
+    fit_start, shown = 0.0, {}
     bar = tqdm(total=cfg.steps, initial=step, desc=cfg.name, dynamic_ncols=True, mininterval=2.0)
     model.train()
     while step < cfg.steps:
@@ -370,11 +375,12 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
             log(f"{per_step * 1000:.1f} ms per step: training {cfg.steps} steps")
         if step == 10:
             fit_start = time.time()
-        if step % 10 == 0:
-            bar.set_postfix({k: f"{float(v.detach()):.4f}" for k, v in losses.items()})
+        if step % 10 == 0:  # the training losses, and the last held-out figures beside them
+            bar.set_postfix({**{k: f"{float(v.detach()):.4f}" for k, v in losses.items()}, **shown})
         if step % cfg.eval_every == 0 or step == cfg.steps:
             model.eval()
             metrics = eval_fn()
+            shown = {k: f"{v:.4g}" for k, v in metrics.items() if k in HELD_OUT_FIGURES}
             model.train()
             line = {"step": step, "seconds": round(elapsed_before + time.time() - start, 1),
                     **{k: round(float(v.detach()) if hasattr(v, "detach") else float(v), 5) for k, v in losses.items()}, **{k: round(v, 4) for k, v in metrics.items()}}

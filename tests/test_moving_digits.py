@@ -185,3 +185,19 @@ def test_bad_arguments_raise_value_error():
             MovingDigits("test").scene(0, label=label)
     with pytest.raises(IndexError):
         MovingDigits("train", length=4)[4]
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_batched_torch_render_equals_the_reference(scale):
+    """Training renders whole batches with torch (models/data/render.py); they must be the
+    spec's bytes. Edge cases included: corners on the walls, the fastest velocities (many
+    bounces), a corner exactly halfway between two pixels (half-to-even rounding)."""
+    from models.data.render import render_batch
+
+    ds = MovingDigits("train", seed=11)
+    scenes = [ds.scene(i) for i in range(40 if scale == 4 else 120)]
+    scenes += [replace(scenes[0], x0=0.0, y0=16.0, vx=2.0, vy=-2.0),
+               replace(scenes[1], x0=15.5, y0=0.5, vx=-1.999, vy=1.25),
+               replace(scenes[2], x0=7.25, y0=8.75, vx=0.5, vy=-0.25)]
+    expected = np.stack([render_clip(s, scale) for s in scenes])
+    assert np.array_equal(render_batch(scenes, scale).numpy(), expected)
