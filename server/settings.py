@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     max_input_pixels: int = Field(1024 * 1024, description="largest input frame, width x height")
     max_input_decoded_bytes: int = Field(256 << 20, description="most bytes an input's decoded frames may take "
                                          "together (a small file can hold a huge video)")
+    max_concurrent_decodes: int = Field(2, ge=1, description="input videos one API process reads at once "
+                                        "(POST /v1/videos checks, tokenize and score decodes); more wait their turn. "
+                                        "A check holds about one frame, a tokens decode up to max_input_decoded_bytes")
     max_num_frames: int = Field(128, description="longest output (frames), autoregressive extension included")
     max_steps: int = Field(64, description="most MaskGIT steps a request may ask for")
     max_job_seconds: float = Field(3600.0, gt=0, description="every job's deadline at the latest (seconds from "

@@ -17,6 +17,8 @@ Choices a user would notice, all documented here and in the docstrings below:
   frame interpolation, which needs the real last frame, refuses such an input).
 - A file that is empty, corrupt or truncated so that ffmpeg reports an error is a 400
   `invalid_video`; we never serve frames from a half-decoded file.
+- `check_video` (the API's intake) raises what `decode_video` (the worker) would, decoding every
+  frame, but keeps none; `decode_video` holds the frames once, at their decoded size.
 - Rotation metadata (phone videos) is applied, as players do.
 
 Every function here blocks (ffmpeg runs as a subprocess, at most FFMPEG_TIMEOUT_S): call them
@@ -40,12 +42,15 @@ So one subprocess per call, with its exit status, its stderr and a hard timeout,
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageSequence
@@ -76,6 +81,17 @@ class DecodedVideo:
     fps: float | None  # the container's frame rate; None where the format has none (PNG)
     format: str = ""  # "mp4", "webm", "gif" or "png": what the magic bytes said
     truncated: bool = False  # the file holds more than max_frames frames (only the first were kept)
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """What check_video learns of a video without keeping its frames."""
+    frames: int  # the frames decode_video would return (at most max_frames)
+    width: int
+    height: int
+    fps: float | None
+    format: str
+    truncated: bool  # the file holds more than max_frames frames
 
 
 # --- encoding -------------------------------------------------------------------------------------
@@ -156,8 +172,17 @@ def sniff_format(data: bytes) -> str | None:
 def decode_input(data: bytes, settings) -> DecodedVideo:
     """A request's input video under the server's limits (the `max_upload_bytes`,
     `max_input_frames`, `max_input_pixels` and `max_input_decoded_bytes` settings)."""
-    return decode_video(data, max_bytes=settings.max_upload_bytes, max_frames=settings.max_input_frames,
-                        max_pixels=settings.max_input_pixels, max_decoded_bytes=settings.max_input_decoded_bytes)
+    return decode_video(data, **_input_limits(settings))
+
+
+def check_input(data: bytes, settings) -> InputInfo:
+    """decode_input's checks and errors without its frames: what the API runs at intake."""
+    return check_video(data, **_input_limits(settings))
+
+
+def _input_limits(settings) -> dict[str, int]:
+    return dict(max_bytes=settings.max_upload_bytes, max_frames=settings.max_input_frames,
+                max_pixels=settings.max_input_pixels, max_decoded_bytes=settings.max_input_decoded_bytes)
 
 
 def decode_video(data: bytes, *, max_bytes: int, max_frames: int, max_pixels: int,
@@ -169,7 +194,33 @@ def decode_video(data: bytes, *, max_bytes: int, max_frames: int, max_pixels: in
     truncated, or a GIF whose frames change size), 413 `video_too_large` (a frame of more than
     `max_pixels` pixels, or frames that decode to more than `max_decoded_bytes` together: a small
     file may hold a very large video).
+
+    The frames are held once: decoded straight into one growing buffer that becomes the array
+    (no list of frames stacked into a copy, no pipe output copied), so a video costs its decoded
+    size, not twice that.
     """
+    fmt, budget = _admit(data, max_bytes, max_frames, max_decoded_bytes)
+    read = _read_with_pillow if fmt in ("gif", "png") else _read_with_ffmpeg
+    # One frame more than kept: it says whether the file is longer than the limit.
+    frames, fps = read(data, fmt, max_frames + 1, max_pixels, budget, keep=True)
+    return DecodedVideo(frames=frames[:max_frames], fps=fps, format=fmt, truncated=len(frames) > max_frames)
+
+
+def check_video(data: bytes, *, max_bytes: int, max_frames: int, max_pixels: int,
+                max_decoded_bytes: int | None = None) -> InputInfo:
+    """decode_video's checks and errors, every frame decoded (so a corrupt or truncated file is
+    refused as decode_video would refuse it), but none kept: it holds one frame at a time, not the
+    video (issue #12 D5: a 485 KB GIF decoded to gigabytes at intake). -> what the file holds."""
+    fmt, budget = _admit(data, max_bytes, max_frames, max_decoded_bytes)
+    read = _read_with_pillow if fmt in ("gif", "png") else _read_with_ffmpeg
+    shape, fps = read(data, fmt, max_frames + 1, max_pixels, budget, keep=False)
+    count, height, width = shape
+    return InputInfo(frames=min(count, max_frames), width=width, height=height, fps=fps, format=fmt,
+                     truncated=count > max_frames)
+
+
+def _admit(data: bytes, max_bytes: int, max_frames: int, max_decoded_bytes: int | None) -> tuple[str, int]:
+    """The checks before any decoding: size, then format -> (format, decoded-bytes budget)."""
     if len(data) > max_bytes:
         raise VideoError(413, "upload_too_large", f"the input video is {len(data)} bytes; the limit is {max_bytes}")
     if not data:
@@ -182,13 +233,7 @@ def decode_video(data: bytes, *, max_bytes: int, max_frames: int, max_pixels: in
             415, "unsupported_media_type",
             f"the input is not a supported video ({_describe(data)}); send MP4, MOV, WebM, GIF or PNG",
         )
-    # One frame more than kept: it says whether the file is longer than the limit.
-    budget = max_decoded_bytes if max_decoded_bytes is not None else 1 << 62
-    if fmt in ("gif", "png"):
-        frames, fps = _decode_with_pillow(data, fmt, max_frames + 1, max_pixels, budget)
-    else:
-        frames, fps = _decode_with_ffmpeg(data, fmt, max_frames + 1, max_pixels, budget)
-    return DecodedVideo(frames=frames[:max_frames], fps=fps, format=fmt, truncated=len(frames) > max_frames)
+    return fmt, max_decoded_bytes if max_decoded_bytes is not None else 1 << 62
 
 
 def _describe(data: bytes) -> str:
@@ -218,26 +263,17 @@ def _over_budget(frames: int, width: int, height: int, budget: int) -> VideoErro
                       f"than {budget} bytes (max_input_decoded_bytes); send fewer or smaller frames")
 
 
-def _decode_with_pillow(data: bytes, fmt: str, max_frames: int, max_pixels: int,
-                        budget: int) -> tuple[np.ndarray, float | None]:
-    """GIF (all frames, composited) and PNG (one frame, or every frame of an APNG)."""
+def _frames_array(buf: bytearray, count: int, height: int, width: int) -> np.ndarray:
+    """The first `count` frames of a buffer of packed RGB frames, as a writable array over the
+    same memory (no copy)."""
+    return np.frombuffer(buf, dtype=np.uint8, count=count * height * width * 3).reshape(count, height, width, 3)
+
+
+@contextlib.contextmanager
+def _pillow_errors(fmt: str) -> Iterator[None]:
+    """Pillow's ways of saying a file is corrupt, truncated or too large -> VideoError."""
     try:
-        image = Image.open(io.BytesIO(data))
-        _check_pixels(image.width, image.height, max_pixels)  # from the header, before any pixel is decoded
-        size = image.size
-        frames, durations_ms = [], []
-        for frame in ImageSequence.Iterator(image):
-            if len(frames) == max_frames:
-                break
-            # A later frame descriptor can grow a GIF's canvas: check every frame, not the header.
-            _check_pixels(frame.width, frame.height, max_pixels)
-            if frame.size != size:
-                raise VideoError(400, "invalid_video", f"the {fmt.upper()} frames change size ({size[0]}x{size[1]} "
-                                 f"then {frame.width}x{frame.height})")
-            if (len(frames) + 1) * frame.width * frame.height * 3 > budget:
-                raise _over_budget(len(frames) + 1, frame.width, frame.height, budget)
-            frames.append(np.asarray(frame.convert("RGB")))  # alpha is dropped; palettes expanded
-            durations_ms.append(frame.info.get("duration") or 0)
+        yield
     except VideoError:
         raise
     except Image.DecompressionBombError as e:  # Pillow's own, far larger limit, hit before ours
@@ -245,11 +281,38 @@ def _decode_with_pillow(data: bytes, fmt: str, max_frames: int, max_pixels: int,
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         # Pillow signals corrupt and truncated files with any of these.
         raise VideoError(400, "invalid_video", f"the {fmt.upper()} file could not be decoded: {e}") from None
-    if not frames:
+
+
+def _read_with_pillow(data: bytes, fmt: str, max_frames: int, max_pixels: int, budget: int,
+                      keep: bool) -> tuple:
+    """GIF (all frames, composited) and PNG (one frame, or every frame of an APNG). `keep`:
+    -> (frames, fps), the frames appended to one buffer as they are decoded; else -> ((count,
+    height, width), fps), each frame decoded (checked) and dropped."""
+    buf, durations_ms = bytearray(), []
+    with _pillow_errors(fmt):
+        image = Image.open(io.BytesIO(data))
+        _check_pixels(image.width, image.height, max_pixels)  # from the header, before any pixel is decoded
+        size = image.size
+        for frame in ImageSequence.Iterator(image):
+            if len(durations_ms) == max_frames:
+                break
+            # A later frame descriptor can grow a GIF's canvas: check every frame, not the header.
+            _check_pixels(frame.width, frame.height, max_pixels)
+            if frame.size != size:
+                raise VideoError(400, "invalid_video", f"the {fmt.upper()} frames change size ({size[0]}x{size[1]} "
+                                 f"then {frame.width}x{frame.height})")
+            if (len(durations_ms) + 1) * frame.width * frame.height * 3 > budget:
+                raise _over_budget(len(durations_ms) + 1, frame.width, frame.height, budget)
+            frame.load()  # decodes the frame: a corrupt one fails here, kept or not
+            if keep:
+                buf += frame.convert("RGB").tobytes()  # alpha is dropped; palettes expanded
+            durations_ms.append(frame.info.get("duration") or 0)
+    if not durations_ms:
         raise VideoError(400, "invalid_video", f"the {fmt.upper()} file holds no frames")
     mean_ms = float(np.mean(durations_ms))
-    fps = 1000.0 / mean_ms if mean_ms > 0 and len(frames) > 1 else None
-    return np.stack(frames), fps
+    fps = 1000.0 / mean_ms if mean_ms > 0 and len(durations_ms) > 1 else None
+    shape = (len(durations_ms), size[1], size[0])
+    return (_frames_array(buf, *shape) if keep else shape), fps
 
 
 # The stream line of `ffmpeg -i`, e.g. "Stream #0:0(und): Video: h264 (High) (avc1 / 0x31637661),
@@ -261,9 +324,12 @@ _FPS = re.compile(r"([\d.]+) fps")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
 
 
-def _decode_with_ffmpeg(data: bytes, fmt: str, max_frames: int, max_pixels: int,
-                        budget: int) -> tuple[np.ndarray, float | None]:
-    """MP4/MOV and WebM/Matroska: probe the first video stream's size, then read raw RGB frames.
+def _read_with_ffmpeg(data: bytes, fmt: str, max_frames: int, max_pixels: int, budget: int,
+                      keep: bool) -> tuple:
+    """MP4/MOV and WebM/Matroska: probe the first video stream's size, then decode its frames.
+    `keep`: -> (frames, fps), raw RGB read from ffmpeg's output into one buffer; else ->
+    ((count, height, width), fps): every frame is decoded as for keeping, then scaled to one
+    pixel, so ffmpeg's output is 3 bytes a frame and nothing large reaches this process.
 
     The bytes go to a temporary file, not a pipe: an MP4 whose moov box is at the end needs a
     seekable input. Not imageio-ffmpeg's read_frames: it cannot tell a truncated file from a
@@ -285,22 +351,51 @@ def _decode_with_ffmpeg(data: bytes, fmt: str, max_frames: int, max_pixels: int,
             "-i", path, "-map", "0:v:0", "-an", "-sn", "-dn",
             # One frame past the budget tells a video that exceeds it from one that just fits.
             "-frames:v", str(min(max_frames, affordable + 1)), "-fps_mode", "passthrough",
+            *([] if keep else ["-vf", "scale=1:1"]),
             "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
         ]
-        proc = _run(cmd, None)
-    frame_bytes = width * height * 3
-    if proc.returncode != 0:
+        returncode, out, stderr = _run_into_buffer(cmd, tmp)
+    if returncode != 0:
         raise VideoError(
             400, "invalid_video",
-            f"the {fmt.upper()} file could not be decoded (corrupt or truncated?): {_first_error(proc.stderr)}",
+            f"the {fmt.upper()} file could not be decoded (corrupt or truncated?): {_first_error(stderr)}",
         )
-    count = len(proc.stdout) // frame_bytes
+    count = len(out) // (width * height * 3 if keep else 3)
     if count == 0:
         raise VideoError(400, "invalid_video", f"the {fmt.upper()} file holds no decodable frames")
     if count > affordable:
         raise _over_budget(count, width, height, budget)
-    frames = np.frombuffer(proc.stdout, dtype=np.uint8, count=count * frame_bytes)
-    return frames.reshape(count, height, width, 3).copy(), fps  # copy: a writable array
+    return (_frames_array(out, count, height, width) if keep else (count, height, width)), fps
+
+
+def _run_into_buffer(cmd: list[str], tmp: str) -> tuple[int, bytearray, bytes]:
+    """Runs ffmpeg, its output read into one bytearray as it comes -> (exit status, output,
+    stderr). subprocess.run would hold the output twice (its chunks, then their join); a
+    bytearray grows in place (large ones by remapping pages, not copying). stderr goes to a file
+    so that neither pipe can fill and stall ffmpeg. Killed after FFMPEG_TIMEOUT_S, as `_run`."""
+    out = bytearray()
+    killed = threading.Event()
+    with open(os.path.join(tmp, "stderr.txt"), "w+b") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+
+        def kill() -> None:
+            killed.set()
+            proc.kill()
+
+        timer = threading.Timer(FFMPEG_TIMEOUT_S, kill)
+        timer.start()
+        try:
+            while chunk := proc.stdout.read(1 << 20):
+                out += chunk
+        finally:
+            timer.cancel()
+            proc.stdout.close()
+            returncode = proc.wait()
+        err.seek(0)
+        stderr = err.read()
+    if killed.is_set():
+        raise VideoError(400, "invalid_video", f"ffmpeg took longer than {FFMPEG_TIMEOUT_S:g} s on this file")
+    return returncode, out, stderr
 
 
 def _probe(path: str) -> tuple[int, int, float | None]:

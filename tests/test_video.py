@@ -13,6 +13,7 @@ from PIL import Image
 from server.video import (
     MP4_CRF,
     VideoError,
+    check_video,
     decode_video,
     encode_mp4,
     encode_png,
@@ -73,10 +74,14 @@ def ffmpeg_encode(frames: np.ndarray, fps: int, out_args: list[str], suffix: str
 
 
 def expect_error(data: bytes, status: int, code: str, **limits) -> VideoError:
+    """decode_video refuses `data` so, and check_video (the API's intake check) alike."""
     with pytest.raises(VideoError) as info:
         decode_video(data, **{**LIMITS, **limits})
     assert (info.value.status, info.value.code) == (status, code), info.value.message
     assert info.value.message
+    with pytest.raises(VideoError) as checked:
+        check_video(data, **{**LIMITS, **limits})
+    assert (checked.value.status, checked.value.code) == (status, code), checked.value.message
     return info.value
 
 
@@ -366,3 +371,43 @@ def test_the_decoded_bytes_budget(clip, mp4, fmt):
     with pytest.raises(VideoError) as err:
         decode_video(data, **LIMITS, max_decoded_bytes=one * (len(frames) - 1))
     assert err.value.status == 413 and err.value.code == "video_too_large"
+
+
+# --- D5: the intake check keeps no frames, a decode holds them once --------------------------------
+
+@pytest.mark.parametrize("fmt", ["MP4", "WEBM", "GIF", "APNG", "PNG"])
+@pytest.mark.parametrize("max_frames", [256, 4])
+def test_check_video_says_what_decode_video_returns(clip, mp4, tmp_path, fmt, max_frames):
+    data = {"MP4": lambda: mp4,
+            "WEBM": lambda: ffmpeg_encode(clip, 8, ["-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "30"], ".webm", tmp_path),
+            "GIF": lambda: save_animation(blocky_clip(), "GIF"),
+            "APNG": lambda: save_animation(blocky_clip(), "PNG"),
+            "PNG": lambda: encode_png(clip[0])}[fmt]()
+    limits = {**LIMITS, "max_frames": max_frames}
+    decoded, info = decode_video(data, **limits), check_video(data, **limits)
+    assert (info.frames, info.height, info.width) == decoded.frames.shape[:3]
+    assert (info.fps, info.format, info.truncated) == (decoded.fps, decoded.format, decoded.truncated)
+
+
+def _peak_traced(fn) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "MP4"])
+def test_a_check_holds_one_frame_and_a_decode_holds_the_video_once(fmt):
+    """Before: the frames were collected and then stacked (GIF) or read whole from the pipe and
+    copied (MP4): a decode peaked at twice the video, and the API's trial decode did the same."""
+    rng = np.random.default_rng(0)
+    frames = np.repeat(rng.integers(0, 255, (48, 1, 1, 3), dtype=np.uint8), 256, axis=1).repeat(256, axis=2)
+    data = save_animation(frames, "GIF") if fmt == "GIF" else encode_mp4(frames, 8)
+    video_bytes = frames.nbytes  # 9 MiB
+    assert _peak_traced(lambda: check_video(data, **LIMITS)) < video_bytes / 8  # a few frames at most
+    peak = _peak_traced(lambda: decode_video(data, **LIMITS))  # old code: 2.0x for both
+    assert video_bytes <= peak < 1.5 * video_bytes, peak / video_bytes  # the buffer's growth slack, one read

@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None, queue: 
                                 {"name": "models", "description": "what the server can generate"},
                                 {"name": "operations", "description": "health, readiness and metrics"}])
     app.state.settings, app.state.runtime, app.state.queue = settings, runtime, queue
+    app.state.decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)  # server/api/intake.py read_video
     app.state.catalogue = catalogue if catalogue is not None else getattr(runtime, "catalogue", None)
     install_error_handlers(app)
     install_openapi(app)

@@ -1,7 +1,9 @@
 """Turning a POST /v1/videos request into a job: the body (JSON or multipart), the input video's
-bytes (base64, an uploaded file, or a previous job's output) and a trial decode of that video, so
+bytes (base64, an uploaded file, or a previous job's output) and a check of that video, so
 that corrupt, oversized or unsupported inputs are refused here (400/413/415) and never reach a
-worker."""
+worker. The check decodes every frame but keeps none (server/video.py check_input): the worker
+decodes the frames it uses once, and a large input costs the API one frame, not the video. At
+most settings.max_concurrent_decodes inputs are read at once per process (`read_video`)."""
 from __future__ import annotations
 
 import base64
@@ -12,7 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import Request
 from pydantic import ValidationError
@@ -28,7 +30,7 @@ from server.catalogue import Catalogue
 from server.jobs.base import Job, JobQueue, new_job_id
 from server.request import VideoRequest
 from server.settings import Settings
-from server.video import VideoError, decode_input
+from server.video import VideoError, check_input
 from server.jobs.webhooks import webhook_config
 from server.webhooks import check_url
 
@@ -233,15 +235,25 @@ async def load_input(parsed: ParsedRequest, normalized: VideoRequest, queue: Job
         data, param = decode_base64(req.input_video or "", settings.max_upload_bytes), "input_video"
     if not data:
         raise APIError(400, "invalid_video", "input_video is empty", param=param)
-    try:  # decoding is CPU work: keep it off the event loop
-        video = await run_in_threadpool(decode_input, data, settings)
-    except VideoError as exc:
-        raise APIError(exc.status, exc.code, exc.message, param=param) from None
+    video = await read_video(request, check_input, data, settings, param)
     if video.truncated and normalized.task == "frame_interpolation":
         raise APIError(413, "video_too_long", f"frame_interpolation uses the input's last frame, and this input has "
                        f"more than max_input_frames ({settings.max_input_frames}) frames; send a shorter clip",
                        param=param)
-    return data, len(video.frames)
+    return data, video.frames
+
+
+async def read_video(request: Request, read: Callable[[bytes, Settings], Any], data: bytes, settings: Settings,
+                     param: str = "input_video") -> Any:
+    """`read(data, settings)` (check_input or decode_input) in a worker thread (decoding is CPU
+    work: off the event loop), at most `max_concurrent_decodes` at once in this process (each
+    may hold a frame or a whole video: unbounded, a burst of large uploads adds them all up);
+    VideoError -> APIError on `param`."""
+    async with request.app.state.decode_slots:
+        try:
+            return await run_in_threadpool(read, data, settings)
+        except VideoError as exc:
+            raise APIError(exc.status, exc.code, exc.message, param=param) from None
 
 
 async def _previous_output(queue: JobQueue, job_id: str, request: Request) -> bytes:

@@ -16,10 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from server.api.deps import Authenticated, RuntimeDep, SettingsDep
 from server.api.errors import APIError, validation_error
 from server.api.schemas import ErrorResponse
-from server.api.intake import UPLOADED, decode_base64
+from server.api.intake import UPLOADED, decode_base64, read_video
 from server.api.validation import choose_manifest
 from server.output import OUTPUT_FORMATS
-from server.video import VideoError, decode_input, encode_mp4
+from server.video import decode_input, encode_mp4
 
 router = APIRouter(prefix="/v1", tags=["tokens"], dependencies=Authenticated)
 ERRORS = {s: {"model": ErrorResponse} for s in (400, 404, 413, 415, 422, 503)}
@@ -93,16 +93,14 @@ async def _body(request: Request, model_type: type[BaseModel], settings) -> tupl
         raise validation_error(exc.errors()) from None
 
 
-async def _video_tokens(input_video: str | None, upload: bytes | None, pipeline, settings) -> np.ndarray:
+async def _video_tokens(request: Request, input_video: str | None, upload: bytes | None, pipeline,
+                       settings) -> np.ndarray:
     """The request's video (base64 or an uploaded part) -> its first window's tokens."""
     if upload is not None and len(upload) > settings.max_upload_bytes:
         raise APIError(413, "upload_too_large", f"input_video is larger than {settings.max_upload_bytes} bytes",
                        param="input_video")
     data = upload if upload is not None else decode_base64(input_video or "", settings.max_upload_bytes)
-    try:
-        video = await run_in_threadpool(decode_input, data, settings)
-    except VideoError as exc:
-        raise APIError(exc.status, exc.code, exc.message, param="input_video") from None
+    video = await read_video(request, decode_input, data, settings)
     return await pipeline.tokenize(video.frames)
 
 
@@ -111,7 +109,7 @@ async def _video_tokens(input_video: str | None, upload: bytes | None, pipeline,
 async def tokenize(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
     req, upload = await _body(request, TokenizeRequest, settings)
     manifest, pipeline = _pipeline(runtime, req.model)
-    tokens = await _video_tokens(req.input_video, upload, pipeline, settings)
+    tokens = await _video_tokens(request, req.input_video, upload, pipeline, settings)
     return {"model": manifest.model_id, "token_grid": list(manifest.token_grid), "vocab_size": manifest.vocab_size,
             "tokens": tokens.reshape(-1).tolist()}
 
@@ -172,7 +170,7 @@ async def score(request: Request, runtime: RuntimeDep, settings: SettingsDep) ->
     if req.tokens is not None:
         tokens = _check_tokens(req.tokens, manifest)
     else:
-        tokens = await _video_tokens(req.input_video, upload, pipeline, settings)
+        tokens = await _video_tokens(request, req.input_video, upload, pipeline, settings)
     try:
         log_prob = await pipeline.score(tokens)
     except ValueError as exc:  # TaskError: no autoregressive prior
