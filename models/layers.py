@@ -100,11 +100,19 @@ class TransformerBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(approximate="tanh"),
                                  nn.Linear(mlp_ratio * dim, dim), nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor, causal: bool = False, past=None):
-        a, present = self.attn(self.ln1(x), causal=causal, past=past)
+    def forward(self, x: torch.Tensor, causal: bool = False, past=None, modulation=None):
+        """`modulation`: None, or (scale1, shift1, scale2, shift2), each (B, 1, D), applied to the
+        two normalised inputs as h * (1 + scale) + shift (adaptive layer norm, conditioning that
+        every position sees)."""
+        h1, h2 = self.ln1, self.ln2
+        if modulation is None:
+            a, present = self.attn(h1(x), causal=causal, past=past)
+            x = x + a
+            return x + self.mlp(h2(x)), present
+        s1, b1, s2, b2 = modulation
+        a, present = self.attn(h1(x) * (1 + s1) + b1, causal=causal, past=past)
         x = x + a
-        x = x + self.mlp(self.ln2(x))
-        return x, present
+        return x + self.mlp(h2(x) * (1 + s2) + b2), present
 
 
 def init_weights(module: nn.Module) -> None:

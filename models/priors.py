@@ -52,6 +52,11 @@ class PriorConfig:
     dropout: float = 0.0
     # Sub-vocabulary sizes whose product is vocab_size (see the module docstring); () = one vocabulary.
     factors: tuple[int, ...] = ()
+    # Masked prior: the class also modulates every block's layer norms (adaptive layer norm, as
+    # W.A.L.T / DiT condition on their class), not only through the prepended class token: the
+    # shipped prior learned to ignore that one token (models/class_probe.py). Zero-initialised,
+    # so a fine-tune from a prior without it starts from the same function.
+    class_adaln: bool = False
 
     def __post_init__(self) -> None:
         self.factors = tuple(int(f) for f in self.factors)
@@ -192,6 +197,11 @@ class MaskedPrior(nn.Module):
         self.ln = nn.LayerNorm(cfg.dim)
         self.head = nn.Linear(cfg.dim, cfg.head_size)
         init_weights(self)
+        if cfg.class_adaln:  # one (scale, shift) pair per layer norm of each block, from the class
+            self.class_modulation = nn.ModuleList(nn.Linear(cfg.dim, 4 * cfg.dim) for _ in range(cfg.layers))
+            for m in self.class_modulation:
+                nn.init.zeros_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def forward(self, tokens: torch.Tensor, cond: torch.Tensor, state: torch.Tensor, class_id: torch.Tensor) -> torch.Tensor:
         """tokens, cond, state: (B, N) int64; class_id: (B,) -> logits (B, N, V), or
@@ -201,9 +211,11 @@ class MaskedPrior(nn.Module):
         if n != self.cfg.num_tokens:
             raise ValueError(f"the masked prior takes the whole grid of {self.cfg.num_tokens} tokens; got {n}")
         x = self.embed(tokens, cond, state, torch.arange(n, device=tokens.device))  # (B, N, D)
-        x = torch.cat([self.class_embed(class_id)[:, None], x], dim=1)  # (B, 1+N, D)
-        for block in self.blocks:
-            x, _ = block(x)
+        c = self.class_embed(class_id)  # (B, D)
+        x = torch.cat([c[:, None], x], dim=1)  # (B, 1+N, D)
+        for i, block in enumerate(self.blocks):
+            modulation = self.class_modulation[i](c)[:, None].chunk(4, -1) if self.cfg.class_adaln else None
+            x, _ = block(x, modulation=modulation)
         return self.head(self.ln(x[:, 1:]))
 
     def token_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ from models.conditioning import mask_for_training, prior_batch
 from models.data.moving_digits import FPS, MovingDigits
 from models.data.render import render_batch
 from models.class_probe import class_probe, maskgit_class_accuracy
+from models.contrastive import ContrastiveSettings, contrastive_loss
 from models.priors import ARPrior, MaskedPrior, PriorConfig, masked_prior_from_ar
 from models.super_resolution import SRConfig, SuperResolution
 from models.tokenizer import TokenizerConfig, VideoTokenizer
@@ -61,6 +62,12 @@ class TrainConfig:
     class_conditional_share: float = -1.0  # prior/ar: share of class_conditional samples; < 0 = TASK_MIX's
     init_from: str = ""  # a folder with <name>.safetensors to start from (fine-tuning), when not resuming
     init_from_ar: str = ""  # prior stage: start the masked prior from the ar_prior in this folder instead
+    # prior stage: condition contrastive alignment against the init_from prior (models/contrastive.py);
+    # 0 = off, else the weight of that term beside the task mix's cross-entropy
+    contrastive_weight: float = 0.0
+    contrastive_beta: float = 0.05
+    contrastive_negative_weight: float = 10.0
+    contrastive_min_ratio: float = 0.85
     probe_samples: int = 20  # prior stage: MaskGIT samples read per evaluation (class accuracy); 0 = off
     # tokenizer stage: train the decoder only. The encoder (so every token id) stays as it was, so
     # priors trained on this tokenizer stay valid: a fine-tune of `init_from` that sharpens decoding.
@@ -197,10 +204,17 @@ def build_stage(cfg: TrainConfig, device: torch.device):
             return prior_batch(tokenizer, clips, labels, generator_rng, pcfg.null_class, pcfg.mask_id, stride, stride,
                                class_conditional_share=share)
 
+        reference = contrastive_reference(cfg, pcfg, device) if cfg.contrastive_weight else None
+        settings = ContrastiveSettings(cfg.contrastive_beta, cfg.contrastive_negative_weight, cfg.contrastive_min_ratio)
+
         def loss_fn(step):
             clips, labels = batches.get(step)
             batch = make(clips, labels, np.random.default_rng([cfg.seed, step]))
-            return {"loss": step_loss(model, batch)}
+            ce = step_loss(model, batch)
+            if reference is None:
+                return {"loss": ce}
+            aligned, gaps = contrastive_loss(model, reference, batch["targets"], labels, settings)
+            return {"loss": ce + cfg.contrastive_weight * aligned, "ce": ce, "contrastive": aligned, **gaps}
 
         held = [test.batch(i * 16, 16) for i in range(2)]
         with torch.no_grad():  # the class probe's clips: real held-out token grids and their classes
@@ -247,6 +261,17 @@ def build_stage(cfg: TrainConfig, device: torch.device):
 
         return model, "super_resolution", loss_fn, eval_fn
     raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
+
+
+def contrastive_reference(cfg: TrainConfig, pcfg: PriorConfig, device: torch.device) -> MaskedPrior:
+    """The frozen prior that contrastive alignment measures against: the one fine-tuned from
+    (loaded from init_from again, so a resumed run keeps the same reference)."""
+    if cfg.stage != "prior" or not cfg.init_from:
+        raise ValueError("contrastive_weight fine-tunes a trained masked prior: prior stage with init_from")
+    module, _ = load_network(cfg.init_from, "masked_prior")
+    reference = MaskedPrior(pcfg)
+    reference.load_state_dict(module.state_dict(), strict=False)  # class_modulation stays zero
+    return reference.to(device).eval().requires_grad_(False)
 
 
 def sample_accuracy(prior: MaskedPrior, tokenizer: VideoTokenizer, samples: int) -> float:
@@ -328,8 +353,14 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
         log(f"resuming {cfg.name} at step {step} from {state_path}")
     elif cfg.init_from:
         module, _ = load_network(cfg.init_from, cfg.name)
-        model.load_state_dict(module.state_dict())
-        log(f"initialised {cfg.name} from {cfg.init_from}")
+        missing, unexpected = model.load_state_dict(module.state_dict(), strict=False)
+        # A fine-tune may add the zero-initialised class modulation (prior.class_adaln) to a prior
+        # trained without it; anything else that does not match is a wrong init_from.
+        added = [k for k in missing if k.startswith("class_modulation.")]
+        if unexpected or len(added) != len(missing):
+            raise ValueError(f"{cfg.init_from} does not fit this {cfg.name}: missing "
+                             f"{sorted(set(missing) - set(added))}, unexpected {sorted(unexpected)}")
+        log(f"initialised {cfg.name} from {cfg.init_from}" + (" (class modulation added, zero)" if added else ""))
     elif cfg.init_from_ar:
         ar, _ = load_network(cfg.init_from_ar, "ar_prior")
         model.load_state_dict(masked_prior_from_ar(ar).state_dict())

@@ -72,3 +72,44 @@ def test_the_probe_reads_the_autoregressive_prior_and_its_masked_copy():
     assert torch.equal(masked.class_embed.weight, ar.embed.token.weight[CFG.vocab_size:])
     assert torch.equal(masked.embed.token.weight[:CFG.vocab_size], ar.embed.token.weight[:CFG.vocab_size])
     assert torch.equal(masked.head.weight, ar.head.weight)
+
+
+def test_a_prior_with_class_adaln_learns_the_class():
+    """The adaptive-layer-norm conditioning trains like the class token does (probe on the toy)."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    cfg = replace(CFG, class_adaln=True)
+    labels = torch.arange(8) % cfg.num_classes
+    probe = class_probe(train_masked(MaskedPrior(cfg), 80, use_class=True), toy_tokens(labels), labels)
+    assert probe["kl_to_null"] > 0.5 and probe["likelihood_accuracy"] == 1.0
+
+
+def test_contrastive_alignment_teaches_a_class_blind_prior_the_class():
+    """models/contrastive.py: a prior trained without its class (so it ignores it) learns to use
+    it from contrastive alignment against a frozen copy of itself, with the class-conditional
+    tokens' likelihood ratio as the only signal."""
+    import copy
+    from dataclasses import replace
+
+    from models.contrastive import ContrastiveSettings, contrastive_loss
+
+    torch.manual_seed(0)
+    cfg = replace(CFG, class_adaln=True)
+    prior = train_masked(MaskedPrior(cfg), 120, use_class=False).train()
+    reference = copy.deepcopy(prior).eval().requires_grad_(False)
+    labels = torch.arange(8) % cfg.num_classes
+    before = class_probe(prior, toy_tokens(labels), labels)
+    opt = torch.optim.AdamW(prior.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(1)
+    settings = ContrastiveSettings(beta=0.5, negative_weight=2.0, min_ratio=0.5, null_share=0.1)
+    for _ in range(60):
+        batch = torch.randint(0, cfg.num_classes, (32,), generator=g)
+        loss, gaps = contrastive_loss(prior, reference, toy_tokens(batch), batch, settings, generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = class_probe(prior.eval(), toy_tokens(labels), labels)
+    assert before["likelihood_accuracy"] < 0.75 and before["ce_gap"] < 0.05
+    assert after["ce_gap"] > 0.5 and after["likelihood_accuracy"] == 1.0
+    assert float(gaps["pos_gap"]) > float(gaps["neg_gap"])

@@ -372,3 +372,33 @@ def test_apply_overrides_types_values():
 def test_apply_overrides_rejects_unknown_keys(item, message):
     with pytest.raises(ValueError, match=message):
         apply_overrides(TrainConfig(), [item])
+
+
+def test_contrastive_fine_tune_adds_class_modulation_and_resumes_against_the_same_reference(tmp_path):
+    """prior stage with contrastive_weight: init_from is required (it is also the frozen
+    reference); class_adaln may be added to a prior trained without it; the run logs the
+    likelihood gaps and resumes like any other (2 + 2 steps == 4 steps)."""
+    torch.manual_seed(0)
+    save_network(tmp_path / "tok", "tokenizer", "tokenizer", VideoTokenizer(TOKENIZER))
+    base = tiny_train_config(tmp_path, "prior", 1, tokenizer_dir=str(tmp_path / "tok"), probe_samples=0)
+    save_network(tmp_path / "init", "masked_prior", "masked_prior",
+                 MaskedPrior(dataclasses.replace(base.prior, vocab_size=64)))
+    with pytest.raises(ValueError, match="init_from"):
+        train(dataclasses.replace(base, contrastive_weight=1.0), log=lambda _: None)
+
+    def cfg(where, steps):
+        c = tiny_train_config(tmp_path / where, "prior", steps, tokenizer_dir=str(tmp_path / "tok"), probe_samples=0,
+                              min_lr_ratio=1.0, init_from=str(tmp_path / "init"), contrastive_weight=1.0)
+        return dataclasses.replace(c, prior=dataclasses.replace(c.prior, class_adaln=True))
+
+    logs: list[str] = []
+    straight = train(cfg("straight", 4), log=logs.append)
+    assert any("class modulation added" in line for line in logs)
+    assert {"ce", "contrastive", "pos_gap", "neg_gap"} <= set(read_log(straight)[-1])
+    train(cfg("resumed", 2), log=lambda _: None)
+    resumed = train(cfg("resumed", 4), log=lambda _: None)
+    a, _ = load_network(straight, "masked_prior")
+    b, _ = load_network(resumed, "masked_prior")
+    assert a.cfg.class_adaln
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
