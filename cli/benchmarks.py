@@ -16,14 +16,18 @@ def bench(url: Annotated[str, typer.Option(help="base URL of a deployment")] = "
           task_mix: Annotated[str, typer.Option(help="e.g. class_conditional=0.5,frame_prediction=0.5")] = "class_conditional=1",
           size: Optional[str] = None, frames: Optional[int] = None,
           output_json: Optional[Path] = None, output_png: Optional[Path] = None,
-          api_key: Optional[str] = None, seed: int = 0):
+          api_key: Optional[str] = None, seed: int = 0,
+          target: Annotated[str, typer.Option(help="kinetoscope (the job API) | litserve | fastapi "
+                                              "(the peers of cli/bench/peers/)")] = "kinetoscope",
+          steps: Annotated[Optional[str], typer.Option(help="MaskGIT step counts, one drawn per request, "
+                                                       "e.g. 4,8,12 (default: the server's sampler)")] = None):
     """Load-test a deployment: videos/s, latency percentiles, queue/compute split, batch size."""
     from cli.bench import BenchError, bench_command, format_summary
 
     try:
         report = bench_command(url=url, mode=mode, concurrency=concurrency, rate=rate, duration=duration,
                                requests=requests, task_mix=task_mix, size=size, frames=frames, output_json=output_json,
-                               output_png=output_png, api_key=api_key, seed=seed)
+                               output_png=output_png, api_key=api_key, seed=seed, target=target, steps=steps)
     except BenchError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
@@ -31,16 +35,20 @@ def bench(url: Annotated[str, typer.Option(help="base URL of a deployment")] = "
 
 
 def bench_runtime(what: Annotated[str, typer.Argument(help="tasks (seconds per clip in-process, per backend) | "
-                                                       "serving (live `kinetoscope serve` processes under load) | roofline (FLOPs per clip, the peak)")],
+                                                       "serving (live `kinetoscope serve` processes under load) | roofline (FLOPs per clip, the peak) | "
+                                                       "peers (Kinetoscope, LitServe and plain FastAPI side by side)")],
                   repo: Annotated[Path, typer.Option(help="model repository folder")] = Path("model_repository"),
                   repeat: Annotated[int, typer.Option(help="tasks: timed requests per case (median)")] = 3,
                   backends: Annotated[str, typer.Option(help="tasks: comma-separated backends")] = "onnxruntime,torch",
                   requests: Annotated[int, typer.Option(help="serving: requests per measurement")] = 48,
                   concurrency: Annotated[int, typer.Option(help="serving: closed-loop concurrency")] = 16,
                   port: Annotated[int, typer.Option(help="serving: port of the servers started")] = 8765,
+                  duration: Annotated[float, typer.Option(help="peers: seconds of arrivals per measurement")] = 30.0,
+                  targets: Annotated[str, typer.Option(help="peers: comma-separated targets")] = "kinetoscope,litserve,fastapi",
+                  steps: Annotated[str, typer.Option(help="peers: MaskGIT step counts drawn per request")] = "4,8,12",
                   json_path: Annotated[Optional[Path], typer.Option("--json", help="also write the raw results here")] = None):
     """The benchmarks behind BENCHMARKS.md: a Markdown table and JSON lines (server/benchmarks.py,
-    cli/bench/serving.py)."""
+    cli/bench/serving.py, cli/bench/peers/side_by_side.py)."""
     import asyncio
     import json
 
@@ -60,8 +68,21 @@ def bench_runtime(what: Annotated[str, typer.Argument(help="tasks (seconds per c
         from cli.bench.roofline import roofline_table
 
         result, text = None, roofline_table(repo)
+    elif what == "peers":
+        from cli.bench import BenchError, parse_steps
+        from cli.bench.peers.side_by_side import run_side_by_side, side_by_side_table
+
+        try:
+            step_counts = parse_steps(steps)
+        except BenchError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        chosen = [t.strip() for t in targets.split(",") if t.strip()]
+        result = run_side_by_side(repo, duration_s=duration, targets=chosen, steps=step_counts or [12],
+                                  progress=lambda line: typer.echo(line, err=True))
+        text = side_by_side_table(result)
     else:
-        typer.echo(f"error: bench-runtime runs tasks, serving or roofline, not {what!r}", err=True)
+        typer.echo(f"error: bench-runtime runs tasks, serving, roofline or peers, not {what!r}", err=True)
         raise typer.Exit(2)
     if json_path:
         json_path.write_text(json.dumps(result, indent=2, default=str))

@@ -31,6 +31,14 @@ What the report means:
   exception, which the SDK wraps), and `"bad_response/<exception>"` for a success status whose
   body is not a job object. Nothing is retried (the SDK runs with max_retries=0).
 
+Targets (`target`, `--target`): "kinetoscope" is the job API above; "litserve" and "fastapi" are
+the peers of cli/bench/peers/ (the same model repository behind LitServe's request-level batching,
+and behind a one-request-at-a-time FastAPI endpoint), which answer the same create body with the
+video itself. For a peer, the queue and compute split and the batch come from its response
+headers, and "mean batch size" is {"predict": requests per predict call}. `steps` (`--steps
+4,8,12`) gives every request the MaskGIT sampler at a step count drawn per request (the same
+counts for the same requests on every target).
+
 Setting up (not measured): one GET /v1/models to learn the number of classes, and, when the
 mix holds a task that needs an input video and none is given, one class_conditional job whose
 MP4 becomes the base64 `input_video` of every conditional request.
@@ -39,18 +47,22 @@ from __future__ import annotations
 
 from cli.bench.client import SDK_MISSING, _TaskDraw, run_bench
 from cli.bench.command import bench_command
-from cli.bench.options import BenchError, parse_task_mix
+from cli.bench.options import TARGETS, BenchError, parse_steps, parse_task_mix
 from cli.bench.report import format_summary
-from cli.bench.stats import RequestRecord, histogram_totals, mean_batch_sizes, percentile, poisson_arrivals, summarize
+from cli.bench.stats import (RequestRecord, histogram_totals, mean_batch_sizes, mean_predict_batch, percentile,
+                             poisson_arrivals, summarize)
 
 __all__ = [
     "SDK_MISSING",
+    "TARGETS",
     "BenchError",
     "RequestRecord",
     "bench_command",
     "format_summary",
     "histogram_totals",
     "mean_batch_sizes",
+    "mean_predict_batch",
+    "parse_steps",
     "parse_task_mix",
     "percentile",
     "poisson_arrivals",

@@ -19,8 +19,10 @@ from typing import Any, Mapping
 import httpx
 import numpy as np
 
-from cli.bench.options import BenchError, Mode, WaitStrategy, _check_arguments, validate_task_mix
-from cli.bench.stats import RequestRecord, histogram_totals, mean_batch_sizes, poisson_arrivals, summarize
+from cli.bench.options import (BenchError, Mode, Target, WaitStrategy, _check_arguments, check_target, validate_steps,
+                               validate_task_mix)
+from cli.bench.stats import (RequestRecord, histogram_totals, mean_batch_sizes, mean_predict_batch, poisson_arrivals,
+                             summarize)
 from server.tasks import CLASS_TASKS, SPATIAL_TASKS
 
 try:
@@ -58,17 +60,29 @@ class _Session:
 
     def __init__(self, client: "sdk.AsyncClient", http: httpx.AsyncClient, *, size: str | None, num_frames: int | None,
                  seed: int, wait: WaitStrategy, prefer_wait_s: float, request_timeout_s: float,
-                 api_key: str | None = None):
+                 api_key: str | None = None, steps: list[int] | None = None):
         self.client, self.http = client, http
+        self.steps = steps
         self.metrics_headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.size, self.num_frames, self.seed = size, num_frames, seed
         self.wait, self.prefer_wait_s, self.request_timeout_s = wait, prefer_wait_s, request_timeout_s
         self.num_classes = 1
         self.input_video: bytes | None = None
 
+    def steps_for(self, index: int) -> int | None:
+        """Request `index`'s MaskGIT step count, drawn from `steps` by its own seeded RNG (so every
+        target gets the same counts for the same requests); None without `steps`."""
+        if not self.steps:
+            return None
+        return int(self.steps[int(np.random.default_rng([self.seed, 2, index]).integers(len(self.steps)))])
+
     def body(self, task: str, index: int) -> dict[str, Any]:
-        """The fields of request `index`: its own seed, a class label cycling through the classes."""
+        """The fields of request `index`: its own seed, a class label cycling through the classes,
+        and with `steps` the MaskGIT sampler at its drawn step count."""
         body: dict[str, Any] = {"task": task, "seed": self.seed + index}
+        steps = self.steps_for(index)
+        if steps is not None:
+            body["sampler"] = {"method": "maskgit", "steps": steps}
         if self.size is not None:
             body["size"] = self.size
         if self.num_frames is not None:
@@ -93,7 +107,7 @@ class _Session:
     async def request(self, index: int, task: str, start: float) -> RequestRecord:
         """One measured request, never raising: every outcome ends up in the record."""
         sent = time.monotonic()
-        record = RequestRecord(index=index, task=task, sent_at=sent - start)
+        record = RequestRecord(index=index, task=task, sent_at=sent - start, steps=self.steps_for(index))
         try:
             content = await asyncio.wait_for(self._create_wait_download(task, index, record), self.request_timeout_s)
         except sdk.JobFailedError as e:  # the job ran (or was canceled): the server's clock still counts
@@ -152,6 +166,18 @@ class _Session:
             return histogram_totals(response.text) if response.is_success else None
         except (httpx.HTTPError, ValueError):
             return None
+
+
+def _kinetoscope_session(base_url: str, http: httpx.AsyncClient, **options) -> _Session:
+    """The session of Kinetoscope's job API: the SDK's AsyncClient on the shared httpx client."""
+    wait, prefer_wait_s, api_key = options["wait"], options["prefer_wait_s"], options["api_key"]
+    # In prefer mode every GET of a job is held too (the SDK puts `Prefer: wait` on the POST only);
+    # the server ignores the header on the other requests.
+    headers = {"Prefer": f"wait={math.ceil(prefer_wait_s)}"} if wait == "prefer" else {}
+    # api_key "" rather than None: the bench sends only the key it is given, never $KINETOSCOPE_API_KEY.
+    client = sdk.AsyncClient(base_url, api_key or "", timeout=httpx.Timeout(30.0, read=prefer_wait_s + 30.0),
+                             max_retries=0, default_headers=headers, http_client=http, upload_encoding="json")
+    return _Session(client, http, **options)
 
 
 def _timings(job: "sdk.Video") -> tuple[str, float | None, float | None]:
@@ -224,28 +250,35 @@ async def run_bench(
     input_video: str | Path | None = None,
     prefer_wait_s: float = 30.0,
     request_timeout_s: float = 600.0,
+    target: Target = "kinetoscope",
+    steps: list[int] | None = None,
 ) -> dict[str, Any]:
     """Load `base_url` and return the report (see the package docstring), per-request records included.
 
     Closed loop uses `concurrency`; open loop uses `rate`. The run stops issuing requests at
     `duration_s` or after `num_requests`, whichever comes first, then waits for those in flight.
     `input_video` is a file whose bytes become the conditional tasks' input instead of a generated one.
+    `target`: "kinetoscope" (the job API, through the SDK) or a peer of cli/bench/peers/
+    ("litserve", "fastapi": one POST answered with the video). `steps`: MaskGIT step counts, one
+    drawn per request (the sampler is then MaskGIT for every task); None: the server's defaults.
     """
     mix = validate_task_mix(task_mix or {"class_conditional": 1.0})
     _check_arguments(mode, concurrency, rate, duration_s, num_requests, size, num_frames, wait, prefer_wait_s)
-    if sdk is None:
+    check_target(target)
+    steps = validate_steps(steps)
+    if target == "kinetoscope" and sdk is None:
         raise BenchError(SDK_MISSING)
     # Open loop must not queue requests in the client's pool: that would hide the server's queue.
     limits = httpx.Limits(max_connections=concurrency if mode == "closed" else None, max_keepalive_connections=concurrency)
-    # In prefer mode every GET of a job is held too (the SDK puts `Prefer: wait` on the POST only);
-    # the server ignores the header on the other requests.
-    headers = {"Prefer": f"wait={math.ceil(prefer_wait_s)}"} if wait == "prefer" else {}
     async with httpx.AsyncClient(limits=limits) as http:
-        # api_key "" rather than None: the bench sends only the key it is given, never $KINETOSCOPE_API_KEY.
-        client = sdk.AsyncClient(base_url, api_key or "", timeout=httpx.Timeout(30.0, read=prefer_wait_s + 30.0),
-                                 max_retries=0, default_headers=headers, http_client=http, upload_encoding="json")
-        session = _Session(client, http, size=size, num_frames=num_frames, seed=seed, wait=wait,
-                           prefer_wait_s=prefer_wait_s, request_timeout_s=request_timeout_s, api_key=api_key)
+        options = dict(size=size, num_frames=num_frames, seed=seed, wait=wait, prefer_wait_s=prefer_wait_s,
+                       request_timeout_s=request_timeout_s, api_key=api_key, steps=steps)
+        if target == "kinetoscope":
+            session = _kinetoscope_session(base_url, http, **options)
+        else:
+            from cli.bench.peers.client import PeerSession
+
+            session = PeerSession(base_url, http, **options)
         await session.discover_num_classes()
         if any(task != "class_conditional" for task in mix):
             if input_video is not None:
@@ -266,8 +299,10 @@ async def run_bench(
             "url": base_url, "mode": mode, "concurrency": concurrency if mode == "closed" else None,
             "rate": rate if mode == "open" else None, "duration_s": duration_s, "num_requests": num_requests,
             "task_mix": mix, "size": size, "num_frames": num_frames, "seed": seed, "wait": wait,
+            "target": target, "steps": steps,
         },
         **summarize(records, wall_s),
-        "mean_batch_size": mean_batch_sizes(before, after),
+        # Kinetoscope: rows per network call, per engine (/metrics); a peer: requests per predict call.
+        "mean_batch_size": mean_batch_sizes(before, after) if target == "kinetoscope" else mean_predict_batch(records),
         "records": [asdict(r) for r in records],
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.bench.client import run_bench
-from cli.bench.options import DEFAULT_REQUESTS, parse_task_mix
+from cli.bench.options import DEFAULT_REQUESTS, parse_steps, parse_task_mix
 from cli.bench.report import plot_report
 
 
@@ -27,6 +27,8 @@ def bench_command(
     wait: str = "prefer",
     seed: int = 0,
     input_video: Path | None = None,
+    target: str = "kinetoscope",
+    steps: str | None = None,
 ) -> dict[str, Any]:
     """What `kinetoscope bench` runs: parse the options, run, write the JSON and PNG, return the report.
 
@@ -38,7 +40,7 @@ def bench_command(
     report = asyncio.run(run_bench(
         url, mode=mode, concurrency=concurrency, rate=rate, duration_s=duration, num_requests=requests,
         task_mix=parse_task_mix(task_mix), size=size, num_frames=frames, seed=seed, api_key=api_key,
-        wait=wait, input_video=input_video,
+        wait=wait, input_video=input_video, target=target, steps=parse_steps(steps),
     ))
     if output_json is not None:
         Path(output_json).write_text(json.dumps(report, indent=2) + "\n")

@@ -9,6 +9,8 @@ from server.tasks import ALL_TASKS
 
 Mode = Literal["closed", "open"]
 WaitStrategy = Literal["poll", "prefer"]
+Target = Literal["kinetoscope", "litserve", "fastapi"]
+TARGETS = ("kinetoscope", "litserve", "fastapi")  # Kinetoscope's job API, or a peer (cli/bench/peers/)
 
 DEFAULT_REQUESTS = 20  # bench_command's run length when neither a duration nor a count is given
 
@@ -31,6 +33,26 @@ def parse_task_mix(text: str) -> dict[str, float]:
         except ValueError:
             raise BenchError(f"the weight of {name!r} must be a number; got {value!r}") from None
     return validate_task_mix(weights)
+
+
+def parse_steps(text: str | None) -> list[int] | None:
+    """"4,8,12" -> [4, 8, 12]: MaskGIT step counts, one drawn per request; empty or None -> None."""
+    if text is None or not text.strip():
+        return None
+    try:
+        steps = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BenchError(f"steps are whole numbers separated by commas, e.g. '4,8,12'; got {text!r}") from None
+    return validate_steps(steps)
+
+
+def validate_steps(steps) -> list[int] | None:
+    if steps is None:
+        return None
+    steps = [int(s) for s in steps]
+    if not steps or any(s < 1 for s in steps):
+        raise BenchError(f"step counts must be at least 1; got {steps}")
+    return steps
 
 
 def validate_task_mix(mix: Mapping[str, float]) -> dict[str, float]:
@@ -70,3 +92,8 @@ def _check_arguments(mode, concurrency, rate, duration_s, num_requests, size, nu
         raise BenchError(f"wait must be 'poll' or 'prefer'; got {wait!r}")
     if not prefer_wait_s > 0:
         raise BenchError(f"prefer_wait_s must be positive; got {prefer_wait_s}")
+
+
+def check_target(target: str) -> None:
+    if target not in TARGETS:
+        raise BenchError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")

@@ -79,6 +79,13 @@ def mean_batch_sizes(
     return means
 
 
+def mean_predict_batch(records: Sequence["RequestRecord"]) -> dict[str, float] | None:
+    """A peer's mean batch: requests per predict call over the calls that served this run's
+    requests (each call counted once, by its id), as {"predict": mean}; None without batch ids."""
+    sizes = {r.batch_id: r.batch_size for r in records if r.batch_id is not None and r.batch_size is not None}
+    return {"predict": float(np.mean(list(sizes.values())))} if sizes else None
+
+
 @dataclass
 class RequestRecord:
     """What happened to one request. Times are seconds; `sent_at` counts from the run's start."""
@@ -94,6 +101,9 @@ class RequestRecord:
     compute_s: float | None = None
     content_bytes: int | None = None
     retry_after_s: float | None = None  # a refused request's Retry-After; closed-loop workers honour it
+    steps: int | None = None  # the MaskGIT steps asked for (None: the server's default sampler)
+    batch_size: int | None = None  # a peer's: requests in the predict call that served it
+    batch_id: int | None = None  # a peer's: that call's sequence number
 
 
 def summarize(records: Sequence[RequestRecord], wall_s: float) -> dict[str, Any]:

@@ -1,0 +1,185 @@
+"""The side-by-side peers (cli/bench/peers/): the lockstep decode makes Kinetoscope's videos, each
+peer answers a real request with a decodable MP4 and its timing headers, the LitServe peer
+really batches, and `kinetoscope bench --target ...` reports the same fields for every target.
+No timing is asserted."""
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from cli.bench import run_bench
+from cli.bench.peers.common import (BATCH_ID_HEADER, BATCH_SIZE_HEADER, COMPUTE_HEADER, QUEUE_HEADER, VIDEOS_PATH,
+                                    PeerModel)
+from cli.bench.peers.launch import serve_target
+from cli.bench.peers.side_by_side import measure_target, side_by_side_table
+from server.video import decode_video, encode_mp4
+
+REPO = Path(__file__).resolve().parents[1] / "model_repository"
+LITSERVE_MISSING = "litserve is not installed (pip install -e '.[peers]'): the LitServe peer cannot run"
+
+pytestmark = pytest.mark.skipif(not (REPO / "moving-digits" / "manifest.json").is_file(),
+                                reason="no model repository: run `make model`")
+
+
+def body(seed: int, steps: int = 2, label: int = 3) -> dict:
+    return {"task": "class_conditional", "class_label": label, "seed": seed,
+            "sampler": {"method": "maskgit", "steps": steps}}
+
+
+def frames_of(mp4: bytes) -> np.ndarray:
+    return decode_video(mp4, max_bytes=1 << 26, max_frames=1024, max_pixels=1 << 22).frames
+
+
+@pytest.fixture(scope="module")
+def peer() -> PeerModel:
+    return PeerModel(REPO)
+
+
+@pytest.fixture(scope="module")
+def litserve_url():
+    pytest.importorskip("litserve", reason=LITSERVE_MISSING)
+    # Batches of up to 2 gathered for up to 1 s: two requests sent together share one predict call.
+    with serve_target("litserve", REPO, max_batch_size=2, batch_timeout=1.0) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def fastapi_url():
+    with serve_target("fastapi", REPO) as url:
+        yield url
+
+
+# --- the lockstep decode against the served pipeline --------------------------------------------------
+
+def test_lockstep_decode_makes_kinetoscopes_videos(peer):
+    """Same seeds, same videos, byte for byte: alone, and batched with a request of another task and
+    step count (a MaskGIT class-conditional request, guided, and an inpainting one)."""
+    from server.runtime import load_runtime
+
+    first = peer.generate([peer.prepare(body(7, steps=3))])[0]
+    inpaint = {"task": "inpainting", "seed": 2, "mask": "center", "sampler": {"steps": 2},
+               "input_video": base64.b64encode(encode_mp4(first, 8)).decode()}
+    prepared = [peer.prepare(body(7, steps=3)), peer.prepare(inpaint)]
+    alone = peer.generate(prepared[:1])[0]
+    batched = peer.generate(prepared)
+
+    runtime = load_runtime(peer.settings)
+    try:
+        pipeline = runtime.pipelines[peer.manifest.model_id]
+
+        async def served():
+            return await asyncio.gather(*(pipeline.generate(p.request, p.frames) for p in prepared))
+
+        expected = asyncio.run(served())
+    finally:
+        runtime.close()
+    assert np.array_equal(alone, expected[0])
+    assert all(np.array_equal(a, b) for a, b in zip(batched, expected))
+
+
+def test_lockstep_rounds_drop_finished_requests(peer):
+    """A 2-step and a 4-step request: 4 prior calls, not 6; one decoder call for both."""
+    peer.model.calls.clear()
+    peer.generate([peer.prepare(body(1, steps=2)), peer.prepare(body(2, steps=4))])
+    assert peer.model.calls["prior"] == 4 and peer.model.calls["decoder"] == 1
+
+
+# --- the peers over HTTP --------------------------------------------------------------------------
+
+def check_video_response(response: httpx.Response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "video/mp4"
+    assert float(response.headers[QUEUE_HEADER]) >= 0 and float(response.headers[COMPUTE_HEADER]) > 0
+    frames = frames_of(response.content)
+    assert frames.shape == (16, 32, 32, 3)
+    return frames
+
+
+def test_fastapi_peer_answers_with_an_mp4(fastapi_url, peer):
+    response = httpx.post(fastapi_url + VIDEOS_PATH, json=body(11), timeout=120)
+    check_video_response(response)
+    assert response.headers[BATCH_SIZE_HEADER] == "1"
+    # The same seed in-process gives the same MP4 bytes (the peer's encoder is Kinetoscope's).
+    prepared = peer.prepare(body(11))
+    assert response.content == peer.encode(peer.generate([prepared])[0], prepared.request)
+    refused = httpx.post(fastapi_url + VIDEOS_PATH, json={"task": "inpainting", "seed": 1}, timeout=30)
+    assert refused.status_code == 422 and refused.json()["error"]["param"] == "input_video"
+
+
+def test_litserve_peer_answers_with_an_mp4_and_batches(litserve_url):
+    async def pair(seed: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            return await asyncio.gather(*(client.post(litserve_url + VIDEOS_PATH, json=body(seed + i)) for i in range(2)))
+
+    # Two requests sent together land in one predict call (the same batch id, batch size 2). A pair
+    # can straddle the end of one of LitServe's 1 s gathering windows, so up to three pairs are sent.
+    for attempt in range(3):
+        responses = asyncio.run(pair(20 + 2 * attempt))
+        for r in responses:
+            check_video_response(r)
+        ids = {r.headers[BATCH_ID_HEADER] for r in responses}
+        if len(ids) == 1 and all(r.headers[BATCH_SIZE_HEADER] == "2" for r in responses):
+            break
+    else:
+        pytest.fail(f"no pair shared a predict call: {[dict(r.headers) for r in responses]}")
+    # A bad request in a batch is answered alone, in the API's error shape; its partner gets its video.
+    async def mixed() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            return await asyncio.gather(client.post(litserve_url + VIDEOS_PATH, json={"task": "class_conditional"}),
+                                        client.post(litserve_url + VIDEOS_PATH, json=body(5)))
+
+    bad, good = asyncio.run(mixed())
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "missing_field"
+    check_video_response(good)
+
+
+# --- the load driver ---------------------------------------------------------------------------------
+
+REPORT_FIELDS = {"config", "requests", "completed", "errors", "error_counts", "wall_s", "videos_per_second",
+                 "latency_s", "mean_queue_s", "mean_compute_s", "per_task", "mean_batch_size", "records"}
+
+
+def check_report(report: dict, target: str) -> None:
+    assert REPORT_FIELDS <= set(report)
+    assert report["config"]["target"] == target and report["config"]["steps"] == [2, 3]
+    assert report["completed"] == report["requests"] == 3, report["error_counts"]
+    assert report["mean_queue_s"] is not None and report["mean_compute_s"] is not None
+    assert set(report["per_task"]) <= {"class_conditional", "inpainting"}
+    assert all(r["steps"] in (2, 3) and r["content_bytes"] > 0 for r in report["records"])
+    assert report["mean_batch_size"]
+
+
+@pytest.mark.parametrize("target", ["kinetoscope", "fastapi", "litserve"])
+def test_bench_reports_every_target(target, request):
+    """The same load (tasks, seeds, steps, an input video made by the target) on each target."""
+    if target == "kinetoscope":
+        context = serve_target("kinetoscope", REPO)
+        url = context.__enter__()
+        request.addfinalizer(lambda: context.__exit__(None, None, None))
+    else:
+        url = request.getfixturevalue(f"{target}_url")
+    report = asyncio.run(run_bench(url, target=target, mode="closed", concurrency=2, num_requests=3, seed=3,
+                                   task_mix={"class_conditional": 0.5, "inpainting": 0.5}, steps=[2, 3]))
+    check_report(report, target)
+    if target != "kinetoscope":
+        assert set(report["mean_batch_size"]) == {"predict"}
+
+
+def test_side_by_side_measures_and_tabulates(tmp_path):
+    """measure_target's flow (closed loops, the peak, open loop at a share of it) and the table, on
+    the FastAPI peer with tiny loads."""
+    from cli.bench.peers.side_by_side import make_input_video
+
+    video = make_input_video(REPO, tmp_path / "input.mp4")
+    measured = measure_target("fastapi", REPO, duration_s=0.5, input_video=video, steps=[2], concurrencies=(1, 2),
+                              fractions=(0.5,), warmup_requests=1, progress=lambda line: None)
+    assert set(measured["closed"]) == {1, 2} and measured["peak"] > 0
+    assert measured["open"][0.5]["config"]["rate"] == pytest.approx(0.5 * measured["peak"])
+    table = side_by_side_table({"duration_s": 0.5, "task_mix": {"class_conditional": 1.0}, "steps": [2],
+                                "targets": {"fastapi": measured}})
+    assert table.count("| fastapi |") == 3 and "open 50% of peak" in table
