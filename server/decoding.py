@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from server.engines.base import Engine
-from server.samplers import (ARState, MaskGITState, ar_input_ids, ar_next_positions, ar_step, factored_argmax,
-                             maskgit_step)
+from server.samplers import (UNKNOWN, ARState, MaskGITState, ar_input_ids, ar_next_positions, ar_step,
+                             factored_argmax, maskgit_step, token_log_prob)
 from server.samplers.sampling import guided_logits
 
 
@@ -43,6 +43,8 @@ class ARJob:
     uncond_key: np.ndarray | None = None  # the null-class row's KV cache (guided requests only)
     uncond_value: np.ndarray | None = None
     shape: tuple[int, int, int] = field(default=(0, 0, 0))  # (layers, heads, head_dim)
+    preview: bool = False  # keep `confidence` of every sampled token (the request asked for previews)
+    confidence: np.ndarray | None = None  # (N,) float64: see `ARStepper.update`
 
     def cache(self, uncond: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(key, value) of the request's row, or of its null-class row when `uncond`."""
@@ -184,4 +186,41 @@ class ARStepper:
             job.keep_cache(uncond, out["present_key"][:, b:b + 1], out["present_value"][:, b:b + 1])
         last = out["logits"][:, -1]
         jobs = batch.jobs
-        ar_step([j.state for j in jobs], last[:len(jobs)], guided_rows(last, [None] * len(jobs), batch.guided))
+        uncond = guided_rows(last, [None] * len(jobs), batch.guided)
+        ar_step([j.state for j in jobs], last[:len(jobs)], uncond)
+        for b, job in enumerate(jobs):
+            if job.preview:
+                keep_ar_confidence(job, last[b], uncond[b])
+
+
+def keep_ar_confidence(job: ARJob, logits: np.ndarray, uncond: np.ndarray | None) -> None:
+    """A previewed job's confidence map, after a step: its fixed (given) tokens 1, the token just
+    sampled its probability under the (guided) softmax the sampler drew it from (before
+    temperature and top-k, as `sample_with_log_prob` reports it; factorized: the product of its
+    sub-tokens'), every token not decided yet 0. Reads no random numbers."""
+    state = job.state
+    if job.confidence is None:
+        job.confidence = state.fixed.astype(np.float64)
+    sampled = state.position - 1  # ar_step leaves `position` just past the token it drew
+    width = None if state.factors else state.vocab_size
+    row = guided_logits(np.asarray(logits)[None, :width], None if uncond is None else np.asarray(uncond)[None, :width],
+                        state.guidance_scale if state.needs_uncond else 0.0)
+    job.confidence[sampled] = float(np.exp(token_log_prob(row, state.tokens[sampled:sampled + 1], state.factors)[0]))
+
+
+def ar_guess(state: ARState, cond: np.ndarray, token_state: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
+    """An autoregressive preview's (N,) tokens: every decided one, and at each position not
+    decided yet its condition token where the task gives the position in part (token_state 1),
+    else the token at the same position of the previous latent frame (decided or filled in the
+    same way), and 0 in the first latent frame (a fixed filler: token 0 of the vocabulary). So
+    each undecided position shows the last token decided at its (h, w). Reads no random
+    numbers: asking for previews does not change the video."""
+    tokens = state.tokens.copy()
+    open_ = tokens == UNKNOWN
+    partly = open_ & (np.asarray(token_state) == 1)
+    tokens[partly] = np.asarray(cond)[partly]
+    frames = tokens.reshape(grid[0], -1)
+    for t in range(grid[0]):
+        rest = frames[t] == UNKNOWN
+        frames[t, rest] = frames[t - 1, rest] if t else 0
+    return frames.reshape(-1)

@@ -24,26 +24,28 @@ import numpy as np
 from server import tasks as T
 from server.batching import BatchQueue, FeedsQueue
 from server.conditioning import clip_condition, plan_windows, window_condition
-from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper
+from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper, ar_guess
 from server.engines.base import Engine
 from server.errors import InputError
 from server.jobs.base import JobCanceled
 from server.manifest import Manifest
 from server.request import VideoRequest
 from server.resume import Checkpoint, capture, finished_window, restore, window_arrays
-from server.samplers import ar_init, maskgit_init, token_log_prob
+from server.samplers import UNKNOWN, ar_init, maskgit_init, token_log_prob
 from server.video import fit_to_size, frames_to_float, frames_to_uint8
 
 
 @dataclass(frozen=True)
 class Preview:
-    """One MaskGIT step's current guess of a window, decoded: `step` counts across windows."""
+    """One MaskGIT step's (or every N autoregressive tokens') current guess of a window, decoded:
+    `step` counts across windows (MaskGIT steps; autoregressive: tokens decided, given ones
+    included, out of num_tokens per window)."""
 
     step: int
     steps: int
     decided: float  # share of the window's generated tokens decided so far (1 at its last step)
     frames: np.ndarray  # uint8 (T, H, W, 3) at the base size
-    confidence: bytes  # the sampler's confidence per token, (t, h, w) raster order, 0..255
+    confidence: bytes  # the sampler's confidence per token, (t, h, w) raster order, 0..255 (AR: 0 = not decided)
 
 
 @dataclass
@@ -119,7 +121,8 @@ class Pipeline:
                        on_preview: Callable[["Preview"], None] | None = None,
                        log: "RunLog | None" = None, source_tokens: np.ndarray | None = None,
                        resume: Checkpoint | None = None,
-                       on_checkpoint: Callable[[Checkpoint], None] | None = None) -> np.ndarray:
+                       on_checkpoint: Callable[[Checkpoint], None] | None = None,
+                       preview_every_tokens: int = 32) -> np.ndarray:
         """-> uint8 (num_frames, H, W, 3). `frames`: the caller's input video, uint8 (T, h, w, 3).
 
         Once `past_deadline()` turns true, MaskGIT decoding ends at the end of its current step:
@@ -130,9 +133,12 @@ class Pipeline:
         `source_tokens` (an edit, one window): the (t, h, w) tokens being edited; they stand for the
         input video (decoded, they are its pixels), and every token whose footprint is wholly given
         keeps its source value exactly (not a re-encoding of the pixels).
-        `on_preview` (MaskGIT only): called after every step with the window's current guess,
-        decoded (the decoder calls are batched with everyone else's; a request without it pays
-        nothing, and asking for it does not change the video).
+        `on_preview`: called with the window's current guess, decoded, after every MaskGIT step,
+        or (autoregressive) every `preview_every_tokens` sampled tokens and at the window's end
+        (`server.decoding.ar_guess` fills the tokens not decided yet); the decoder calls are
+        batched with everyone else's, a request without it pays nothing, and asking for it does
+        not change the video. A Preview's step/steps count across windows: MaskGIT steps, or
+        (autoregressive) tokens decided of num_tokens per window.
         `on_checkpoint`: called after every MaskGIT step and at the end of every window with the
         decoding state (server.resume); `resume`: such a checkpoint of this same request, to go
         on from (the video is the same as an uninterrupted run's)."""
@@ -191,7 +197,7 @@ class Pipeline:
                 state = resume.state if resume is not None and index == resume.window else None
                 tokens, confidence = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance,
                                                         should_stop, past_deadline, log, preview, source_tokens,
-                                                        checkpoint, state)
+                                                        checkpoint, state, preview_every_tokens)
             log.tokens.append(tokens)
             log.confidence.append(confidence)
             # 4. Pixels, with the given ones put back.
@@ -226,8 +232,11 @@ class Pipeline:
                       advance: Callable[[int], None], should_stop: Callable[[], bool],
                       past_deadline: Callable[[], bool], log: "RunLog",
                       preview=None, source_tokens: np.ndarray | None = None, checkpoint=None,
-                      resume_state: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """-> the window's (t, h, w) tokens, and (MaskGIT) the confidence map the sampler used."""
+                      resume_state: dict | None = None,
+                      preview_every_tokens: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+        """-> the window's (t, h, w) tokens, and (MaskGIT) the confidence map the sampler used.
+        `preview` (a request with previews): called after every MaskGIT step, or every
+        `preview_every_tokens` tokens the autoregressive sampler draws and at its window's end."""
         m = self.manifest
         grid = tuple(m.token_grid)
         if given.any():
@@ -276,7 +285,9 @@ class Pipeline:
             job = ARJob(ar_init(np.where(fixed, cond, 0), fixed, vocab_size=m.vocab_size, num_classes=len(m.classes),
                                 class_id=req.class_label, temperature=s.temperature, top_k=s.top_k,
                                 guidance_scale=s.guidance_scale, seed=seed, factors=m.token_factors),
-                        cond, token_state, shape=(spec.num_layers, spec.num_heads, spec.head_dim))
+                        cond, token_state, shape=(spec.num_layers, spec.num_heads, spec.head_dim),
+                        preview=preview is not None)
+            free, sampled = int((~fixed).sum()), 0
             before = 0
             while not job.state.done:
                 if should_stop():
@@ -287,6 +298,11 @@ class Pipeline:
                 await self.ar.submit(job, group_key=job.group())
                 advance(job.state.position - before)
                 before = job.state.position
+                sampled += 1  # every call samples exactly one free token
+                if preview is not None and (sampled % preview_every_tokens == 0 or job.state.done):
+                    # step / steps: tokens of the window decided (given ones included) / all its tokens
+                    await preview(ar_guess(job.state, cond, token_state, grid), m.num_tokens - int(
+                        (job.state.tokens == UNKNOWN).sum()), m.num_tokens, sampled / free, job.confidence)
             advance(m.num_tokens - before)
             tokens, confidence = job.state.tokens, None
         return tokens.reshape(grid), confidence

@@ -74,7 +74,8 @@ class Runtime:
                        on_checkpoint: Callable[[bytes], None] | None = None) -> JobResult:
         """`frames`: the input already decoded (uint8 (T, H, W, 3)), when the caller has done it.
         `on_preview` (a request with previews): gets {"step", "steps", "decided", "image"} after
-        every MaskGIT step, `image` a PNG data URL (`preview_image`).
+        every MaskGIT step (autoregressive: every settings.ar_preview_every_tokens tokens and at each
+        window's end), `image` a PNG data URL (`preview_image`).
         `on_checkpoint` gets the decoding state (server/resume.py, as bytes) every
         settings.checkpoint_every_steps steps and at each window's end; `resume`: such bytes, to
         go on from (the result is the uninterrupted run's).
@@ -103,7 +104,8 @@ class Runtime:
                                         past_deadline=lambda: states.past_deadline(job, time.time()),
                                         on_preview=publish, log=log, source_tokens=source_tokens,
                                         resume=Checkpoint.from_bytes(resume) if resume else None,
-                                        on_checkpoint=self._checkpointer(on_checkpoint))
+                                        on_checkpoint=self._checkpointer(on_checkpoint),
+                                        preview_every_tokens=self.settings.ar_preview_every_tokens)
         if log.truncated:
             metrics.truncated_jobs_total.inc()
         # 3. Encode the outputs.

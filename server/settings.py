@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     checkpoint_every_steps: int = Field(1, ge=0, description="a running job's decoding state is saved every this many "
                                         "MaskGIT steps (and at each window's end), so a reclaimed job resumes where it "
                                         "was; 0 = never (a reclaimed job starts again)")
+    ar_preview_every_tokens: int = Field(32, ge=1, description="a job with previews under the autoregressive sampler "
+                                         "publishes one every this many sampled tokens (and at each window's end)")
     claim_wait_seconds: float = Field(0.5, gt=0, description="how long one claim waits for a job (also how fast a "
                                       "stopping worker notices)")
     cancel_poll_seconds: float = Field(0.5, gt=0, description="how often a running job looks for a cancel request")

@@ -1,5 +1,5 @@
 """Previews, on the demo model through the API: a job with "previews": true streams one `preview`
-event per MaskGIT step, whose last image is exactly the finished clip; asking for previews does
+event per MaskGIT step (autoregressive: every N tokens and at the window's end), whose last image is exactly the finished clip; asking for previews does
 not change the video."""
 from __future__ import annotations
 
@@ -102,3 +102,64 @@ def test_the_confidence_map_is_the_samplers_and_previews_carry_it():
     assert [p["token_grid"] for p in previews] == [[t, h, w]] * 3
     assert np.array_equal(maps[-1], np.array(final, np.uint8))  # the last preview's map is the job's
     assert ar_conf.status_code == 404 and "autoregressive" in ar_conf.json()["error"]["message"]
+
+
+def test_autoregressive_previews_every_n_tokens_end_as_the_job():
+    """The autoregressive sampler previews every `ar_preview_every_tokens` sampled tokens and at
+    the window's end: in order, `decided` rising to 1, the last grid the job's own tokens (its
+    image the clip), and the same MP4 as without previews."""
+    body = {"task": "class_conditional", "class_label": 2, "seed": 7, "sampler": "autoregressive"}
+
+    async def run():
+        from server.output import decode_frames
+
+        out = []
+        async with demo_api(ar_preview_every_tokens=100) as c:
+            for b in ({**body, "previews": True}, body):
+                job = (await c.post("/v1/videos", json=b, headers={"Prefer": "wait=120"})).json()
+                assert job["status"] == "completed", job
+                events = sse((await c.get(f"/v1/videos/{job['id']}/events")).text)
+                video = (await c.get(f"/v1/videos/{job['id']}/content")).content
+                tokens = (await c.get(f"/v1/videos/{job['id']}/content?variant=tokens")).json()
+                frames = decode_frames((await c.get(f"/v1/videos/{job['id']}/content?variant=frames")).content)
+                out.append((job, events, video, tokens, frames))
+        return out
+
+    (job, events, video, tokens, frames), (_, plain_events, plain_video, plain_tokens, _) = asyncio.run(run())
+    t, h, w = tokens["token_grid"]
+    n = t * h * w
+    previews = [data for name, data in events if name == "preview"]
+    assert len(previews) == -(-n // 100)  # nothing given: every token is drawn
+    assert [p["step"] for p in previews] == [min(n, 100 * (i + 1)) for i in range(len(previews))]
+    assert {p["steps"] for p in previews} == {n} and all(p["id"] == job["id"] for p in previews)
+    decided = [p["decided"] for p in previews]
+    assert decided == sorted(decided) and 0 < decided[0] < 1 and decided[-1] == 1.0
+    maps = [np.frombuffer(base64.b64decode(p["confidence"]), np.uint8) for p in previews]
+    assert maps[0][:100].any()  # the drawn tokens have their probability (8-bit, so a tiny one reads 0)
+    assert maps[0][100:].max() == 0  # the undecided ones none
+    strips = [png(p["image"]) for p in previews]
+    assert np.array_equal(strips[-1], np.concatenate(list(frames), axis=1))  # the last guess is the clip
+    assert not np.array_equal(strips[0], strips[-1])
+    assert tokens["windows"] == plain_tokens["windows"] and video == plain_video  # previews change nothing
+    assert not [name for name, _ in plain_events if name == "preview"]
+
+
+def test_ar_guess_fills_what_is_not_decided_yet():
+    """An autoregressive preview's grid: decided tokens as they are, a partly given position its
+    condition token, any other the previous latent frame's token there (0 in the first frame);
+    once every token is decided, exactly the tokens."""
+    from server.decoding import ar_guess
+    from server.samplers import UNKNOWN, ar_init
+
+    grid = (3, 1, 2)
+    fixed = np.array([0, 0, 0, 0, 0, 1], bool)
+    state = ar_init(np.array([0, 0, 0, 0, 0, 9]), fixed, vocab_size=16, num_classes=2, seed=0)
+    cond = np.array([11, 12, 13, 14, 15, 9])
+    token_state = np.array([0, 0, 0, 1, 0, 2])
+    state.tokens[:3] = [4, 5, 6]
+    state.position = 3
+    assert ar_guess(state, cond, token_state, grid).tolist() == [4, 5, 6, 14, 6, 9]
+    fresh = ar_init(np.zeros(6), np.zeros(6, bool), vocab_size=16, num_classes=2, seed=0)
+    assert ar_guess(fresh, cond, np.zeros(6), grid).tolist() == [0] * 6
+    state.tokens[3:5] = [1, 2]
+    assert UNKNOWN not in state.tokens and ar_guess(state, cond, token_state, grid).tolist() == state.tokens.tolist()

@@ -109,7 +109,9 @@ class VideoCreateRequest(BaseModel):
         "with a mask; only the tokens whose footprint meets the region to generate are generated again, every other "
         "token stays exactly as it was (num_frames and size default to the source job's)"))
     previews: bool = Field(False, description=(
-        "publish the current guess after every MaskGIT step: `preview` events on GET /v1/videos/{id}/events and "
+        "publish the current guess after every MaskGIT step (autoregressive sampler: every `ar_preview_every_tokens` "
+        "sampled tokens, a server setting, and at each window's end, the tokens not decided yet filled in): "
+        "`preview` events on GET /v1/videos/{id}/events and "
         "content?variant=preview (a PNG strip of the clip's frames); the video is the same with or without"))
     webhook: Optional[str] = Field(None, max_length=MAX_URL_CHARS, description=(
         "an http(s) URL that gets a signed POST (Standard Webhooks) of the job object at each of webhook_events; "

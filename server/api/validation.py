@@ -129,9 +129,6 @@ def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Set
     if size not in manifest.sizes:
         raise invalid("size", f"model {manifest.model_id} makes sizes {', '.join(manifest.sizes)}; got {size!r}")
     sampler = _check_sampler(req.task, req.sampler, manifest, settings)
-    if req.previews and sampler.method != "maskgit":
-        raise invalid("previews", "previews come from MaskGIT's steps; the autoregressive sampler has no whole-clip "
-                      'guess before its last token: ask for "sampler": "maskgit" or no previews')
     return VideoRequest(
         task=req.task, num_frames=num_frames, size=Size.parse(size),
         fps=req.fps if req.fps is not None else manifest.fps,
