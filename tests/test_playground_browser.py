@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from live_server import stop_process
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("KINETOSCOPE_CHROMIUM", "/usr/bin/chromium"))
 PYTHON = os.environ.get("KINETOSCOPE_PYTHON", sys.executable)  # the interpreter that runs the server
@@ -69,12 +71,7 @@ def server_url():
             time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @contextlib.contextmanager
@@ -90,12 +87,18 @@ def chromium_page(height: int):
             browser.close()
 
 
+def collect_errors(page) -> tuple[list[str], list[str]]:
+    """Lists that fill with the page's uncaught exceptions and console errors (both must stay empty)."""
+    page_errors: list[str] = []
+    console_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+    return page_errors, console_errors
+
+
 def test_playground_generates_and_plays_a_video(server_url):
     with chromium_page(820) as page:
-        page_errors: list[str] = []
-        console_errors: list[str] = []
-        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-        page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+        page_errors, console_errors = collect_errors(page)
 
         page.goto(f"{server_url}/")
         # The SDK has loaded the models into the form.
@@ -210,10 +213,7 @@ def test_playground_shows_the_video_forming_then_edits_a_region(server_url):
     from server import tasks as T
 
     with chromium_page(900) as page:
-        page_errors: list[str] = []
-        console_errors: list[str] = []
-        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-        page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+        page_errors, console_errors = collect_errors(page)
         page.goto(f"{server_url}/")
         page.wait_for_function("document.querySelectorAll('#model option').length > 0", timeout=30_000)
         page.select_option("#task", "class_conditional")

@@ -21,6 +21,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from conftest import _free_port
+from live_server import stop_process
 from server import tasks as T
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -45,14 +46,6 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen:
                                 cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _wait_for(what: str, ready, procs: list[tuple[subprocess.Popen, Path]]) -> None:
@@ -92,8 +85,8 @@ def api(redis_server, tmp_path_factory):
         yield client
     finally:
         client.close()
-        _stop(worker)
-        _stop(server)
+        stop_process(worker)
+        stop_process(server)
 
 
 def _create(api: httpx.Client, body: dict, wait: int | None = None) -> dict:
