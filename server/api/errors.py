@@ -108,14 +108,30 @@ async def _request_validation(request: Request, exc: RequestValidationError) -> 
 
 async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     status = exc.status_code
+    headers = dict(exc.headers or {})
     if status == 404:
         message = f"no route {request.method} {request.url.path}"
     elif status == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
+        headers["Allow"] = ", ".join(allowed_methods(request))
     else:
         message = str(exc.detail)
     return JSONResponse(error_body(status, DEFAULT_CODES.get(status, "error"), message),
-                        status_code=status, headers=dict(exc.headers or {}))
+                        status_code=status, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path. Starlette's 405 names only the first route
+    whose path matched (GET of /v1/videos/{id}, not its DELETE): RFC 9110 wants them all. Each
+    method is asked of the routing itself (routers nest), not of a list of routes."""
+    from starlette.routing import Match, Mount
+
+    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]  # a mount takes any method
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def install_error_handlers(app: FastAPI) -> None:

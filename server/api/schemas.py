@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.jobs.base import PRIORITIES, STATUSES
 from server.output import OUTPUT_FORMATS
@@ -35,6 +35,12 @@ MAX_TOP_K = 2**31 - 1
 FINITE = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 Box = list[float]
+
+
+def _integral(value: Any) -> Any:
+    """A JSON number with no fraction (`16.0`) is the integer 16, as JSON Schema's `integer` says
+    (and as a generated client may send it); `16.5` and `"16"` stay refused by the strict check."""
+    return int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 2**63 else value
 
 
 class MaskSpec(BaseModel):
@@ -67,6 +73,11 @@ class SamplerSpec(BaseModel):
                                                 description="MaskGIT confidence noise, annealed over the steps (built-in default 4.5)")
     guidance_scale: Optional[float] = Field(None, ge=0, le=MAX_GUIDANCE_SCALE, description="classifier-free guidance; 0 = off (built-in default 0)")
     top_k: Optional[int] = Field(None, ge=1, le=MAX_TOP_K, description="sample from the k most likely tokens; null = all (built-in default)")
+
+    @field_validator("steps", "top_k", mode="before")
+    @classmethod
+    def _integers(cls, value: Any) -> Any:
+        return _integral(value)
 
 
 class VideoCreateRequest(BaseModel):
@@ -118,6 +129,11 @@ class VideoCreateRequest(BaseModel):
         "retried with backoff; public addresses only unless the server allows private ones"))
     webhook_events: Optional[list[WebhookEvent]] = Field(None, min_length=1, description=(
         "which changes to deliver; default: the terminal ones (completed, failed, canceled, expired)"))
+
+    @field_validator("class_label", "condition_frames", "num_frames", "fps", "seed", mode="before")
+    @classmethod
+    def _integers(cls, value: Any) -> Any:
+        return _integral(value)
 
     @model_validator(mode="before")
     @classmethod

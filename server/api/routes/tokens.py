@@ -5,6 +5,7 @@ auth and errors as jobs. They need the models in this process (the embedded serv
 replica in front of Redis workers answers 503)."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Optional
 
 import numpy as np
@@ -17,6 +18,7 @@ from server.api.deps import Authenticated, RuntimeDep, SettingsDep
 from server.api.errors import APIError, validation_error
 from server.api.schemas import ErrorResponse
 from server.api.intake import UPLOADED, decode_base64, read_video
+from server.api.openapi import form_schema
 from server.api.validation import choose_manifest
 from server.output import OUTPUT_FORMATS
 from server.video import decode_input, encode_mp4
@@ -31,8 +33,9 @@ def _body_schema(model: type[BaseModel], upload: bool) -> dict[str, Any]:
     schema = model.model_json_schema()
     content: dict[str, Any] = {"application/json": {"schema": schema}}
     if upload:
-        form = {**schema, "properties": {**schema["properties"],
-                                         "input_video": {"type": "string", "format": "binary"}}}
+        form = copy.deepcopy({**schema, "properties": {**schema["properties"],
+                                                       "input_video": {"type": "string", "format": "binary"}}})
+        form_schema(form, schema)  # as the create form: no nulls, no other fields
         content["multipart/form-data"] = {"schema": form}
     return {"requestBody": {"required": True, "content": content}}
 

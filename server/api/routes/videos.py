@@ -44,10 +44,45 @@ _CREATE_HEADERS = {
                             "schema": {"type": "string"}},
     "Preference-Applied": {"description": "`wait=N` when Prefer: wait was honoured", "schema": {"type": "string"}},
 }
+# One server-sent event (OpenAPI 3.1: a text/event-stream schema describes each event): job
+# events are unnamed ("message"), previews are named `preview`; `data` is JSON text.
+_SSE_EVENT = {
+    "type": "object", "required": ["data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["message", "preview"], "description": "absent (message): the job object"},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "a job object (VideoJob), or a preview's {id, step, steps, decided, image}"},
+        "id": {"type": "string"}, "retry": {"type": "integer"},
+    },
+}
+# What a created job's id leads to (OpenAPI links: clients and fuzzers follow them with the real id).
+_JOB_LINKS = {name: {"operationId": operation, "parameters": {"video_id": "$response.body#/id"}}
+              for name, operation in (("GetVideo", "get_video"), ("VideoEvents", "video_events"),
+                                      ("VideoContent", "video_content"), ("CancelVideo", "cancel_video"),
+                                      ("DeleteVideo", "delete_video"))}
+# variant=tokens and variant=confidence: JSON documents, not bytes.
+_TOKEN_DOCUMENT = {
+    "type": "object", "required": ["model", "token_grid", "windows"],
+    "description": 'tokens: {"model", "token_grid", "vocab_size", "windows"}; confidence: {"model", "token_grid", '
+                   '"scale", "windows"}; each window a flat raster list of t*h*w integers',
+    "properties": {"model": {"type": "string"}, "token_grid": {"type": "array", "items": {"type": "integer"}},
+                   "vocab_size": {"type": "integer"}, "scale": {"type": "integer"},
+                   "windows": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}},
+}
+_EXAMPLE_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAIElEQVR4nGNgIBUwQqj///8jhBgZGRgYmHDpIF2CdAAAraEDCCHdskgAAAAASUVO"
+                "RK5CYII=")  # a white square on black
 _CREATE_BODY = {
     "required": True,
     "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/VideoCreateRequest"}},
+        "application/json": {"schema": {"$ref": "#/components/schemas/VideoCreateRequest"}, "examples": {
+            "class_conditional": {"summary": "a clip of class 0, the model's defaults",
+                                  "value": {"task": "class_conditional", "class_label": 0}},
+            "seeded": {"summary": "the same clip again: a fixed seed, high priority, metadata",
+                       "value": {"task": "class_conditional", "class_label": 0, "seed": 7, "priority": "high",
+                                 "metadata": {"user": "u_123"}}},
+            "inpainting": {"summary": "inpaint the centre of a still image (an 8x8 PNG, base64)",
+                           "value": {"task": "inpainting", "mask": {"preset": "center"}, "input_video": _EXAMPLE_PNG}},
+        }},
         "multipart/form-data": {"schema": {"$ref": "#/components/schemas/VideoCreateMultipart"}},
     },
 }
@@ -73,8 +108,9 @@ _CREATE_BODY = {
         "content type or video format; 422 invalid field (`param` names it); 429 queue full (`Retry-After`)."),
     openapi_extra={"requestBody": _CREATE_BODY},
     responses={
-        200: {"model": VideoJob, "description": "the job finished within Prefer: wait", "headers": _CREATE_HEADERS},
-        202: {"description": "the job, queued or running", "headers": _CREATE_HEADERS},
+        200: {"model": VideoJob, "description": "the job finished within Prefer: wait", "headers": _CREATE_HEADERS,
+              "links": _JOB_LINKS},
+        202: {"description": "the job, queued or running", "headers": _CREATE_HEADERS, "links": _JOB_LINKS},
         **_errors(400, 404, 409, 413, 415, 422, 503),
         429: {"model": ErrorResponse, "description": "the queue is full",
               "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
@@ -162,7 +198,7 @@ async def get_video(
                         "event of the same change. A `: keep-alive` comment is sent every sse_keepalive_seconds "
                         "(a setting, 15 s by default) to keep proxies from closing a quiet stream.",
             response_class=EventSourceResponse,
-            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+            responses={200: {"content": {"text/event-stream": {"schema": _SSE_EVENT}},
                              "description": "events whose data is a job object"}, **_errors(404)})
 async def video_events(request: Request, video_id: str, queue: QueueDep, settings: SettingsDep) -> EventSourceResponse:
     await get_job_or_404(queue, video_id, request)
@@ -207,8 +243,9 @@ def _media_type(job: Job, variant: str) -> tuple[str, str]:
                 "range starts past the end. 409 until the job has completed.",
     response_class=Response,
     responses={
-        200: {"content": {t: {"schema": {"type": "string", "format": "binary"}}
-                          for t in (*OUTPUT_FORMATS.values(), "image/png", FRAMES_MEDIA_TYPE, "application/json")},
+        200: {"content": {**{t: {"schema": {"type": "string", "format": "binary"}}
+                             for t in (*OUTPUT_FORMATS.values(), "image/png", FRAMES_MEDIA_TYPE)},
+                          "application/json": {"schema": _TOKEN_DOCUMENT}},
               "headers": {"Accept-Ranges": {"schema": {"type": "string"}}, "ETag": {"schema": {"type": "string"}}}},
         206: {"description": "the requested byte range",
               "content": {t: {} for t in (*OUTPUT_FORMATS.values(), "image/png", FRAMES_MEDIA_TYPE, "application/json")},
