@@ -119,7 +119,7 @@ class Pipeline:
                        should_stop: Callable[[], bool] = lambda: False,
                        past_deadline: Callable[[], bool] = lambda: False,
                        on_preview: Callable[["Preview"], None] | None = None,
-                       log: "RunLog | None" = None, source_tokens: np.ndarray | None = None,
+                       log: "RunLog | None" = None, source_tokens: list[np.ndarray] | None = None,
                        resume: Checkpoint | None = None,
                        on_checkpoint: Callable[[Checkpoint], None] | None = None,
                        preview_every_tokens: int = 32) -> np.ndarray:
@@ -130,9 +130,15 @@ class Pipeline:
         decoded in one such call each; `log.truncated` receives {"steps_done", "steps"} of the
         first window cut short. The autoregressive sampler raises DeadlineExceeded instead.
         `log` (if given) also receives each window's tokens and (MaskGIT) confidence map.
-        `source_tokens` (an edit, one window): the (t, h, w) tokens being edited; they stand for the
-        input video (decoded, they are its pixels), and every token whose footprint is wholly given
-        keeps its source value exactly (not a re-encoding of the pixels).
+        `source_tokens` (an edit): the source job's (t, h, w) tokens, one grid per window of
+        `plan_windows` (the edit has the source's num_frames, so the same windows); they stand for
+        the input video (each window decoded, its frames assembled as the source assembled them:
+        the first window all its frames, every later one the frames after its overlap). Each window
+        is edited independently from its own stored tokens: its mask is the region in its own
+        frames (the overlap frames are not made given, as they are when extending), every token
+        whose footprint is wholly given keeps its source value exactly (not a re-encoding of the
+        pixels), the others are decoded again, and the window contributes the same frames it did
+        in the source job (so overlap frames come from the earlier window's edit).
         `on_preview`: called with the window's current guess, decoded, after every MaskGIT step,
         or (autoregressive) every `preview_every_tokens` sampled tokens and at the window's end
         (`server.decoding.ar_guess` fills the tokens not decided yet); the decoder calls are
@@ -148,16 +154,19 @@ class Pipeline:
             raise T.TaskError("this model has no autoregressive prior")
         stages = self.stages_for(req.size.hw)
         # 1. The clip's given pixels at the base resolution.
+        windows = plan_windows(req.num_frames, self.window, m.default_condition_frames)
         if source_tokens is not None:
-            if req.num_frames > self.window:
-                raise T.TaskError(f"an edit takes one window ({self.window} frames); got {req.num_frames}")
+            if len(source_tokens) != len(windows):
+                raise T.TaskError(f"the edit's source has {len(source_tokens)} windows; {req.num_frames} frames "
+                                  f"take {len(windows)}")
             nothing_given = np.zeros((self.window, height, width), bool)
-            base_in = await self._decode_window(source_tokens, nothing_given, np.zeros((*nothing_given.shape, 3), np.float32))
-            base_in = base_in[:req.num_frames]
+            base_in = np.zeros((req.num_frames, height, width, 3), np.float32)
+            for win, grid in zip(windows, source_tokens):  # assembled as the source job assembled them
+                video = await self._decode_window(grid, nothing_given, np.zeros((*nothing_given.shape, 3), np.float32))
+                base_in[win.start + win.overlap:win.start + win.length] = video[win.overlap:win.length]
         else:
             base_in = None if frames is None else frames_to_float(fit_to_size(frames, height, width))
         given, pixels = clip_condition(req.task, req.num_frames, height, width, base_in, **_mask_args(req))
-        windows = plan_windows(req.num_frames, self.window, m.default_condition_frames)
         steps = req.sampler.steps if req.sampler.method == "maskgit" else m.num_tokens
         chunks = -(-req.num_frames // self.window)
         total, done = len(windows) * (steps + 2) + len(stages) * chunks, resume.units if resume else 0
@@ -176,7 +185,8 @@ class Pipeline:
             wv = np.zeros((self.window, height, width, 3), dtype=np.float32)
             wg[:win.length] = given[win.start:win.start + win.length]
             wv[:win.length] = out[win.start:win.start + win.length]
-            wg[:win.overlap] = True
+            if source_tokens is None:  # an edit's window is edited on its own (see the docstring)
+                wg[:win.overlap] = True
             cond_video = window_condition(wv, wg, req.task)
             # 3. Tokens.
             preview = None
@@ -196,7 +206,8 @@ class Pipeline:
             else:
                 state = resume.state if resume is not None and index == resume.window else None
                 tokens, confidence = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance,
-                                                        should_stop, past_deadline, log, preview, source_tokens,
+                                                        should_stop, past_deadline, log, preview,
+                                                        None if source_tokens is None else source_tokens[index],
                                                         checkpoint, state, preview_every_tokens)
             log.tokens.append(tokens)
             log.confidence.append(confidence)

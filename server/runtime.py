@@ -123,17 +123,19 @@ class Runtime:
         return keep
 
     @staticmethod
-    def edit_tokens(manifest: Manifest, document: bytes | None) -> np.ndarray:
-        """An edit's input (its source's `variant=tokens` document) -> the (t, h, w) token grid."""
+    def edit_tokens(manifest: Manifest, document: bytes | None) -> list[np.ndarray]:
+        """An edit's input (its source's `variant=tokens` document) -> the (t, h, w) token grid of
+        each of its windows (the pipeline checks that their count fits the edit's num_frames)."""
         try:
             doc = json.loads(document or b"")
-            grid = np.asarray(doc["windows"][0], np.int64).reshape(doc["token_grid"])
+            grids = [np.asarray(w, np.int64).reshape(doc["token_grid"]) for w in doc["windows"]]
+            shape = grids[0].shape
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise InputError("invalid_input_video", f"the edit's source tokens are unreadable ({e})") from e
-        if doc.get("model") != manifest.model_id or tuple(grid.shape) != tuple(manifest.token_grid):
+        if doc.get("model") != manifest.model_id or tuple(shape) != tuple(manifest.token_grid):
             raise InputError("invalid_request", f"the edit's source tokens are of model {doc.get('model')} "
-                             f"{list(grid.shape)}, not {manifest.model_id} {list(manifest.token_grid)}")
-        return grid
+                             f"{list(shape)}, not {manifest.model_id} {list(manifest.token_grid)}")
+        return grids
 
     async def decode_input(self, data: bytes) -> np.ndarray:
         try:

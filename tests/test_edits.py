@@ -82,3 +82,32 @@ async def test_edits_that_cannot_be_made_are_refused(make_api):
             assert (r.status_code, error["code"], error["param"]) == (status, code, param), (body, r.text)
         api.runtime.hold.set()
         assert queued["id"]
+
+
+def test_an_edit_of_an_extended_job_keeps_every_window_outside_the_box():
+    box = [0.25, 0.25, 0.75, 0.75]
+
+    async def run():
+        async with demo_api() as c:
+            source = await _job(c, {"task": "class_conditional", "class_label": 2, "seed": 5, "num_frames": 24,
+                                    "sampler": {"method": "maskgit", "steps": 4}})
+            edit = await _job(c, {"task": "inpainting", "mask": {"box": box}, "seed": 1, "edit": {"from": source["id"]},
+                                  "sampler": {"method": "maskgit", "steps": 4}})
+            docs = [json.loads((await c.get(f"/v1/videos/{job['id']}/content?variant=tokens")).content)
+                    for job in (source, edit)]
+            return edit, docs
+
+    edit, (src, new) = asyncio.run(run())
+    assert edit["num_frames"] == 24 and edit["size"] == "32x32" and edit["request"]["edit_from"]
+    assert len(src["windows"]) == len(new["windows"]) >= 2  # several windows, as the source had
+    grid = src["token_grid"]
+    # every window is a whole one (16 frames); the box is the same in each of its frames
+    given = T.pixel_mask("inpainting", 16, 32, 32, box=box)
+    kept = T.token_states(given, 16 // grid[0], 32 // grid[1]) == T.STATE_FULL
+    assert kept.any() and (~kept).any()
+    changed = False
+    for src_w, new_w in zip(src["windows"], new["windows"]):
+        a, b = np.asarray(src_w).reshape(grid), np.asarray(new_w).reshape(grid)
+        assert np.array_equal(b[kept], a[kept])  # wholly outside the box: the source's own tokens
+        changed |= bool((b[~kept] != a[~kept]).any())
+    assert changed  # the box was generated again

@@ -76,9 +76,6 @@ async def edit_source(req: VideoCreateRequest, manifest, queue: JobQueue, reques
         raise APIError(422, "invalid_value", f"job {source_id} was made by model {source.model}, not "
                        f"{manifest.model_id}: an edit keeps the source's tokens, so it needs the same model",
                        param="edit.from")
-    if source.num_frames > manifest.window_frames:
-        raise APIError(422, "invalid_value", f"job {source_id} has {source.num_frames} frames in several windows; "
-                       f"edits take clips of at most one window ({manifest.window_frames} frames)", param="edit.from")
     if req.num_frames is not None and req.num_frames != source.num_frames:
         raise APIError(422, "invalid_value", f"an edit keeps its source's {source.num_frames} frames; got "
                        f"num_frames {req.num_frames}", param="num_frames")
