@@ -96,3 +96,31 @@ async def test_a_405_allows_every_method_of_the_path(make_api):
         assert {m.strip() for m in r.headers["allow"].split(",")} >= {"GET", "DELETE"}
         r = await api.client.request("PUT", "/v1/videos")
         assert {m.strip() for m in r.headers["allow"].split(",")} >= {"GET", "POST"}
+
+
+async def test_a_405_on_a_mounted_path_names_what_the_mount_serves(make_api):
+    """Review A1: a mount was skipped, so StaticFiles' 405 got `Allow: ''` ("no method at all")."""
+    async with make_api() as api:
+        r = await api.client.post("/static/app.js")
+        assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+        assert [m.strip() for m in r.headers["allow"].split(",")] == ["GET", "HEAD"]
+
+
+async def test_a_405_keeps_the_raisers_allow_when_the_routing_knows_none():
+    import httpx
+    from fastapi import FastAPI
+    from starlette.exceptions import HTTPException
+
+    from server.api.errors import install_error_handlers
+
+    async def mounted(scope, receive, send):
+        raise HTTPException(405, headers={"Allow": "PUT"} if scope["path"].endswith("/put") else None)
+
+    app = FastAPI()
+    install_error_handlers(app)
+    app.mount("/x", mounted)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        r = await client.post("/x/put")
+        assert r.status_code == 405 and r.headers["allow"] == "PUT"
+        r = await client.post("/x/other")
+        assert r.status_code == 405 and "allow" not in r.headers  # never an empty Allow

@@ -113,7 +113,11 @@ async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSON
         message = f"no route {request.method} {request.url.path}"
     elif status == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
-        headers["Allow"] = ", ".join(allowed_methods(request))
+        methods = allowed_methods(request)
+        if methods:
+            headers["Allow"] = ", ".join(methods)
+        elif not headers.get("Allow"):
+            headers.pop("Allow", None)  # never an empty Allow: it would say "no method at all"
     else:
         message = str(exc.detail)
     return JSONResponse(error_body(status, DEFAULT_CODES.get(status, "error"), message),
@@ -123,12 +127,21 @@ async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSON
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path. Starlette's 405 names only the first route
     whose path matched (GET of /v1/videos/{id}, not its DELETE): RFC 9110 wants them all. Each
-    method is asked of the routing itself (routers nest), not of a list of routes."""
+    method is asked of the routing itself (routers nest), not of a list of routes. A mount
+    matches any method, so it is asked what its app serves: static files are GET and HEAD; any
+    other mounted app is left to set its own Allow (empty here: the caller keeps the raiser's)."""
     from starlette.routing import Match, Mount
+    from starlette.staticfiles import StaticFiles
 
-    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]  # a mount takes any method
-    return [method for method in _METHODS
-            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Mount):
+            if isinstance(route.app, StaticFiles) and route.matches(request.scope)[0] == Match.FULL:
+                allowed |= {"GET", "HEAD"}
+        else:
+            allowed |= {method for method in _METHODS
+                        if route.matches({**request.scope, "method": method})[0] == Match.FULL}
+    return [method for method in _METHODS if method in allowed]
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
