@@ -18,7 +18,7 @@ import numpy as np
 
 from server.engines.base import Engine
 from server.samplers import (UNKNOWN, ARState, MaskGITState, ar_input_ids, ar_next_positions, ar_step,
-                             factored_argmax, maskgit_step, token_log_prob)
+                             factored_argmax, maskgit_step)
 from server.samplers.sampling import guided_logits
 
 
@@ -43,8 +43,6 @@ class ARJob:
     uncond_key: np.ndarray | None = None  # the null-class row's KV cache (guided requests only)
     uncond_value: np.ndarray | None = None
     shape: tuple[int, int, int] = field(default=(0, 0, 0))  # (layers, heads, head_dim)
-    preview: bool = False  # keep `confidence` of every sampled token (the request asked for previews)
-    confidence: np.ndarray | None = None  # (N,) float64: see `ARStepper.update`
 
     def cache(self, uncond: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(key, value) of the request's row, or of its null-class row when `uncond`."""
@@ -188,24 +186,6 @@ class ARStepper:
         jobs = batch.jobs
         uncond = guided_rows(last, [None] * len(jobs), batch.guided)
         ar_step([j.state for j in jobs], last[:len(jobs)], uncond)
-        for b, job in enumerate(jobs):
-            if job.preview:
-                keep_ar_confidence(job, last[b], uncond[b])
-
-
-def keep_ar_confidence(job: ARJob, logits: np.ndarray, uncond: np.ndarray | None) -> None:
-    """A previewed job's confidence map, after a step: its fixed (given) tokens 1, the token just
-    sampled its probability under the (guided) softmax the sampler drew it from (before
-    temperature and top-k, as `sample_with_log_prob` reports it; factorized: the product of its
-    sub-tokens'), every token not decided yet 0. Reads no random numbers."""
-    state = job.state
-    if job.confidence is None:
-        job.confidence = state.fixed.astype(np.float64)
-    sampled = state.position - 1  # ar_step leaves `position` just past the token it drew
-    width = None if state.factors else state.vocab_size
-    row = guided_logits(np.asarray(logits)[None, :width], None if uncond is None else np.asarray(uncond)[None, :width],
-                        state.guidance_scale if state.needs_uncond else 0.0)
-    job.confidence[sampled] = float(np.exp(token_log_prob(row, state.tokens[sampled:sampled + 1], state.factors)[0]))
 
 
 def ar_guess(state: ARState, cond: np.ndarray, token_state: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:

@@ -296,8 +296,7 @@ class Pipeline:
             job = ARJob(ar_init(np.where(fixed, cond, 0), fixed, vocab_size=m.vocab_size, num_classes=len(m.classes),
                                 class_id=req.class_label, temperature=s.temperature, top_k=s.top_k,
                                 guidance_scale=s.guidance_scale, seed=seed, factors=m.token_factors),
-                        cond, token_state, shape=(spec.num_layers, spec.num_heads, spec.head_dim),
-                        preview=preview is not None)
+                        cond, token_state, shape=(spec.num_layers, spec.num_heads, spec.head_dim))
             free, sampled = int((~fixed).sum()), 0
             before = 0
             while not job.state.done:
@@ -313,7 +312,7 @@ class Pipeline:
                 if preview is not None and (sampled % preview_every_tokens == 0 or job.state.done):
                     # step / steps: tokens of the window decided (given ones included) / all its tokens
                     await preview(ar_guess(job.state, cond, token_state, grid), m.num_tokens - int(
-                        (job.state.tokens == UNKNOWN).sum()), m.num_tokens, sampled / free, job.confidence)
+                        (job.state.tokens == UNKNOWN).sum()), m.num_tokens, sampled / free, job.state.confidence)
             advance(m.num_tokens - before)
             tokens, confidence = job.state.tokens, None
         return tokens.reshape(grid), confidence

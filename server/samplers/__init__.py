@@ -9,13 +9,13 @@ from .maskgit import (DEFAULT_CHOICE_TEMPERATURE, DEFAULT_STEPS, MaskGITState, m
                       masked_after_step, maskgit_init, maskgit_step)
 from .options import (SAMPLERS, SamplerOptions, SamplerSettings, TaskSamplerDefaults, default_method,
                       resolve_sampler)
-from .sampling import guided_logits, log_softmax, sample_categorical, sample_with_log_prob, top_k_filter
+from .sampling import Draw, guided_logits, log_softmax, sample_many, sample_rows, sample_with_log_prob, top_k_filter
 
 __all__ = [
     "ARState", "UNKNOWN", "ar_init", "ar_input_ids", "ar_next_positions", "ar_step",
     "DEFAULT_CHOICE_TEMPERATURE", "DEFAULT_STEPS", "MaskGITState", "guided_logits", "mask_schedule",
     "masked_after_step", "maskgit_init", "maskgit_step",
     "SAMPLERS", "SamplerOptions", "SamplerSettings", "TaskSamplerDefaults", "default_method", "resolve_sampler",
-    "log_softmax", "sample_categorical", "sample_with_log_prob", "top_k_filter",
+    "Draw", "log_softmax", "sample_many", "sample_rows", "sample_with_log_prob", "top_k_filter",
     "assemble_ids", "factor_slices", "factored_argmax", "sample_factored", "split_ids", "token_log_prob",
 ]

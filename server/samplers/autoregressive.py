@@ -41,7 +41,7 @@ from typing import Sequence
 import numpy as np
 
 from .factored import check_factors, sample_factored
-from .sampling import guided_logits, sample_categorical
+from .sampling import Draw, guided_logits, sample_many
 
 UNKNOWN = -1  # a token not decided yet; never a valid input id
 
@@ -65,6 +65,10 @@ class ARState:
     position: int = 0
     # next_free[i]: the first position >= i that must be sampled (N if none). [N + 1]
     next_free: np.ndarray = field(init=False, repr=False)
+    # The sampler's confidence per position: 1 where given, the probability of the token drawn
+    # under the (guided) softmax it was drawn from, before temperature and top-k (as MaskGIT's),
+    # and 0 where not decided yet. [N] float32
+    confidence: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.tokens = np.asarray(self.tokens, dtype=np.int64)
@@ -80,6 +84,7 @@ class ARState:
         free_at = np.where(~self.fixed, np.arange(n), n)
         # A reversed running minimum gives each position the nearest free position at or after it.
         self.next_free = np.append(np.minimum.accumulate(free_at[::-1])[::-1], n)
+        self.confidence = self.fixed.astype(np.float32)
 
     @property
     def num_tokens(self) -> int:
@@ -157,15 +162,21 @@ def ar_step(states: Sequence[ARState], logits_last: np.ndarray,
     """Advances each state past one `ar_next_positions` call, in place: the fixed tokens that
     call fed are kept (teacher forcing) and the next free token is sampled from that state's
     row of logits_last [B, V] (the output at the last fed position) with its temperature,
-    top_k and Generator. Ids >= vocab_size (if the head has them) are never sampled. A
-    factorized state's row is [sum(factors)]: one sub-token per factor, assembled.
-    uncond_last: None, or one [V]-row-or-None per state: the unconditional row's logits, read
-    only by states with guidance_scale != 0."""
+    top_k and Generator, and its probability kept in `confidence`. Ids >= vocab_size (if the
+    head has them) are never sampled. A factorized state's row is [sum(factors)]: one sub-token
+    per factor, assembled. uncond_last: None, or one [V]-row-or-None per state: the
+    unconditional row's logits, read only by states with guidance_scale != 0.
+
+    Every state is checked before any changes; the unfactorized states' rows are drawn together
+    (`sample_many`), bit for bit as one state at a time."""
     logits_last = np.asarray(logits_last)
     if logits_last.ndim != 2 or logits_last.shape[0] != len(states):
         raise ValueError(f"logits_last must be [B={len(states)}, V]; got {logits_last.shape}")
     if uncond_last is not None and len(uncond_last) != len(states):
         raise ValueError(f"uncond_last has {len(uncond_last)} rows for {len(states)} states")
+    if len({id(s) for s in states}) != len(states):
+        raise ValueError("a state appears twice in one batch")
+    targets, rows = [], []
     for b, state in enumerate(states):
         target = int(state.next_free[state.position])
         if target >= state.num_tokens:
@@ -173,12 +184,17 @@ def ar_step(states: Sequence[ARState], logits_last: np.ndarray,
         uncond = None if uncond_last is None or uncond_last[b] is None else np.asarray(uncond_last[b])
         # A factorized row is taken whole: sample_factored checks it is sum(factors) wide.
         width = None if state.factors else state.vocab_size
-        row = guided_logits(logits_last[b, None, :width],
-                            None if uncond is None else uncond[None, :width],
-                            state.guidance_scale if state.needs_uncond else 0.0)  # [1, V] or [1, sum(factors)]
+        targets.append(target)
+        rows.append(guided_logits(logits_last[b, None, :width], None if uncond is None else uncond[None, :width],
+                                  state.guidance_scale if state.needs_uncond else 0.0))  # [1, V] or [1, sum(factors)]
+    plain = [b for b, state in enumerate(states) if not state.factors]
+    drawn = dict(zip(plain, sample_many(lambda i: rows[plain[i]], [
+        Draw(1, states[b].temperature, states[b].top_k, states[b].rng) for b in plain])))
+    for b, state in enumerate(states):
         if state.factors:
-            token = sample_factored(row, state.factors, state.temperature, state.top_k, state.rng, log_prob=False)[0]
+            token, logp = sample_factored(rows[b], state.factors, state.temperature, state.top_k, state.rng)
         else:
-            token = sample_categorical(row, state.temperature, state.top_k, state.rng)
-        state.tokens[target] = token[0]
-        state.position = target + 1
+            token, logp = drawn[b]
+        state.tokens[targets[b]] = token[0]
+        state.confidence[targets[b]] = np.exp(logp[0])
+        state.position = targets[b] + 1

@@ -38,8 +38,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .factored import check_factors, sample_factored
-from .sampling import guided_logits, sample_with_log_prob
+from .factored import check_factors, check_width, sample_factored
+from .sampling import Draw, guided_logits, sample_many
 
 DEFAULT_STEPS = 12
 DEFAULT_CHOICE_TEMPERATURE = 4.5
@@ -146,50 +146,89 @@ def maskgit_step(states: Sequence[MaskGITState], logits: np.ndarray,
     (V > mask_id); it is never sampled; a factorized state's rows are [N, sum(factors)] instead.
     uncond_logits: None, an array [B, N, V], or one [N, V]-array-or-None per state; a state
     reads its row only when its guidance_scale != 0. Each state uses only its own logits row
-    and its own Generator, so a request gets the same tokens whatever it is batched with."""
+    and its own Generator, so a request gets the same tokens whatever it is batched with.
+
+    Every state is checked before any state changes. The unfactorized states' draws go through
+    `sample_many` together: bit for bit what one call per state gives (tests/test_batched_sampling.py
+    holds the batch to one state at a time)."""
     logits = np.asarray(logits)
     if logits.ndim != 3 or logits.shape[0] != len(states):
         raise ValueError(f"logits must be [B={len(states)}, N, V]; got {logits.shape}")
     if uncond_logits is not None and len(uncond_logits) != len(states):
         raise ValueError(f"uncond_logits has {len(uncond_logits)} rows for {len(states)} states")
-    for b, state in enumerate(states):
-        uncond = None if uncond_logits is None else uncond_logits[b]
-        _step_one(state, logits[b], None if uncond is None else np.asarray(uncond))
+    if len({id(s) for s in states}) != len(states):
+        raise ValueError("a state appears twice in one batch")
+    steps = [_plan(state, logits[b], None if uncond_logits is None else uncond_logits[b])
+             for b, state in enumerate(states)]
+    for step in steps:
+        step.state.step += 1  # counted even when nothing is masked, so `done` stays a function of steps
+    live = [step for step in steps if step.unknown.size]
+    plain = [step for step in live if not step.state.factors]
+    if plain:
+        mask_ids = {step.state.mask_id for step in plain}
+        if len(mask_ids) != 1:
+            raise ValueError(f"states of one batch must share the mask id; got {sorted(mask_ids)}")
+        mask_id, width = mask_ids.pop(), logits.shape[-1]
+        drawn = sample_many(lambda i: plain[i].rows(),
+                            [Draw(step.unknown.size, step.state.temperature, step.state.top_k, step.state.rng)
+                             for step in plain], exclude=mask_id if mask_id < width else None)
+        for step, (ids, logp) in zip(plain, drawn):
+            step.sampled, step.logp = ids, logp
+    for step in live:
+        if step.state.factors:
+            # [U, sum(factors)] (no [MASK] column): one independent draw per factor; log p summed.
+            step.sampled, step.logp = sample_factored(step.rows(), step.state.factors, step.state.temperature,
+                                                      step.state.top_k, step.state.rng)
+        step.finish()
 
 
-def _step_one(state: MaskGITState, logits: np.ndarray, uncond: np.ndarray | None) -> None:
+@dataclass(eq=False)
+class _Step:
+    """One state's part of a `maskgit_step`: which positions it samples and from what."""
+    state: MaskGITState
+    logits: np.ndarray  # [N, V] this state's rows
+    uncond: np.ndarray | None  # [N, V] its unconditional rows when it is guided, else None
+    unknown: np.ndarray  # [U] the positions still masked
+    s: int  # the 0-based step being taken
+    sampled: np.ndarray | None = None  # [U] drawn ids
+    logp: np.ndarray | None = None  # [U] their log-probabilities
+
+    def rows(self) -> np.ndarray:
+        """The masked positions' (guided) logits: float32 as the network gave them, or float64
+        `cond + g (cond - uncond)` for a guided state."""
+        return guided_logits(self.logits[self.unknown], None if self.uncond is None else self.uncond[self.unknown],
+                             self.state.guidance_scale)
+
+    def finish(self) -> None:
+        """Keeps the drawn tokens, then re-masks the least confident ones (steps 3 and 4)."""
+        state, unknown, s, total = self.state, self.unknown, self.s, self.state.steps
+        keep_masked = masked_after_step(s, total, state.n_unknown, unknown.size)
+        state.tokens[unknown] = self.sampled
+        state.confidence[unknown] = np.exp(self.logp)
+        if keep_masked == 0:
+            return
+        # Annealed Gumbel noise: early steps choose which tokens to keep more randomly.
+        noise = state.choice_temperature * (1.0 - (s + 1) / total) * state.rng.gumbel(size=unknown.size)
+        confidence = self.logp + noise
+        # Known positions have +inf confidence in MaskGIT; restricting the choice to `unknown` is
+        # the same thing. A stable sort breaks exact ties by position, deterministically.
+        lowest = np.argsort(confidence, kind="stable")[:keep_masked]
+        state.tokens[unknown[lowest]] = state.mask_id
+
+
+def _plan(state: MaskGITState, logits: np.ndarray, uncond) -> _Step:
+    """Checks one state's step and finds its masked positions; changes nothing."""
     if state.done:
         raise ValueError(f"state already finished ({state.step}/{state.steps} steps)")
     n = state.tokens.shape[0]
     if logits.shape[0] != n:
         raise ValueError(f"logits cover {logits.shape[0]} positions, the state has {n}")
-    unknown = np.flatnonzero(state.tokens == state.mask_id)                    # [U]
-    s, total = state.step, state.steps
-    state.step += 1  # counted even when nothing is masked, so `done` stays a function of steps
-    if unknown.size == 0:
-        return
-    # Only the masked rows matter: guide, exclude [MASK], sample. [U, V]
-    rows = guided_logits(logits[unknown], None if uncond is None else uncond[unknown],
-                         state.guidance_scale)
-    keep_masked = masked_after_step(s, total, state.n_unknown, unknown.size)
     if state.factors:
-        # [U, sum(factors)] (no [MASK] column): one independent draw per factor; log p summed.
-        sampled, logp = sample_factored(rows, state.factors, state.temperature, state.top_k, state.rng)
-    else:
-        if state.mask_id < rows.shape[-1]:
-            rows = rows.astype(np.float64)  # always a copy: the caller's logits stay untouched
-            rows[:, state.mask_id] = -np.inf
-        # [U] ids and their log-probabilities under softmax(rows) (no random numbers: the draw is
-        # the same with or without them)
-        sampled, logp = sample_with_log_prob(rows, state.temperature, state.top_k, state.rng)
-    state.tokens[unknown] = sampled
-    state.confidence[unknown] = np.exp(logp)
-    if keep_masked == 0:
-        return
-    # Annealed Gumbel noise: early steps choose which tokens to keep more randomly.
-    noise = state.choice_temperature * (1.0 - (s + 1) / total) * state.rng.gumbel(size=unknown.size)
-    confidence = logp + noise
-    # Known positions have +inf confidence in MaskGIT; restricting the choice to `unknown` is
-    # the same thing. A stable sort breaks exact ties by position, deterministically.
-    lowest = np.argsort(confidence, kind="stable")[:keep_masked]
-    state.tokens[unknown[lowest]] = state.mask_id
+        check_width(logits, state.factors)
+    uncond = np.asarray(uncond) if uncond is not None and state.guidance_scale != 0.0 else None
+    if state.guidance_scale != 0.0:
+        if uncond is None:
+            raise ValueError(f"guidance_scale {state.guidance_scale} needs unconditional logits")
+        if uncond.shape != logits.shape:
+            raise ValueError(f"unconditional logits {uncond.shape} differ from conditional {logits.shape}")
+    return _Step(state, logits, uncond, np.flatnonzero(state.tokens == state.mask_id), state.step)
