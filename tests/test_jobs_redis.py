@@ -137,3 +137,26 @@ async def test_expired_jobs_leave_the_listing_index(make_queue):
     await asyncio.sleep(0.3)
     await q._trim_index()
     assert [_id.decode() for _id in await q.r.zrange(q._index, 0, -1)] == [live.id]
+
+
+async def test_a_job_that_expires_when_taken_over_is_counted(make_queue):
+    """Review A2: a queued job whose claimer died before starting it, past its deadline when
+    another worker takes its entry over, ends `expired`: counted and reported like one that
+    expires at claim."""
+    import time as _time
+    from dataclasses import replace as _replace
+
+    from server.jobs.redis_store import GROUP
+
+    events: list[str] = []
+    q = make_queue(lease_seconds=0.2, on_event=events.append)
+    await q.claim("w0", timeout=0.01)  # creates the consumer groups
+    late = (await q.submit(_replace(make_job(), deadline_at=_time.time() + 0.1)))[0]
+    stream = q._streams[late.priority]
+    delivered = await q.r.xreadgroup(GROUP, "ghost", {stream: ">"}, count=1)  # read, never started
+    assert delivered and (await q.get(late.id)).status == "queued"
+    await asyncio.sleep(0.3)  # the deadline and the entry's idle time pass
+    q._next_reclaim = 0.0
+    assert await q.claim("w1", timeout=0.3) is None
+    assert (await q.get(late.id)).status == "expired"
+    assert events == ["expired"] and (await q.counters())["expired"] == 1

@@ -11,7 +11,7 @@ from redis.exceptions import ResponseError
 from . import states
 from .base import PRIORITIES, Job, JobResult
 from .redis_outbox import RedisOutbox
-from .redis_store import GROUP, MAX_BLOCK_SECONDS, RANK_SPAN, RECLAIM_PAGE, _died, _ms, _text, log
+from .redis_store import GROUP, MAX_BLOCK_SECONDS, RANK_SPAN, RECLAIM_PAGE, _end_event, _ms, _text, log
 
 
 class RedisClaims(RedisOutbox):
@@ -76,38 +76,32 @@ class RedisClaims(RedisOutbox):
     async def _start(self, priority: str, entry_id: str, job_id: str, worker_id: str) -> Job | None:
         """Begins a freshly delivered entry: the job becomes in_progress under our lease."""
         key, stream = self._key("job", job_id), self._streams[priority]
-        expired = False
 
         async def body(pipe):
-            nonlocal expired
-            expired = False  # a WATCH conflict runs the body again
             raw = await pipe.get(key)
             job, meta = self._load(raw) if raw is not None else (None, {})
             if job is not None and job.status == "in_progress" and \
                     meta.get("_entry") == [priority, entry_id] and meta.get("_worker") == worker_id:
-                return job  # a redo after a lost reply: we already started it
+                return job, None  # a redo after a lost reply: we already started it
             pipe.multi()
             if job is None or job.status != "queued":  # canceled or deleted while waiting
                 pipe.xack(stream, GROUP, entry_id)
                 pipe.xdel(stream, entry_id)
                 pipe.zrem(self._queued, job_id)
-                return None
+                return None, None
             job = states.start_or_expire(job, time.time(), self.ttl)
             if job.terminal:  # its deadline passed while it waited: it never runs
                 self._finish_writes(pipe, job, {**meta, "_entry": [priority, entry_id]})
-                pipe.hincrby(self.prefix + "counters", "expired", 1)
-                expired = True
-                return None
+                return None, _end_event(job)
             self._put(pipe, job, {**meta, "_worker": worker_id, "_entry": [priority, entry_id]})
             pipe.set(self._key("lease", job_id), worker_id, px=_ms(self.lease_seconds))
             pipe.zrem(self._queued, job_id)
-            return job
+            return job, None
 
-        job = await self._transact([key], body)
+        job, event = await self._transact([key], body)
         if job is not None:
             self._entries[job_id] = (priority, entry_id)
-        if expired:
-            self._event("expired")
+        self._event(event)
         return job
 
     async def _reclaim(self, worker_id: str) -> Job | None:
@@ -173,9 +167,8 @@ class RedisClaims(RedisOutbox):
             pipe.xclaim(stream, GROUP, worker_id, 0, [entry_id], justid=True)
             meta["_entry"] = [priority, entry_id]
             if changed.terminal:
-                self._finish_writes(pipe, changed, meta)
-                event = "dead" if _died(changed) else None
-                return None, event
+                self._finish_writes(pipe, changed, meta)  # counts a dead or expired job
+                return None, _end_event(changed)
             self._put(pipe, changed, {**meta, "_worker": worker_id})
             pipe.set(lease, worker_id, px=_ms(self.lease_seconds))
             pipe.zrem(self._queued, job_id)
@@ -273,7 +266,7 @@ class RedisClaims(RedisOutbox):
             if changed.status != "queued":
                 pipe.multi()
                 self._finish_writes(pipe, changed, meta)
-                return "dead" if _died(changed) else None
+                return _end_event(changed)
             seq = await pipe.incr(self.prefix + "seq")
             pipe.multi()
             priority, entry_id = meta["_entry"]

@@ -46,6 +46,12 @@ def _died(job: Job) -> bool:
     return job.status == "failed" and bool(job.error) and job.error["code"] == RETRIES_EXHAUSTED
 
 
+def _end_event(job: Job) -> str | None:
+    """The counted event of a job that just ended, if any: "dead" or "expired" (`_finish_writes`
+    counts both; the caller reports it through `on_event` once the transaction is done)."""
+    return "dead" if _died(job) else "expired" if job.status == "expired" else None
+
+
 class RedisStore:
     """The connection and the shared plumbing; use `RedisQueue`, which adds both sides."""
 
@@ -168,7 +174,8 @@ class RedisStore:
 
     def _finish_writes(self, pipe, job: Job, meta: dict[str, Any]) -> None:
         """The writes that end a job: record with TTL, lease gone, stream entry acknowledged,
-        everything the job owns set to expire with it, dead letter if it died."""
+        everything the job owns set to expire with it, dead letter if it died; the `dead` and
+        `expired` counters (see `_end_event`), wherever the job ended."""
         ttl_ms = _ms(job.expires_at - time.time())
         meta = {**meta, "_worker": None}
         self._put(pipe, job, meta)
@@ -188,6 +195,8 @@ class RedisStore:
                                              "message": job.error["message"]},
                       maxlen=self.dead_letter_maxlen, approximate=True)
             pipe.hincrby(self.prefix + "counters", "dead", 1)
+        elif job.status == "expired":
+            pipe.hincrby(self.prefix + "counters", "expired", 1)
 
     async def ping(self) -> bool:
         """Readiness: Redis answers *and accepts writes* (an out-of-memory or read-only Redis
