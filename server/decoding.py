@@ -133,6 +133,22 @@ def current_guess(state: MaskGITState, logits: np.ndarray, uncond: np.ndarray | 
     return guess
 
 
+def joined_cache(parts: list[np.ndarray | None], empty: np.ndarray) -> np.ndarray:
+    """The rows' KV caches as one (L, rows, heads, P, head_dim) feed. When the rows are exactly
+    the previous call's, in its order (a batch of requests decoding in lockstep, the usual case),
+    each part is still the [:, b:b+1] slice of that call's present cache that `keep_cache` kept,
+    and the whole array is fed again as it is: no copy. Otherwise the parts are concatenated,
+    which copies every row's cache, O(past length) per step: measured, that copy was 12% of an
+    autoregressive decode's time at 16 concurrent requests on two cores (BENCHMARKS.md)."""
+    base = parts[0].base if parts[0] is not None else None
+    if (isinstance(base, np.ndarray) and base.ndim == 5 and base.shape[1] == len(parts)
+            and all(part is not None and part.base is base and part.shape[1] == 1
+                    and part.__array_interface__["data"][0] == base[:, b:b + 1].__array_interface__["data"][0]
+                    for b, part in enumerate(parts))):
+        return base
+    return np.concatenate([empty if part is None else part for part in parts], axis=1)
+
+
 @dataclass(eq=False)
 class ARBatch:
     """One gathered autoregressive step: its rows (job, whether it is the job's null-class row),
@@ -170,8 +186,8 @@ class ARStepper:
             "ids": np.stack([ar_input_ids(j.state, start, count, unconditional=u) for j, u in rows]),
             "cond": np.stack([j.cond[start:start + count] for j, _ in rows]),
             "state": np.stack([j.token_state[start:start + count] for j, _ in rows]),
-            "past_key": np.concatenate([empty if key is None else key for key, _ in pasts], axis=1),
-            "past_value": np.concatenate([empty if value is None else value for _, value in pasts], axis=1),
+            "past_key": joined_cache([key for key, _ in pasts], empty),
+            "past_value": joined_cache([value for _, value in pasts], empty),
         })
 
     def forward(self, batch: ARBatch) -> dict[str, np.ndarray]:

@@ -136,3 +136,15 @@ def test_draws_of_one_batch_need_their_own_generators():
     # greedy draws read no random numbers, so they may share one
     ids, _ = sample_rows(np.array([[0.0, 1.0, 0.0], [2.0, 0.0, 0.0]]), [Draw(1, 0.0, None, rng), Draw(1, 0.0, None, rng)])
     assert ids.tolist() == [1, 0]
+
+
+def test_lockstep_rows_feed_the_previous_cache_without_a_copy():
+    from server.decoding import joined_cache
+    empty = np.zeros((2, 1, 3, 0, 4), np.float32)
+    present = np.random.default_rng(0).standard_normal((2, 3, 3, 5, 4)).astype(np.float32)  # last call's output
+    rows = [present[:, b:b + 1] for b in range(3)]  # what keep_cache kept per row
+    assert joined_cache(rows, empty) is present  # same rows, same order: fed again as it is
+    for parts in (rows[::-1], rows[:2], [rows[0], np.ascontiguousarray(rows[1]), rows[2]], [None, None, None]):
+        joined = joined_cache(parts, empty)  # anything else: concatenated, the same values
+        assert joined is not present
+        assert np.array_equal(joined, np.concatenate([empty if p is None else p for p in parts], axis=1))
