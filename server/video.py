@@ -169,10 +169,14 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_input(data: bytes, settings) -> DecodedVideo:
+def decode_input(data: bytes, settings, max_frames: int | None = None) -> DecodedVideo:
     """A request's input video under the server's limits (the `max_upload_bytes`,
-    `max_input_frames`, `max_input_pixels` and `max_input_decoded_bytes` settings)."""
-    return decode_video(data, **_input_limits(settings))
+    `max_input_frames`, `max_input_pixels` and `max_input_decoded_bytes` settings). `max_frames`:
+    a caller that uses fewer frames (the tokens endpoints: one window) reads no more than that."""
+    limits = _input_limits(settings)
+    if max_frames is not None:
+        limits["max_frames"] = min(max_frames, limits["max_frames"])
+    return decode_video(data, **limits)
 
 
 def check_input(data: bytes, settings) -> InputInfo:

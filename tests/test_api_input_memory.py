@@ -21,7 +21,7 @@ def _gif(frames: int = 6) -> bytes:
 
     from PIL import Image
 
-    images = [Image.fromarray(np.full((32, 32, 3), 20 * i, np.uint8)) for i in range(frames)]
+    images = [Image.fromarray(np.full((32, 32, 3), 20 * i % 256, np.uint8)) for i in range(frames)]
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=100)
     return buf.getvalue()
@@ -95,3 +95,40 @@ async def test_tokenize_reads_its_input_through_the_same_slots(api_sample, reads
         assert reads == [("mp4", True)]
         r = await client.post("/v1/tokenize", json={"input_video": base64.b64encode(b"GIF89a-broken").decode()})
         assert r.status_code == 400 and r.json()["error"]["param"] == "input_video"
+
+
+async def test_tokenize_decodes_one_window_and_holds_its_slot_until_the_encoder_is_done(make_api, reads, monkeypatch):
+    """Review A3: the tokens endpoints decoded up to max_input_frames though they use one
+    window, and gave their decode slot back while the frames waited for the encoder."""
+    from conftest import FakeRuntime, make_api_manifest
+
+    manifest = make_api_manifest()
+    frames_read, running, most = [], [0], [0]
+    real = video.decode_video
+
+    def counted(data, **limits):
+        frames_read.append(limits["max_frames"])
+        return real(data, **limits)
+
+    monkeypatch.setattr(video, "decode_video", counted)
+
+    class SlowPipeline:
+        def __init__(self):
+            self.manifest = manifest
+
+        async def tokenize(self, clip):
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            await asyncio.sleep(0.05)
+            running[0] -= 1
+            assert len(clip) <= manifest.window_frames
+            return np.zeros(manifest.token_grid, np.int64)
+
+    runtime = FakeRuntime([manifest])
+    runtime.pipelines = {manifest.model_id: SlowPipeline()}
+    body = {"input_video": base64.b64encode(_gif(frames=20)).decode()}
+    async with make_api(runtime=runtime, max_concurrent_decodes=1, max_input_frames=64) as api:
+        answers = await asyncio.gather(*(api.client.post("/v1/tokenize", json=body) for _ in range(3)))
+        assert [r.status_code for r in answers] == [200] * 3, answers[0].text
+    assert frames_read == [manifest.window_frames] * 3  # not max_input_frames
+    assert most[0] == 1  # one request's frames alive at a time

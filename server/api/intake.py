@@ -14,7 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from fastapi import Request
 from pydantic import ValidationError
@@ -241,16 +241,19 @@ async def load_input(parsed: ParsedRequest, normalized: VideoRequest, queue: Job
 
 
 async def read_video(request: Request, read: Callable[[bytes, Settings], Any], data: bytes, settings: Settings,
-                     param: str = "input_video") -> Any:
+                     param: str = "input_video", then: Callable[[Any], Awaitable[Any]] | None = None) -> Any:
     """`read(data, settings)` (check_input or decode_input) in a worker thread (decoding is CPU
     work: off the event loop), at most `max_concurrent_decodes` at once in this process (each
     may hold a frame or a whole video: unbounded, a burst of large uploads adds them all up);
-    VideoError -> APIError on `param`."""
+    VideoError -> APIError on `param`. `then(video)`: what uses the frames, awaited (and its
+    result returned) while the slot is still held, so that the frames it keeps alive count
+    against the bound too."""
     async with request.app.state.decode_slots:
         try:
-            return await run_in_threadpool(read, data, settings)
+            video = await run_in_threadpool(read, data, settings)
         except VideoError as exc:
             raise APIError(exc.status, exc.code, exc.message, param=param) from None
+        return video if then is None else await then(video)
 
 
 async def _previous_output(queue: JobQueue, job_id: str, request: Request) -> bytes:

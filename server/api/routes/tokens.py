@@ -6,6 +6,7 @@ replica in front of Redis workers answers 503)."""
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any, Optional
 
 import numpy as np
@@ -98,13 +99,15 @@ async def _body(request: Request, model_type: type[BaseModel], settings) -> tupl
 
 async def _video_tokens(request: Request, input_video: str | None, upload: bytes | None, pipeline,
                        settings) -> np.ndarray:
-    """The request's video (base64 or an uploaded part) -> its first window's tokens."""
+    """The request's video (base64 or an uploaded part) -> its first window's tokens. Only that
+    window's frames are decoded, and they hold their decode slot until the encoder is done
+    with them (`max_concurrent_decodes` bounds what these requests hold, not just the decode)."""
     if upload is not None and len(upload) > settings.max_upload_bytes:
         raise APIError(413, "upload_too_large", f"input_video is larger than {settings.max_upload_bytes} bytes",
                        param="input_video")
     data = upload if upload is not None else decode_base64(input_video or "", settings.max_upload_bytes)
-    video = await read_video(request, decode_input, data, settings)
-    return await pipeline.tokenize(video.frames)
+    read = functools.partial(decode_input, max_frames=pipeline.manifest.window_frames)
+    return await read_video(request, read, data, settings, then=lambda video: pipeline.tokenize(video.frames))
 
 
 @router.post("/tokenize", response_model=TokenizeResponse, responses=ERRORS,
