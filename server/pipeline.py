@@ -50,7 +50,7 @@ class Preview:
 
 @dataclass
 class RunLog:
-    """What a run reports besides its video: per window its tokens and (MaskGIT) confidence map,
+    """What a run reports besides its video: per window its tokens and confidence map,
     and {"steps_done", "steps"} when the deadline cut decoding short."""
 
     tokens: list[np.ndarray] = field(default_factory=list)
@@ -129,7 +129,7 @@ class Pipeline:
         one last call gives every still-masked token its most likely value, and later windows are
         decoded in one such call each; `log.truncated` receives {"steps_done", "steps"} of the
         first window cut short. The autoregressive sampler raises DeadlineExceeded instead.
-        `log` (if given) also receives each window's tokens and (MaskGIT) confidence map.
+        `log` (if given) also receives each window's tokens and confidence map.
         `source_tokens` (an edit): the source job's (t, h, w) tokens, one grid per window of
         `plan_windows` (the edit has the source's num_frames, so the same windows); they stand for
         the input video (each window decoded, its frames assembled as the source assembled them:
@@ -245,7 +245,7 @@ class Pipeline:
                       preview=None, source_tokens: np.ndarray | None = None, checkpoint=None,
                       resume_state: dict | None = None,
                       preview_every_tokens: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
-        """-> the window's (t, h, w) tokens, and (MaskGIT) the confidence map the sampler used.
+        """-> the window's (t, h, w) tokens, and the confidence map the sampler used.
         `preview` (a request with previews): called after every MaskGIT step, or every
         `preview_every_tokens` tokens the autoregressive sampler draws and at its window's end."""
         m = self.manifest
@@ -314,7 +314,7 @@ class Pipeline:
                     await preview(ar_guess(job.state, cond, token_state, grid), m.num_tokens - int(
                         (job.state.tokens == UNKNOWN).sum()), m.num_tokens, sampled / free, job.state.confidence)
             advance(m.num_tokens - before)
-            tokens, confidence = job.state.tokens, None
+            tokens, confidence = job.state.tokens, job.state.confidence.reshape(grid).copy()
         return tokens.reshape(grid), confidence
 
     async def tokenize(self, clip: np.ndarray) -> np.ndarray:

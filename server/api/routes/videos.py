@@ -260,7 +260,7 @@ async def video_content(
     variant: Annotated[Literal[CONTENT_VARIANTS + ("preview",)], Query(  # type: ignore[valid-type]
         description="video (in the request's output_format), thumbnail (PNG of the first frame), frames (the frames "
                     "the model made, lossless: PNG files in a zip), tokens (the token grids, JSON: "
-                    '{"model", "token_grid", "vocab_size", "windows"}), confidence (MaskGIT jobs: the sampler\'s '
+                    '{"model", "token_grid", "vocab_size", "windows"}), confidence (the sampler\'s '
                     'confidence per token, 0..255, JSON {"model", "token_grid", "scale", "windows"}) or preview (a job '
                     'with "previews": true: the '
                     "latest preview, a PNG strip of the clip's frames; there as soon as the first step is done)")] = "video",
@@ -272,9 +272,6 @@ async def video_content(
     if job.status != "completed":
         raise APIError(409, "video_not_ready", f"job {video_id} is {job.status}; content exists once it has completed")
     data = await queue.get_content(video_id, variant)
-    if data is None and variant == "confidence" and job.request.sampler.method != "maskgit":
-        raise APIError(404, "content_not_found", f"job {video_id} was decoded autoregressively: only MaskGIT jobs "
-                       "have a confidence map")
     if data is None:
         raise APIError(404, "content_not_found", f"the {variant} of job {video_id} has expired or was deleted")
     media_type, extension = _media_type(job, variant)
