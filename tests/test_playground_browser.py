@@ -220,7 +220,7 @@ def test_playground_shows_the_video_forming_then_edits_a_region(server_url):
         page.select_option("#class-label", "5")
         page.select_option("#size", "32x32")
         page.fill("#seed", "3")
-        page.select_option("#sampler", "maskgit")  # previews are MaskGIT's
+        page.select_option("#sampler", "maskgit")  # a preview per step
         page.fill("#steps", "24")
         assert page.is_enabled("#previews") and page.is_checked("#previews")
         # Record every preview image the page shows, and whether the video had a source by then.
@@ -300,3 +300,64 @@ def test_playground_shows_the_video_forming_then_edits_a_region(server_url):
     assert kept.any() and (~kept).any()
     assert np.array_equal(after_tokens[kept], before_tokens[kept])
     assert (after_tokens[~kept] != before_tokens[~kept]).any()
+
+
+def test_playground_previews_any_sampler_and_edits_an_extended_clip(server_url):
+    """Review A4/A5: the page asks for previews of an autoregressive job too (the server serves
+    them), and a clip of several windows gets its confidence overlay (the window that made the
+    frame on show) and can be edited."""
+    with chromium_page(900) as page:
+        page_errors, console_errors = collect_errors(page)
+        page.goto(f"{server_url}/")
+        page.wait_for_function("document.querySelectorAll('#model option').length > 0", timeout=30_000)
+        page.select_option("#task", "class_conditional")
+        page.select_option("#class-label", "2")
+        page.select_option("#size", "32x32")
+        page.fill("#seed", "4")
+        page.select_option("#sampler", "autoregressive")
+        assert page.is_enabled("#previews") and page.is_checked("#previews")
+        page.click("#generate")
+        _video_plays(page)
+        ar = json.loads(page.text_content("#job-json"))
+        assert ar["request"]["sampler"]["method"] == "autoregressive" and ar["request"]["previews"] is True
+        assert page.is_visible("#history") and page.get_attribute("#preview-strip", "src").startswith("data:image/png")
+
+        # Two windows (16 frames, 4 given): frames 0..15 are the first's, 16..27 the second's.
+        page.select_option("#sampler", "maskgit")
+        page.fill("#steps", "4")
+        page.fill("#num-frames", "28")
+        page.click("#generate")
+        page.wait_for_function(
+            "() => JSON.parse(document.getElementById('job-json').textContent).num_frames === 28"
+            " && document.getElementById('status').textContent.startsWith('Completed')", timeout=GENERATE_TIMEOUT_MS)
+        _video_plays(page)
+        source = json.loads(page.text_content("#job-json"))
+        assert page.is_enabled("#show-confidence") and page.is_enabled("#edit-region")
+        page.check("#show-confidence")
+        page.wait_for_selector("#heat", state="visible")
+        doc = _get_json(f"{server_url}/v1/videos/{source['id']}/content?variant=confidence")
+        t, h, w = doc["token_grid"]
+        assert len(doc["windows"]) == 2
+        for frame, window, start in ((5, 0, 0), (20, 1, 12)):
+            page.evaluate("s => new Promise((done) => { const v = document.getElementById('result'); v.pause();"
+                          " v.addEventListener('seeked', () => done(), {once: true}); v.currentTime = s; })",
+                          (frame + 0.5) / source["fps"])
+            page.wait_for_timeout(100)  # the overlay follows the video on the next animation frames
+            alpha = page.evaluate("() => { const c = document.getElementById('heat');"
+                                  " return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+                                  ".filter((_, i) => i % 4 === 3); }")
+            latent = (frame - start) * t // 16
+            values = doc["windows"][window][latent * h * w:(latent + 1) * h * w]
+            assert alpha == [round(20 + 180 * (1 - v / 255)) for v in values], (frame, window)
+
+        page.click("#edit-region")
+        _drag(page, "#stage", (0.1, 0.1), (0.6, 0.6))
+        page.wait_for_function(
+            "id => { const j = JSON.parse(document.getElementById('job-json').textContent);"
+            " return j.request.edit_from === id && j.status === 'completed'"
+            " && document.getElementById('status').textContent.startsWith('Completed'); }",
+            arg=source["id"], timeout=GENERATE_TIMEOUT_MS)
+        edit = json.loads(page.text_content("#job-json"))
+        assert edit["num_frames"] == 28 and edit["task"] == "inpainting"
+        assert not page_errors, page_errors
+        assert not console_errors, console_errors

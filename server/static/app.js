@@ -35,7 +35,7 @@ let objectURL = null;
 let shown = null; // the completed job on show: the one an edit starts from
 let confidence = null; // the final confidence map of `shown`: { grid: [t, h, w], values }, or null
 const steps = []; // the running (or shown) job's previews, in order
-const forming = { image: null, frame: 0, timer: null, fps: 8 }; // the latest preview, played frame by frame
+const forming = { image: null, frame: 0, timer: null, fps: 8, windowFrames: 16 }; // the latest preview, played frame by frame
 
 function makeClient() {
   return new Kinetoscope({ baseURL: location.origin, apiKey: el.apiKey.value.trim() || null, maxRetries: 2 });
@@ -121,7 +121,6 @@ function onSamplerChange() {
   el.temperature.value = settings.temperature;
   el.guidance.value = settings.guidance_scale;
   el.steps.disabled = el.sampler.value !== 'maskgit';  // the autoregressive sampler takes one step per token
-  el.previews.disabled = el.sampler.value !== 'maskgit'; // the server refuses previews of other samplers (422)
 }
 
 function onInputSourceChange() {
@@ -153,7 +152,7 @@ function readParams() {
   // An empty field means the server's default (as for the seed).
   if (el.temperature.value !== '') params.sampler.temperature = Number(el.temperature.value);
   if (el.guidance.value !== '') params.sampler.guidance_scale = Number(el.guidance.value);
-  if (el.sampler.value === 'maskgit' && el.previews.checked) params.previews = true;
+  if (el.previews.checked) params.previews = true; // MaskGIT: every step; autoregressive: every few tokens
   if (FRAME_TASKS.includes(task)) params.condition_frames = Number(el.conditionFrames.value);
   if (SPATIAL_TASKS.includes(task)) {
     params.mask = el.maskPreset.value === 'box'
@@ -289,6 +288,7 @@ function resetResult(job) {
   const [w, h] = job.size.split('x').map(Number);
   el.stage.style.aspectRatio = `${w} / ${h}`;
   forming.fps = job.fps || 8;
+  forming.windowFrames = models.find((m) => m.id === job.model)?.window_frames ?? 16;
   drawHeat();
 }
 
@@ -351,13 +351,14 @@ function frameSize(image) {
 
 // --- the confidence overlay: a heat map of the sampler's confidence per token ---------------------
 
-/** The final confidence map of a MaskGIT job of one window, else null (other jobs have none to draw). */
+/** The final confidence map of a MaskGIT job, every window of it, else null (other jobs have none to draw). */
 async function loadConfidence(job, signal) {
   const model = models.find((m) => m.id === job.model);
-  if (job.request.sampler.method !== 'maskgit' || !model || job.num_frames > model.window_frames) return null;
+  if (job.request.sampler.method !== 'maskgit' || !model) return null;
   try {
     const doc = (await client.videos.downloadContent(job.id, { variant: 'confidence', signal })).json();
-    return { grid: doc.token_grid, values: doc.windows[0] };
+    const plan = planWindows(job.num_frames, model.window_frames, model.default_condition_frames);
+    return { grid: doc.token_grid, windows: doc.windows, plan, windowFrames: model.window_frames };
   } catch (err) {
     if (err instanceof NotFoundError) return null;
     throw err;
@@ -373,28 +374,44 @@ function heatColour(c) {
   return [...a.map((v, i) => Math.round(v + (b[i] - v) * f)), Math.round(20 + 180 * (1 - c))];
 }
 
-/** Which frame the player shows, and of how many: the forming clip's, or the video's. */
-function frameOnShow() {
-  if (!el.forming.hidden && forming.image) {
-    const [fw] = frameSize(forming.image);
-    return [forming.frame, Math.max(1, Math.round(forming.image.naturalWidth / fw))];
+/** The windows a clip of `numFrames` is made in, as server/conditioning.py plans them: each
+ * { start, length }; a new one starts `condition` frames before the last one's end, the final one
+ * ends on the clip's last frame. */
+function planWindows(numFrames, window, condition) {
+  if (numFrames <= window) return [{ start: 0, length: numFrames }];
+  const windows = [{ start: 0, length: window }];
+  for (let end = window; end < numFrames; end = windows.at(-1).start + window) {
+    windows.push({ start: Math.min(end - condition, numFrames - window), length: window });
   }
+  return windows;
+}
+
+/** The map to draw for the frame on show: the latest preview's (the window forming) or, under
+ * the video, the final map of the window that made that frame (the first that holds it). Its
+ * frame within that window, and the window's length in frames, say which latent frame it is. */
+function heatOnShow() {
+  if (!el.forming.hidden && steps.length) {
+    const { token_grid: grid, confidence: values } = steps.at(-1);
+    return { grid, values, frame: forming.image ? forming.frame : 0, windowFrames: forming.windowFrames };
+  }
+  if (!confidence) return null;
   const frames = shown?.num_frames ?? 1;
-  const fps = shown?.fps ?? 8;
-  return [Math.min(frames - 1, Math.floor(el.video.currentTime * fps)), frames];
+  const frame = Math.min(frames - 1, Math.floor(el.video.currentTime * (shown?.fps ?? 8)));
+  const found = confidence.plan.findIndex((win) => frame < win.start + win.length);
+  const index = Math.min(Math.max(found, 0), confidence.windows.length - 1);
+  const start = confidence.plan[index]?.start ?? 0;
+  return { grid: confidence.grid, values: confidence.windows[index], frame: frame - start,
+    windowFrames: confidence.windowFrames };
 }
 
 /** Draws the heat map of the frame on show (its latent frame's tokens), or hides it. */
 function drawHeat() {
-  const map = !el.forming.hidden && steps.length
-    ? { grid: steps.at(-1).token_grid, values: steps.at(-1).confidence }
-    : confidence;
+  const map = heatOnShow();
   const on = el.showConfidence.checked && !el.showConfidence.disabled && map && map.grid && map.values;
   el.heat.hidden = !on;
   if (!on) return;
   const [t, h, w] = map.grid;
-  const [frame, frames] = frameOnShow();
-  const slice = Math.min(t - 1, Math.floor((frame * t) / frames));
+  const slice = Math.min(t - 1, Math.floor((map.frame * t) / map.windowFrames));
   const image = new ImageData(w, h);
   for (let i = 0; i < h * w; i++) image.data.set(heatColour(map.values[slice * h * w + i] / 255), i * 4);
   el.heat.width = w;
@@ -410,11 +427,10 @@ function followVideoFrames() {
 
 // --- edit a region: drag a box over the result, regenerate only that ------------------------------
 
-/** Whether a completed job can be edited: one window of a model that inpaints (the server says the rest). */
+/** Whether a completed job can be edited: a job of a model that inpaints, of any length (the server says the rest). */
 function editable(job) {
   const model = models.find((m) => m.id === job.model);
-  return Boolean(model && job.status === 'completed' && model.tasks.includes('inpainting')
-    && job.num_frames <= model.window_frames);
+  return Boolean(model && job.status === 'completed' && model.tasks.includes('inpainting'));
 }
 
 function setEditMode(on) {
@@ -469,7 +485,7 @@ async function onPointerUp(event) {
   const model = models.find((m) => m.id === source.model);
   const maskgit = model.samplers.includes('maskgit');
   const params = { model: source.model, mask: box, sampler: maskgit ? { method: 'maskgit' } : undefined };
-  if (maskgit && el.previews.checked) params.previews = true;
+  if (el.previews.checked) params.previews = true;
   if (el.seed.value !== '') params.seed = Number(el.seed.value);
   await runJob((signal) => client.videos.edit(source.id, params, { signal }));
   el.editBox.hidden = true;
