@@ -268,10 +268,23 @@ def contrastive_reference(cfg: TrainConfig, pcfg: PriorConfig, device: torch.dev
     (loaded from init_from again, so a resumed run keeps the same reference)."""
     if cfg.stage != "prior" or not cfg.init_from:
         raise ValueError("contrastive_weight fine-tunes a trained masked prior: prior stage with init_from")
-    module, _ = load_network(cfg.init_from, "masked_prior")
     reference = MaskedPrior(pcfg)
-    reference.load_state_dict(module.state_dict(), strict=False)  # class_modulation stays zero
+    load_init(reference, cfg.init_from, "masked_prior")  # an added class_modulation stays zero
     return reference.to(device).eval().requires_grad_(False)
+
+
+def load_init(model: torch.nn.Module, folder: str | Path, name: str) -> bool:
+    """Loads the network `name` saved in `folder` into `model`, which it must fit exactly, except
+    that a fine-tune may add the zero-initialised class modulation (prior.class_adaln) to a prior
+    trained without it; anything else that does not match is a wrong init_from (ValueError).
+    Returns whether the class modulation was added."""
+    module, _ = load_network(folder, name)
+    missing, unexpected = model.load_state_dict(module.state_dict(), strict=False)
+    added = [k for k in missing if k.startswith("class_modulation.")]
+    if unexpected or len(added) != len(missing):
+        raise ValueError(f"{folder} does not fit this {name}: missing "
+                         f"{sorted(set(missing) - set(added))}, unexpected {sorted(unexpected)}")
+    return bool(added)
 
 
 def sample_accuracy(prior: MaskedPrior, tokenizer: VideoTokenizer, samples: int) -> float:
@@ -352,14 +365,7 @@ def train(cfg: TrainConfig, publish: str | None = None, log: Callable[[str], Non
             cfg.steps = state["steps"]  # the fitted total, so the schedule continues where it was
         log(f"resuming {cfg.name} at step {step} from {state_path}")
     elif cfg.init_from:
-        module, _ = load_network(cfg.init_from, cfg.name)
-        missing, unexpected = model.load_state_dict(module.state_dict(), strict=False)
-        # A fine-tune may add the zero-initialised class modulation (prior.class_adaln) to a prior
-        # trained without it; anything else that does not match is a wrong init_from.
-        added = [k for k in missing if k.startswith("class_modulation.")]
-        if unexpected or len(added) != len(missing):
-            raise ValueError(f"{cfg.init_from} does not fit this {cfg.name}: missing "
-                             f"{sorted(set(missing) - set(added))}, unexpected {sorted(unexpected)}")
+        added = load_init(model, cfg.init_from, cfg.name)
         log(f"initialised {cfg.name} from {cfg.init_from}" + (" (class modulation added, zero)" if added else ""))
     elif cfg.init_from_ar:
         ar, _ = load_network(cfg.init_from_ar, "ar_prior")

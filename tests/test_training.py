@@ -402,3 +402,20 @@ def test_contrastive_fine_tune_adds_class_modulation_and_resumes_against_the_sam
     assert a.cfg.class_adaln
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(x, y), name
+
+
+def test_the_contrastive_reference_refuses_an_init_from_that_does_not_fit(tmp_path):
+    """Review A6: the frozen reference was loaded with strict=False and its mismatches dropped, so
+    a wrong init_from gave a partly random reference; it is now checked as train() checks it."""
+    from models.train import contrastive_reference
+
+    cfg = tiny_train_config(tmp_path, "prior", 1, init_from=str(tmp_path / "init"), contrastive_weight=1.0)
+    pcfg = dataclasses.replace(cfg.prior, vocab_size=64)
+    save_network(tmp_path / "init", "masked_prior", "masked_prior",
+                 MaskedPrior(dataclasses.replace(pcfg, class_adaln=True)))
+    with pytest.raises(ValueError, match="unexpected.*class_modulation"):
+        contrastive_reference(cfg, pcfg, torch.device("cpu"))  # the saved prior holds more than this one
+    reference = contrastive_reference(cfg, dataclasses.replace(pcfg, class_adaln=True), torch.device("cpu"))
+    assert not any(p.requires_grad for p in reference.parameters())
+    save_network(tmp_path / "init", "masked_prior", "masked_prior", MaskedPrior(pcfg))
+    contrastive_reference(cfg, dataclasses.replace(pcfg, class_adaln=True), torch.device("cpu"))  # added: fine
