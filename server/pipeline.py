@@ -82,14 +82,28 @@ def window_seed(seed: int, window: int) -> int:
     return int(np.random.SeedSequence([seed, window]).generate_state(1)[0])
 
 
+@dataclass
+class WindowRun:
+    """What a window's sampler loop reports to and asks of its request (see `Pipeline.generate`)."""
+    advance: Callable[[int], None]  # progress units done
+    should_stop: Callable[[], bool]  # the job was canceled
+    past_deadline: Callable[[], bool]
+    log: RunLog
+    preview: Callable | None = None  # async (guess, step, steps, decided, confidence): a request with previews
+    checkpoint: Callable | None = None  # (sampler state): a request that saves checkpoints
+
+
 class Pipeline:
     def __init__(self, manifest: Manifest, engines: dict[str, Engine], *, max_batch_size: int = 16,
                  max_wait_ms: float = 2.0, executor: Executor | None = None,
-                 on_batch: Callable[[str, int], None] | None = None):
+                 on_batch: Callable[[str, int], None] | None = None, preview_every_tokens: int = 32):
+        """`preview_every_tokens`: how often a request with previews decoded by the autoregressive
+        sampler gets one (settings.ar_preview_every_tokens), besides at each window's end."""
         self.manifest = manifest
         m = manifest
         self.window = m.window_frames
         self.base = tuple(m.base_size)
+        self.preview_every_tokens = preview_every_tokens
 
         def queue(name, fn, kind=FeedsQueue):  # FeedsQueue: an engine's arrays; BatchQueue: decoding jobs
             return kind(fn, name=name, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
@@ -121,8 +135,7 @@ class Pipeline:
                        on_preview: Callable[["Preview"], None] | None = None,
                        log: "RunLog | None" = None, source_tokens: list[np.ndarray] | None = None,
                        resume: Checkpoint | None = None,
-                       on_checkpoint: Callable[[Checkpoint], None] | None = None,
-                       preview_every_tokens: int = 32) -> np.ndarray:
+                       on_checkpoint: Callable[[Checkpoint], None] | None = None) -> np.ndarray:
         """-> uint8 (num_frames, H, W, 3). `frames`: the caller's input video, uint8 (T, h, w, 3).
 
         Once `past_deadline()` turns true, MaskGIT decoding ends at the end of its current step:
@@ -205,10 +218,10 @@ class Pipeline:
                 tokens, confidence = window_arrays(resume.windows[index], tuple(m.token_grid))
             else:
                 state = resume.state if resume is not None and index == resume.window else None
-                tokens, confidence = await self._sample(req, cond_video, wg, window_seed(req.seed, index), advance,
-                                                        should_stop, past_deadline, log, preview,
-                                                        None if source_tokens is None else source_tokens[index],
-                                                        checkpoint, state, preview_every_tokens)
+                tokens, confidence = await self._sample(
+                    req, cond_video, wg, window_seed(req.seed, index),
+                    WindowRun(advance, should_stop, past_deadline, log, preview, checkpoint),
+                    None if source_tokens is None else source_tokens[index], state)
             log.tokens.append(tokens)
             log.confidence.append(confidence)
             # 4. Pixels, with the given ones put back.
@@ -240,82 +253,87 @@ class Pipeline:
         return np.where(given[..., None], pixels, video)
 
     async def _sample(self, req: VideoRequest, cond_video: np.ndarray, given: np.ndarray, seed: int,
-                      advance: Callable[[int], None], should_stop: Callable[[], bool],
-                      past_deadline: Callable[[], bool], log: "RunLog",
-                      preview=None, source_tokens: np.ndarray | None = None, checkpoint=None,
-                      resume_state: dict | None = None,
-                      preview_every_tokens: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
-        """-> the window's (t, h, w) tokens, and the confidence map the sampler used.
-        `preview` (a request with previews): called after every MaskGIT step, or every
-        `preview_every_tokens` tokens the autoregressive sampler draws and at its window's end."""
+                      run: "WindowRun", source_tokens: np.ndarray | None = None,
+                      resume_state: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """-> the window's (t, h, w) tokens, and the confidence map the sampler used: the window's
+        condition tokenized, the fully given tokens fixed, then one sampler's loop."""
         m = self.manifest
-        grid = tuple(m.token_grid)
         if given.any():
             feeds = {"video": cond_video.transpose(3, 0, 1, 2)[None].astype(np.float32)}  # (1, 3, T, H, W)
             cond = (await self.encoder.submit(feeds))["tokens"].reshape(-1).astype(np.int64)
         else:
             cond = np.full(m.num_tokens, m.null_cond_id, dtype=np.int64)
         if resume_state is None:  # a resumed window's checkpoint counted this already
-            advance(1)
+            run.advance(1)
         token_state = T.token_states(given, m.temporal_stride, m.spatial_stride).reshape(-1)
         fixed = token_state == T.STATE_FULL
         if source_tokens is not None:  # an exact edit: the given tokens are the source's own
             cond = np.where(fixed, np.asarray(source_tokens, np.int64).reshape(-1), cond)
+        window = self._maskgit_window if req.sampler.method == "maskgit" else self._ar_window
+        tokens, confidence = await window(req, seed, cond, token_state, fixed, run, resume_state)
+        return tokens.reshape(m.token_grid), confidence.reshape(m.token_grid).copy()
+
+    async def _maskgit_window(self, req, seed, cond, token_state, fixed, run: "WindowRun", resume_state):
+        """MaskGIT: one prior call per step (batched with every other request's), a preview and a
+        checkpoint after each; past the deadline, the next step is the last (every masked token
+        its most likely value)."""
+        m, s = self.manifest, req.sampler
         class_id = m.null_class_id if req.class_label is None else int(req.class_label)
-        s = req.sampler
-        if s.method == "maskgit":
-            job = MaskGITJob(maskgit_init(np.where(fixed, cond, m.mask_token_id), fixed, mask_id=m.mask_token_id,
-                                          steps=s.steps, temperature=s.temperature, choice_temperature=s.choice_temperature,
-                                          guidance_scale=s.guidance_scale, top_k=s.top_k, seed=seed,
-                                          factors=m.token_factors),
-                             cond, token_state, class_id, m.null_class_id, preview=preview is not None)
-            if resume_state is not None:
-                restore(job.state, resume_state)
-            for _ in range(s.steps):
-                if job.state.done:
-                    break
-                if should_stop():
-                    raise JobCanceled()
-                if past_deadline() and job.state.steps > job.state.step + 1:
-                    # Best so far: the next call is the last, every masked token its argmax.
-                    if log.truncated is None:
-                        log.truncated = {"steps_done": job.state.step, "steps": job.state.steps}
-                    advance(job.state.steps - job.state.step - 1)
-                    job.state.steps, job.state.temperature = job.state.step + 1, 0.0
-                await self.prior.submit(job)
-                if preview is not None:
-                    unknown = job.state.n_unknown
-                    decided = 1.0 if unknown == 0 else 1.0 - job.state.num_masked / unknown
-                    await preview(job.guess, job.state.step, job.state.steps, decided, job.state.confidence)
-                advance(1)
-                if checkpoint is not None:
-                    checkpoint(job.state)
-            tokens, confidence = job.state.tokens, job.state.confidence.reshape(grid).copy()
-        else:
-            spec = m.ar
-            job = ARJob(ar_init(np.where(fixed, cond, 0), fixed, vocab_size=m.vocab_size, num_classes=len(m.classes),
-                                class_id=req.class_label, temperature=s.temperature, top_k=s.top_k,
-                                guidance_scale=s.guidance_scale, seed=seed, factors=m.token_factors),
-                        cond, token_state, shape=(spec.num_layers, spec.num_heads, spec.head_dim))
-            free, sampled = int((~fixed).sum()), 0
-            before = 0
-            while not job.state.done:
-                if should_stop():
-                    raise JobCanceled()
-                if past_deadline():  # no best-so-far video exists halfway through a raster order
-                    raise DeadlineExceeded(f"the deadline passed after {job.state.position} of "
-                                           f"{m.num_tokens} tokens (autoregressive decoding cannot stop early)")
-                await self.ar.submit(job, group_key=job.group())
-                advance(job.state.position - before)
-                before = job.state.position
-                sampled += 1  # every call samples exactly one free token
-                if preview is not None and (sampled % preview_every_tokens == 0 or job.state.done):
-                    # step / steps: tokens of the window decided (given ones included) / all its tokens
-                    await preview(ar_guess(job.state, cond, token_state, grid), m.num_tokens - int(
-                        (job.state.tokens == UNKNOWN).sum()), m.num_tokens, sampled / free, job.state.confidence)
-            advance(m.num_tokens - before)
-            tokens, confidence = job.state.tokens, job.state.confidence.reshape(grid).copy()
-        return tokens.reshape(grid), confidence
+        job = MaskGITJob(maskgit_init(np.where(fixed, cond, m.mask_token_id), fixed, mask_id=m.mask_token_id,
+                                      steps=s.steps, temperature=s.temperature, choice_temperature=s.choice_temperature,
+                                      guidance_scale=s.guidance_scale, top_k=s.top_k, seed=seed,
+                                      factors=m.token_factors),
+                         cond, token_state, class_id, m.null_class_id, preview=run.preview is not None)
+        if resume_state is not None:
+            restore(job.state, resume_state)
+        for _ in range(s.steps):
+            if job.state.done:
+                break
+            if run.should_stop():
+                raise JobCanceled()
+            if run.past_deadline() and job.state.steps > job.state.step + 1:
+                # Best so far: the next call is the last, every masked token its argmax.
+                if run.log.truncated is None:
+                    run.log.truncated = {"steps_done": job.state.step, "steps": job.state.steps}
+                run.advance(job.state.steps - job.state.step - 1)
+                job.state.steps, job.state.temperature = job.state.step + 1, 0.0
+            await self.prior.submit(job)
+            if run.preview is not None:
+                unknown = job.state.n_unknown
+                decided = 1.0 if unknown == 0 else 1.0 - job.state.num_masked / unknown
+                await run.preview(job.guess, job.state.step, job.state.steps, decided, job.state.confidence)
+            run.advance(1)
+            if run.checkpoint is not None:
+                run.checkpoint(job.state)
+        return job.state.tokens, job.state.confidence
+
+    async def _ar_window(self, req, seed, cond, token_state, fixed, run: "WindowRun", resume_state):
+        """Autoregressive: one call per sampled token (batched with every other request at the same
+        position), a preview every `preview_every_tokens` of them and at the window's end. There is
+        no best-so-far video halfway through a raster order, so the deadline fails the window."""
+        m, s, grid = self.manifest, req.sampler, tuple(self.manifest.token_grid)
+        spec = m.ar
+        job = ARJob(ar_init(np.where(fixed, cond, 0), fixed, vocab_size=m.vocab_size, num_classes=len(m.classes),
+                            class_id=req.class_label, temperature=s.temperature, top_k=s.top_k,
+                            guidance_scale=s.guidance_scale, seed=seed, factors=m.token_factors),
+                    cond, token_state, shape=(spec.num_layers, spec.num_heads, spec.head_dim))
+        free, sampled, before = int((~fixed).sum()), 0, 0
+        while not job.state.done:
+            if run.should_stop():
+                raise JobCanceled()
+            if run.past_deadline():
+                raise DeadlineExceeded(f"the deadline passed after {job.state.position} of "
+                                       f"{m.num_tokens} tokens (autoregressive decoding cannot stop early)")
+            await self.ar.submit(job, group_key=job.group())
+            run.advance(job.state.position - before)
+            before = job.state.position
+            sampled += 1  # every call samples exactly one free token
+            if run.preview is not None and (sampled % self.preview_every_tokens == 0 or job.state.done):
+                # step / steps: tokens of the window decided (given ones included) / all its tokens
+                await run.preview(ar_guess(job.state, cond, token_state, grid), m.num_tokens - int(
+                    (job.state.tokens == UNKNOWN).sum()), m.num_tokens, sampled / free, job.state.confidence)
+        run.advance(m.num_tokens - before)
+        return job.state.tokens, job.state.confidence
 
     async def tokenize(self, clip: np.ndarray) -> np.ndarray:
         """uint8 (T, H, W, 3) at any size -> the (t, h, w) tokens of its first window (resized to the

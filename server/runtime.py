@@ -104,8 +104,7 @@ class Runtime:
                                         past_deadline=lambda: states.past_deadline(job, time.time()),
                                         on_preview=publish, log=log, source_tokens=source_tokens,
                                         resume=Checkpoint.from_bytes(resume) if resume else None,
-                                        on_checkpoint=self._checkpointer(on_checkpoint),
-                                        preview_every_tokens=self.settings.ar_preview_every_tokens)
+                                        on_checkpoint=self._checkpointer(on_checkpoint))
         if log.truncated:
             metrics.truncated_jobs_total.inc()
         # 3. Encode the outputs.
@@ -181,7 +180,7 @@ def build_pipeline(repo: Path, manifest: Manifest, settings: Settings, executor,
                              f"max_batch_size")
         engines[name] = engine
     return Pipeline(manifest, engines, max_batch_size=batch, max_wait_ms=settings.max_batch_wait_ms,
-                    executor=executor, on_batch=on_batch)
+                    executor=executor, on_batch=on_batch, preview_every_tokens=settings.ar_preview_every_tokens)
 
 
 def observe_batch(name: str, rows: int) -> None:
