@@ -183,3 +183,15 @@ def test_side_by_side_measures_and_tabulates(tmp_path):
     table = side_by_side_table({"duration_s": 0.5, "task_mix": {"class_conditional": 1.0}, "steps": [2],
                                 "targets": {"fastapi": measured}})
     assert table.count("| fastapi |") == 3 and "open 50% of peak" in table
+
+
+def test_fastapi_peer_answers_a_body_that_is_not_json_with_a_400():
+    """Review A9: `await request.json()` raised inside the catch-all, and became a 500."""
+    from fastapi.testclient import TestClient
+
+    from cli.bench.peers.fastapi_peer import make_app
+
+    with TestClient(make_app(REPO, threads=1)) as client:
+        for raw in (b"{not json", b"\xff\xfe"):
+            r = client.post(VIDEOS_PATH, content=raw, headers={"content-type": "application/json"})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text

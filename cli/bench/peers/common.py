@@ -84,6 +84,14 @@ class PeerModel:
         return encode_video(video, request.fps, request.output_format)
 
 
+def parse_json(raw: bytes) -> Any:
+    """A request body's JSON; APIError 400 invalid_json (as Kinetoscope answers) when it is none."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise APIError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
 def model_info(manifest: Manifest) -> dict[str, Any]:
     """What a peer's GET /info says of its model (the load driver reads the classes)."""
     m = manifest

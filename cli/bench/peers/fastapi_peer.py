@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from cli.bench.peers.common import MEDIA_TYPES, VIDEOS_PATH, PeerModel, error_json, timing_headers
+from cli.bench.peers.common import MEDIA_TYPES, VIDEOS_PATH, PeerModel, error_json, parse_json, timing_headers
 
 
 def make_app(repo: str | Path, threads: int = 0) -> FastAPI:
@@ -49,8 +49,8 @@ def make_app(repo: str | Path, threads: int = 0) -> FastAPI:
     async def create(request: Request):
         received = time.time()
         try:
-            prepared = await run_in_threadpool(peer.prepare, await request.json())
-        except Exception as exc:  # a bad body, or an undecodable input video
+            prepared = await run_in_threadpool(peer.prepare, parse_json(await request.body()))
+        except Exception as exc:  # a body that is not JSON or not a valid request, or an undecodable input video
             return error(exc)
         waiting = time.time()
         async with lock:
