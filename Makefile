@@ -20,7 +20,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # commas in either argument: they separate call arguments; put them in a variable).
 step = @echo "==> $(1)"; t0=$$(date +%s); $(2) && echo "    done in $$(( $$(date +%s) - t0 )) s"
 
-.PHONY: serve test install install-dev model bundle system-deps js-deps test-python test-js bench clean
+.PHONY: serve test install install-dev model bundle system-deps js-deps test-python test-js bench gpu-wheels clean
 
 $(SERVE_DEPS): pyproject.toml
 	$(call step,creating $(VENV) and installing the serving runtime (ONNX Runtime FastAPI ...; no PyTorch),\
@@ -82,6 +82,21 @@ test: test-python test-js
 bench: install-dev model
 	$(BIN)/kinetoscope bench-runtime tasks
 	$(BIN)/kinetoscope bench-runtime serving
+
+# The wheels scripts/gpu-bench.sh installs on a GPU machine that has PyTorch but none of the
+# serving dependencies and no package index (cli/bench/wheels.py: the server's and the SDK's
+# dependency closure at the versions installed here, less numpy, torch, ONNX Runtime, Pillow,
+# safetensors and imageio-ffmpeg; about 7 MB, all pure Python but pydantic-core), built for that
+# machine's Python (GPU_PYTHON, 3.12 on the lent H200s). Carry wheels/ along with the tree.
+GPU_WHEELS ?= wheels
+GPU_PYTHON ?= 3.12
+GPU_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+gpu-wheels: $(SERVE_DEPS)
+	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
+	$(BIN)/python -m cli.bench.wheels $(GPU_PYTHON) > $(GPU_WHEELS)/requirements.txt
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
+	  $(GPU_PLATFORMS) -d $(GPU_WHEELS) -r $(GPU_WHEELS)/requirements.txt
+	@ls $(GPU_WHEELS)/*.whl | wc -l | xargs echo "wheels:"; du -sh $(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) model_repository runs artifacts clients/js/node_modules clients/js/dist

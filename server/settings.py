@@ -6,6 +6,7 @@ Each field can be set by an environment variable `KINETOSCOPE_<FIELD>` (e.g.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,18 @@ class Settings(BaseSettings):
                                            "max batch (`export tensorrt --max-batch`); none = the largest built")
     tensorrt_precision: str | None = Field(None, description="TensorRT backend: use the plans of this precision label "
                                            "(typed, fp32, fp16, bf16: key.json's `precision`); none = any")
+    torch_device: str = Field("auto", description="torch backend: the device the programs run on: auto (CUDA when "
+                              "there, else the CPU), cpu, cuda, cuda:N")
+    torch_dtype: Literal["fp32", "bf16"] = Field("fp32", description="torch backend: fp32, or bf16 (every network "
+                                                 "call under bfloat16 autocast; outputs still come back float32)")
+    torch_compile: str | None = Field(None, description="torch backend: torch.compile mode (default, reduce-overhead, "
+                                      "max-autotune, max-autotune-no-cudagraphs) of the networks whose only dynamic "
+                                      "dimension is the batch, compiled on first use, batches padded to powers of "
+                                      "two; none = eager. The autoregressive prior always runs eagerly")
+    torch_cuda_graphs: bool = Field(False, description="torch backend on CUDA: capture the networks whose only "
+                                    "dynamic dimension is the batch as one CUDA graph per power-of-two batch (on "
+                                    "first use; batches padded) and replay them: less launch overhead. The "
+                                    "autoregressive prior always runs eagerly")
 
     # --- batching ------------------------------------------------------------------------------
     max_batch_size: int = Field(16, description="largest batch one network call takes")
@@ -129,6 +142,17 @@ class Settings(BaseSettings):
 
             check_secret(value)
         return value or None
+
+    @field_validator("torch_compile", mode="before")
+    @classmethod
+    def _compile_none(cls, value):
+        if value is None or value in ("", "none", "None", "eager"):
+            return None
+        from server.engines.torch import COMPILE_MODES  # no torch import: the module imports it lazily
+
+        if value not in COMPILE_MODES:
+            raise ValueError(f"torch_compile is one of {', '.join(COMPILE_MODES)} or none")
+        return value
 
     @field_validator("job_store_dir", mode="before")
     @classmethod

@@ -60,9 +60,10 @@ class _Session:
 
     def __init__(self, client: "sdk.AsyncClient", http: httpx.AsyncClient, *, size: str | None, num_frames: int | None,
                  seed: int, wait: WaitStrategy, prefer_wait_s: float, request_timeout_s: float,
-                 api_key: str | None = None, steps: list[int] | None = None):
+                 api_key: str | None = None, steps: list[int] | None = None, fields: Mapping[str, Any] | None = None):
         self.client, self.http = client, http
         self.steps = steps
+        self.fields = dict(fields or {})
         self.metrics_headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.size, self.num_frames, self.seed = size, num_frames, seed
         self.wait, self.prefer_wait_s, self.request_timeout_s = wait, prefer_wait_s, request_timeout_s
@@ -78,11 +79,12 @@ class _Session:
 
     def body(self, task: str, index: int) -> dict[str, Any]:
         """The fields of request `index`: its own seed, a class label cycling through the classes,
-        and with `steps` the MaskGIT sampler at its drawn step count."""
-        body: dict[str, Any] = {"task": task, "seed": self.seed + index}
+        and with `steps` the MaskGIT sampler at its drawn step count; `fields` (the run's extra
+        create-body fields, e.g. a sampler or an output_format) under them."""
+        body: dict[str, Any] = {**self.fields, "task": task, "seed": self.seed + index}
         steps = self.steps_for(index)
         if steps is not None:
-            body["sampler"] = {"method": "maskgit", "steps": steps}
+            body["sampler"] = {**body.get("sampler", {}), "method": "maskgit", "steps": steps}
         if self.size is not None:
             body["size"] = self.size
         if self.num_frames is not None:
@@ -252,6 +254,7 @@ async def run_bench(
     request_timeout_s: float = 600.0,
     target: Target = "kinetoscope",
     steps: list[int] | None = None,
+    fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load `base_url` and return the report (see the package docstring), per-request records included.
 
@@ -261,6 +264,8 @@ async def run_bench(
     `target`: "kinetoscope" (the job API, through the SDK) or a peer of cli/bench/peers/
     ("litserve", "fastapi": one POST answered with the video). `steps`: MaskGIT step counts, one
     drawn per request (the sampler is then MaskGIT for every task); None: the server's defaults.
+    `fields`: create-body fields every request carries (e.g. {"sampler": {"method": "autoregressive"},
+    "output_format": "gif"}); the request's own task, seed, size and inputs win over them.
     """
     mix = validate_task_mix(task_mix or {"class_conditional": 1.0})
     _check_arguments(mode, concurrency, rate, duration_s, num_requests, size, num_frames, wait, prefer_wait_s)
@@ -272,7 +277,8 @@ async def run_bench(
     limits = httpx.Limits(max_connections=concurrency if mode == "closed" else None, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits) as http:
         options = dict(size=size, num_frames=num_frames, seed=seed, wait=wait, prefer_wait_s=prefer_wait_s,
-                       request_timeout_s=request_timeout_s, api_key=api_key, steps=steps)
+                       request_timeout_s=request_timeout_s, api_key=api_key, steps=steps,
+                       fields=fields)
         if target == "kinetoscope":
             session = _kinetoscope_session(base_url, http, **options)
         else:
@@ -299,7 +305,7 @@ async def run_bench(
             "url": base_url, "mode": mode, "concurrency": concurrency if mode == "closed" else None,
             "rate": rate if mode == "open" else None, "duration_s": duration_s, "num_requests": num_requests,
             "task_mix": mix, "size": size, "num_frames": num_frames, "seed": seed, "wait": wait,
-            "target": target, "steps": steps,
+            "target": target, "steps": steps, "fields": dict(fields or {}),
         },
         **summarize(records, wall_s),
         # Kinetoscope: rows per network call, per engine (/metrics); a peer: requests per predict call.

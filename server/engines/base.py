@@ -34,6 +34,9 @@ class EngineOptions:
     providers: list[str] | None = None  # onnxruntime: execution providers, best first (None: choose)
     plan_max_batch: int | None = None  # tensorrt: the plans built with this max batch (None: the largest)
     plan_precision: str | None = None  # tensorrt: the plans of this precision label (None: any)
+    dtype: str = "fp32"  # torch: "fp32", or "bf16" (autocast; float outputs still come back float32)
+    compile_mode: str | None = None  # torch: torch.compile mode of the batch-only networks (None: eager)
+    cuda_graphs: bool = False  # torch on CUDA: capture the batch-only networks per batch bucket and replay
 
 
 class Engine(ABC):
@@ -100,13 +103,16 @@ def backends() -> list[str]:
 
 def create_engine(backend: str, repo: Path, name: str, file: str, *, threads: int = 0, device: str = "auto",
                   providers: list[str] | None = None, plan_max_batch: int | None = None,
-                  plan_precision: str | None = None) -> Engine:
+                  plan_precision: str | None = None, dtype: str = "fp32", compile_mode: str | None = None,
+                  cuda_graphs: bool = False) -> Engine:
     """Opens network `name` of a model repository with the chosen backend. `plan_max_batch`,
     `plan_precision` (TensorRT): use the plans built with this max batch / precision label;
-    default the largest max batch built, any precision."""
+    default the largest max batch built, any precision. `device`, `dtype`, `compile_mode`,
+    `cuda_graphs` (torch): see server/engines/torch.py; the defaults run eagerly in float32."""
     cls = _BACKENDS.get(backend)
     if cls is None:
         raise EngineError(f"unknown backend {backend!r}; choose one of {', '.join(backends())}")
     options = EngineOptions(threads=threads, device=device, providers=providers, plan_max_batch=plan_max_batch,
-                            plan_precision=plan_precision)
+                            plan_precision=plan_precision, dtype=dtype, compile_mode=compile_mode,
+                            cuda_graphs=cuda_graphs)
     return cls.open(Path(repo), name, file, options)
