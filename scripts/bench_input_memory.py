@@ -19,7 +19,6 @@ import base64
 import concurrent.futures
 import io
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -92,24 +91,14 @@ def measure_call(what: str, path: Path) -> str:
 
 
 def measure_serve(gif: bytes, clients: int) -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KINETOSCOPE_")}
-    env.update(KINETOSCOPE_JOB_STORE_DIR="", KINETOSCOPE_EMBEDDED_WORKERS="false",
-               KINETOSCOPE_MODEL_REPOSITORY=str(ROOT / "model_repository" / "moving-digits"))
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "kinetoscope"), "serve", "--port", str(port)],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import httpx
 
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    from cli.bench.peers.launch import serve_process
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KINETOSCOPE_")}
+    env.update(KINETOSCOPE_JOB_STORE_DIR="", KINETOSCOPE_EMBEDDED_WORKERS="false")
+    # Measured only once /readyz answers 200 (serve_process waits out a 503 while models load).
+    with serve_process("kinetoscope", ROOT / "model_repository" / "moving-digits", env=env) as (url, proc):
         idle = _status(proc.pid, "VmRSS")
         body = {"task": "frame_prediction", "input_video": base64.b64encode(gif).decode()}
         started = time.perf_counter()
@@ -118,9 +107,6 @@ def measure_serve(gif: bytes, clients: int) -> str:
                                   range(clients)))
         seconds = time.perf_counter() - started
         peak = _status(proc.pid, "VmHWM")
-    finally:
-        proc.terminate()
-        proc.wait(30)
     return (f"serve   {clients} concurrent POSTs -> {codes}: peak RSS +{(peak - idle) / 2**20:.0f} MiB "
             f"above idle ({idle / 2**20:.0f} MiB), {seconds:.2f} s")
 

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 TARGETS = ("kinetoscope", "litserve", "fastapi")
 READY_PATHS = {"kinetoscope": "/readyz", "litserve": "/health", "fastapi": "/health"}
@@ -47,8 +47,18 @@ def server_command(target: str, repo: Path, port: int, *, max_batch_size: int | 
 
 @contextlib.contextmanager
 def serve_target(target: str, repo: str | Path, *, port: int | None = None, startup_s: float = 120.0,
-                 **options) -> Iterator[str]:
+                 env: Mapping[str, str] | None = None, **options) -> Iterator[str]:
     """`target`'s server running on a free port; yields its base URL once it answers ready."""
+    with serve_process(target, repo, port=port, startup_s=startup_s, env=env, **options) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def serve_process(target: str, repo: str | Path, *, port: int | None = None, startup_s: float = 120.0,
+                  env: Mapping[str, str] | None = None, **options) -> Iterator[tuple[str, subprocess.Popen]]:
+    """serve_target's server, and its process (for what measures it). `env`: the server's whole
+    environment (default: this process's). Ready: its ready path answers 200; anything else (a
+    503 while the models load, no answer yet) is waited out, up to `startup_s`."""
     import httpx
 
     port = port or free_port()
@@ -56,7 +66,8 @@ def serve_target(target: str, repo: str | Path, *, port: int | None = None, star
     log = tempfile.TemporaryFile()
     # A session of its own, so that stopping it reaches every process it started.
     proc = subprocess.Popen(server_command(target, Path(repo).resolve(), port, **options), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=Path(__file__).resolve().parents[3])
+                            start_new_session=True, cwd=Path(__file__).resolve().parents[3],
+                            env=None if env is None else dict(env))
     try:
         deadline = time.monotonic() + startup_s
         while True:
@@ -70,7 +81,7 @@ def serve_target(target: str, repo: str | Path, *, port: int | None = None, star
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the {target} server was not ready after {startup_s:.0f} s:\n{_tail(log)}")
             time.sleep(0.25)
-        yield url
+        yield url, proc
     finally:
         _stop(proc)
         log.close()
