@@ -383,8 +383,9 @@ def _run_into_buffer(cmd: list[str], tmp: str) -> tuple[int, bytearray, bytes]:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
 
         def kill() -> None:
-            killed.set()
-            proc.kill()
+            if proc.poll() is None:  # still running: not a clean exit that beat timer.cancel()
+                killed.set()
+                proc.kill()
 
         timer = threading.Timer(FFMPEG_TIMEOUT_S, kill)
         timer.start()
@@ -397,7 +398,7 @@ def _run_into_buffer(cmd: list[str], tmp: str) -> tuple[int, bytearray, bytes]:
             returncode = proc.wait()
         err.seek(0)
         stderr = err.read()
-    if killed.is_set():
+    if killed.is_set() and returncode != 0:  # a process that ended on its own is not a timeout
         raise VideoError(400, "invalid_video", f"ffmpeg took longer than {FFMPEG_TIMEOUT_S:g} s on this file")
     return returncode, out, stderr
 

@@ -411,3 +411,30 @@ def test_a_check_holds_one_frame_and_a_decode_holds_the_video_once(fmt):
     assert _peak_traced(lambda: check_video(data, **LIMITS)) < video_bytes / 8  # a few frames at most
     peak = _peak_traced(lambda: decode_video(data, **LIMITS))  # old code: 2.0x for both
     assert video_bytes <= peak < 1.5 * video_bytes, peak / video_bytes  # the buffer's growth slack, one read
+
+
+def test_a_timer_that_fires_after_a_clean_decode_is_no_timeout(monkeypatch):
+    """Review A13: the timeout timer firing between ffmpeg's normal end and `timer.cancel()` set
+    the flag, and a clean decode was reported as "ffmpeg took longer than 60 s"."""
+    import threading
+    import time
+
+    from server import video
+
+    class LateTimer:
+        """Fires at cancel(), once ffmpeg has had time to exit: the race, made certain."""
+
+        def __init__(self, seconds, function):
+            self.function = function
+
+        def start(self):
+            pass
+
+        def cancel(self):
+            time.sleep(0.3)
+            self.function()
+
+    monkeypatch.setattr(threading, "Timer", LateTimer)
+    clip = smooth_clip(4)
+    decoded = decode_video(encode_mp4(clip, 8), **LIMITS)
+    assert decoded.frames.shape == clip.shape
