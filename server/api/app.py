@@ -53,6 +53,9 @@ def embedded_worker_wanted(settings: Settings) -> bool:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state = app.state
     settings: Settings = state.settings
+    # Per event loop, as everything made here (an asyncio.Semaphore binds to the first loop that
+    # waits on it): the input videos read at once, server/api/intake.py read_video.
+    state.decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)
     owns_queue = state.queue is None
     if owns_queue:
         from server.jobs import open_queue
@@ -118,7 +121,6 @@ def create_app(settings: Settings | None = None, *, runtime: Any = None, queue: 
                                 {"name": "models", "description": "what the server can generate"},
                                 {"name": "operations", "description": "health, readiness and metrics"}])
     app.state.settings, app.state.runtime, app.state.queue = settings, runtime, queue
-    app.state.decode_slots = asyncio.Semaphore(settings.max_concurrent_decodes)  # server/api/intake.py read_video
     app.state.catalogue = catalogue if catalogue is not None else getattr(runtime, "catalogue", None)
     install_error_handlers(app)
     install_openapi(app)
