@@ -6,6 +6,7 @@ server never breaks an older client.
 
 import base64
 import sys
+import urllib.parse
 from typing import Any, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
@@ -184,9 +185,10 @@ class Preview(_Response):
 
     @property
     def image_bytes(self) -> bytes:
-        """The image file itself (PNG or WebP bytes), decoded from the data URL."""
+        """The image file itself (PNG or WebP bytes), decoded from the data URL (base64, or
+        percent-encoded as a data URL without `;base64` is)."""
         head, _, data = self.image.partition(",")
-        return base64.b64decode(data) if head.endswith(";base64") else data.encode()
+        return base64.b64decode(data) if head.endswith(";base64") else urllib.parse.unquote_to_bytes(data)
 
     def confidence_map(self) -> Optional[List[List[List[float]]]]:
         """The confidence as nested lists `[t][h][w]` of floats in 0..1, or None without a map."""

@@ -188,3 +188,9 @@ def test_both_drivers_run_the_same_flow():
             return await async_client._run(flow_sleeping_then_returning(0.05))
 
     assert asyncio.run(run_async()) == "done"
+
+
+def test_preview_image_bytes_percent_decodes_a_data_url_without_base64():
+    """Review A15: as the JS SDK's decodeURIComponent (a data URL's data is percent-encoded)."""
+    preview = Preview(**{**PREVIEW, "step": 1, "decided": 0.5, "image": "data:image/png,%89PNG%0D%0A%1A%0A-raw"})
+    assert preview.image_bytes == b"\x89PNG\r\n\x1a\n-raw"
