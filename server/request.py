@@ -86,7 +86,7 @@ class VideoRequest:
     mask: Mask | None = None
     condition_frames: int | None = None
     input_video_id: str | None = None
-    previews: bool = False  # publish the current guess after every MaskGIT step
+    previews: bool = False  # publish the current guess after every MaskGIT step (autoregressive: every few tokens)
     edit_from: str | None = None  # an exact edit of this completed job's tokens (its input: their document)
 
     @property

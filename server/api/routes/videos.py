@@ -51,7 +51,8 @@ _SSE_EVENT = {
     "properties": {
         "event": {"type": "string", "enum": ["message", "preview"], "description": "absent (message): the job object"},
         "data": {"type": "string", "contentMediaType": "application/json",
-                 "description": "a job object (VideoJob), or a preview's {id, step, steps, decided, image}"},
+                 "description": "a job object (VideoJob), or a preview's {id, step, steps, decided, image, "
+                                "token_grid, confidence}"},
         "id": {"type": "string"}, "retry": {"type": "integer"},
     },
 }
@@ -193,8 +194,10 @@ async def get_video(
 @router.get("/{video_id}/events", summary="Stream the job's changes (server-sent events)",
             description="`text/event-stream`: one `data: <job JSON>` event now and at each change; the stream "
                         "ends after a terminal status. A job created with `\"previews\": true` also gets an "
-                        "`event: preview` per MaskGIT step, data `{\"id\", \"step\", \"steps\", \"decided\", "
-                        "\"image\"}` (`image`: a PNG data URL of the clip's frames side by side), before the job "
+                        "`event: preview` per MaskGIT step (autoregressive sampler: every ar_preview_every_tokens "
+                        "tokens and at each window's end), data `{\"id\", \"step\", \"steps\", \"decided\", "
+                        "\"image\", \"token_grid\", \"confidence\"}` (`image`: a PNG data URL of the clip's frames "
+                        "side by side; `confidence`: base64 of one byte per token), before the job "
                         "event of the same change. A `: keep-alive` comment is sent every sse_keepalive_seconds "
                         "(a setting, 15 s by default) to keep proxies from closing a quiet stream.",
             response_class=EventSourceResponse,
