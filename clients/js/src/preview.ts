@@ -1,4 +1,4 @@
-/** A job's preview: the whole clip as guessed after one MaskGIT decoding step. */
+/** A job's preview: the whole clip as guessed after one MaskGIT decoding step (or, autoregressive, every few tokens). */
 
 /** A `preview` event's data as it travels (`event: preview` on GET /v1/videos/{id}/events). */
 export interface PreviewData {

@@ -58,7 +58,7 @@ export interface VideoCreateParams {
   metadata?: Record<string, string>;
   /** Seconds: queued past it -> expired; running MaskGIT -> best-so-far video (`truncated`). */
   deadline_seconds?: number;
-  /** Publish the current guess after every MaskGIT step (`preview` events, `variant=preview`). */
+  /** Publish the current guess after every MaskGIT step, or every few autoregressive tokens (`preview` events, `variant=preview`). */
   previews?: boolean;
   /**
    * Inpainting/outpainting of a completed job's own tokens, instead of an input video: only the

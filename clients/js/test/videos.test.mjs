@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { JobFailedError, Kinetoscope, NotFoundError, Page, Preview, VideoContent, WaitTimeoutError } from '../dist/index.js';
 import { QUICK, SLOW, cancelQuietly, skipReason, startServer } from './helpers/server.mjs';
 
-const MASKGIT = { ...QUICK, sampler: { method: 'maskgit', steps: 4 } }; // previews need the MaskGIT sampler
+const MASKGIT = { ...QUICK, sampler: { method: 'maskgit', steps: 4 } }; // 4 steps: 4 previews
 const isMP4 = (bytes) => Buffer.from(bytes.subarray(4, 8)).toString('latin1') === 'ftyp';
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 

@@ -156,8 +156,9 @@ class Video(_Response):
 
 
 class Preview(_Response):
-    """One `preview` event of a job created with `previews=True` (MaskGIT only): the whole clip
-    as guessed after decoding step `step` of `steps`. The last one is exactly the result."""
+    """One `preview` event of a job created with `previews=True`: the whole clip as guessed after
+    decoding step `step` of `steps` (MaskGIT: a step; the autoregressive sampler: the tokens
+    decided, a preview every few tokens). The last one is exactly the result."""
 
     id: str
     step: int  # 1-based; a clip of several windows counts the steps of all of them

@@ -187,7 +187,8 @@ export class Videos {
   }
 
   /**
-   * Each preview of a job created with `previews: true` (one per MaskGIT step: the clip as
+   * Each preview of a job created with `previews: true` (one per MaskGIT step, or every few
+   * tokens of the autoregressive sampler: the clip as
    * guessed so far, with the sampler's confidence map) until the job ends; a finished job's are
    * replayed. Throws JobFailedError if the job failed or was canceled.
    */

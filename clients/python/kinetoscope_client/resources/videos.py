@@ -355,7 +355,8 @@ class Videos(_VideosCore):
             self._stream_ended_early(video_id, reconnects)
 
     def stream_previews(self, video_id: str) -> Iterator[Preview]:
-        """Yields each preview of a job created with `previews=True` (one per MaskGIT step: the
+        """Yields each preview of a job created with `previews=True` (one per MaskGIT step, or
+        every few tokens of the autoregressive sampler: the
         clip as guessed so far, with the sampler's confidence map) until the job ends. A finished
         job's previews are replayed. Raises JobFailedError if the job failed or was canceled."""
         for item in self.stream_events(video_id, previews=True):
