@@ -20,14 +20,19 @@ def bench(url: Annotated[str, typer.Option(help="base URL of a deployment")] = "
           target: Annotated[str, typer.Option(help="kinetoscope (the job API) | litserve | fastapi "
                                               "(the peers of cli/bench/peers/)")] = "kinetoscope",
           steps: Annotated[Optional[str], typer.Option(help="MaskGIT step counts, one drawn per request, "
-                                                       "e.g. 4,8,12 (default: the server's sampler)")] = None):
+                                                       "e.g. 4,8,12 (default: the server's sampler)")] = None,
+          model_repository: Annotated[Optional[Path], typer.Option(
+              help="the served model's repository, for the roofline (default: model_repository/<model id> here)")] = None,
+          roofline: Annotated[bool, typer.Option(help="report FLOPs per clip and the share of this machine's "
+                                                 "measured matmul peak")] = True):
     """Load-test a deployment: videos/s, latency percentiles, queue/compute split, batch size."""
     from cli.bench import BenchError, bench_command, format_summary
 
     try:
         report = bench_command(url=url, mode=mode, concurrency=concurrency, rate=rate, duration=duration,
                                requests=requests, task_mix=task_mix, size=size, frames=frames, output_json=output_json,
-                               output_png=output_png, api_key=api_key, seed=seed, target=target, steps=steps)
+                               output_png=output_png, api_key=api_key, seed=seed, target=target, steps=steps,
+                               model_repository=model_repository, roofline=roofline)
     except BenchError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
@@ -46,6 +51,8 @@ def bench_runtime(what: Annotated[str, typer.Argument(help="tasks (seconds per c
                   duration: Annotated[float, typer.Option(help="peers: seconds of arrivals per measurement")] = 30.0,
                   targets: Annotated[str, typer.Option(help="peers: comma-separated targets")] = "kinetoscope,litserve,fastapi",
                   steps: Annotated[str, typer.Option(help="peers: MaskGIT step counts drawn per request")] = "4,8,12",
+                  threads: Annotated[int, typer.Option(help="roofline: ONNX Runtime intra-op threads of the peak "
+                                                        "probe (0: its default)")] = 0,
                   json_path: Annotated[Optional[Path], typer.Option("--json", help="also write the raw results here")] = None):
     """The benchmarks behind BENCHMARKS.md: a Markdown table and JSON lines (server/benchmarks.py,
     cli/bench/serving.py, cli/bench/peers/side_by_side.py)."""
@@ -58,7 +65,9 @@ def bench_runtime(what: Annotated[str, typer.Argument(help="tasks (seconds per c
         chosen = [b for b in backends.split(",") if b]
         rows = asyncio.run(benchmarks.run(repo, chosen, repeat))
         result: object = rows
-        text = benchmarks.table(rows, chosen)
+        from cli.bench.roofline import tasks_roofline
+
+        text = benchmarks.table(rows, chosen) + "\n\n" + tasks_roofline(repo, rows)
     elif what == "serving":
         from cli.bench import serving
 
@@ -67,7 +76,7 @@ def bench_runtime(what: Annotated[str, typer.Argument(help="tasks (seconds per c
     elif what == "roofline":
         from cli.bench.roofline import roofline_table
 
-        result, text = None, roofline_table(repo)
+        result, text = None, roofline_table(repo, threads)
     elif what == "peers":
         from cli.bench import BenchError, parse_steps
         from cli.bench.peers.side_by_side import run_side_by_side, side_by_side_table

@@ -54,6 +54,22 @@ EXTRA: list[tuple[str, str, dict, SamplerOptions, tuple[int, int], int]] = [
 ]
 
 
+def all_cases() -> list[tuple[str, str, dict, SamplerOptions, tuple[int, int], int]]:
+    """(case, task, fields, sampler, (H, W), frames) of every case `run` times."""
+    return [(name, name.split()[0], kw, SamplerOptions(), (32, 32), 16) for name, kw in CASES] + EXTRA
+
+
+def case_body(task: str, kw: dict, sampler: SamplerOptions, size: tuple[int, int], frames: int) -> dict:
+    """A case as an API create body (what cli/bench/roofline.py counts the FLOPs of)."""
+    from dataclasses import asdict
+
+    body = {"task": task, "sampler": asdict(sampler), "size": f"{size[1]}x{size[0]}", "num_frames": frames,
+            **{k: v for k, v in kw.items() if k != "preset"}}
+    if "preset" in kw:
+        body["mask"] = {"preset": kw["preset"]}
+    return body
+
+
 async def time_request(pipeline, req: VideoRequest, frames, repeat: int) -> float:
     await pipeline.generate(req, frames)  # warm-up
     times = []
@@ -72,8 +88,7 @@ async def run(repo: Path, backends: list[str], repeat: int) -> list[dict]:
         m = pipeline.manifest
         source = await pipeline.generate(pipeline_request(m, "class_conditional", 1, sampler=SamplerOptions(),
                                                           size=(32, 32), num_frames=16, class_label=5), None)
-        cases = [(name, name.split()[0], kw, SamplerOptions(), (32, 32), 16) for name, kw in CASES] + EXTRA
-        for name, task, kw, sampler, size, frames in cases:
+        for name, task, kw, sampler, size, frames in all_cases():
             req = pipeline_request(m, task, 0, sampler=sampler, size=size, num_frames=frames, **kw)
             seconds = await time_request(pipeline, req, None if task == "class_conditional" else source, repeat)
             row = {"case": name, "backend": backend, "seconds_per_clip": round(seconds, 3)}

@@ -152,6 +152,17 @@ def check_report(report: dict, target: str) -> None:
     assert set(report["per_task"]) <= {"class_conditional", "inpainting"}
     assert all(r["steps"] in (2, 3) and r["content_bytes"] > 0 for r in report["records"])
     assert report["mean_batch_size"]
+    # The roofline: the FLOPs of what ran (class-conditional or inpainting, 2 or 3 MaskGIT steps,
+    # class-conditional with the model's recommended guidance: two rows) from the served model's
+    # graphs, against this run's wall time and the measured peak.
+    from cli.bench.roofline import graph_flops
+    flops = {name: graph_flops(REPO / "moving-digits" / f"{name}.onnx", {"batch": 1})[0] / 1e9
+             for name in ("prior", "decoder", "encoder")}
+    roof = report["roofline"]
+    assert 2 * flops["prior"] + flops["decoder"] <= roof["gflop_per_clip"] <= 6 * flops["prior"] + flops["decoder"] + flops["encoder"]
+    assert roof["achieved_gflop_per_s"] == pytest.approx(roof["gflop_per_clip"] * report["completed"] / report["wall_s"])
+    assert 0 < roof["share_of_peak"] == pytest.approx(roof["achieved_gflop_per_s"] / roof["peak_gflop_per_s"])
+    assert roof["ceiling_videos_per_second"] == pytest.approx(roof["peak_gflop_per_s"] / roof["gflop_per_clip"])
 
 
 @pytest.mark.parametrize("target", ["kinetoscope", "fastapi", "litserve"])
@@ -164,7 +175,8 @@ def test_bench_reports_every_target(target, request):
     else:
         url = request.getfixturevalue(f"{target}_url")
     report = asyncio.run(run_bench(url, target=target, mode="closed", concurrency=2, num_requests=3, seed=3,
-                                   task_mix={"class_conditional": 0.5, "inpainting": 0.5}, steps=[2, 3]))
+                                   task_mix={"class_conditional": 0.5, "inpainting": 0.5}, steps=[2, 3],
+                                   roofline=True, model_repository=REPO))
     check_report(report, target)
     if target != "kinetoscope":
         assert set(report["mean_batch_size"]) == {"predict"}

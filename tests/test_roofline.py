@@ -38,3 +38,56 @@ def test_a_tiny_graph_is_counted_as_by_hand(tmp_path):
 
 def test_the_matmul_probe_measures_a_positive_rate():
     assert matmul_peak(threads=1, n=128, repeat=3) > 1e8  # any CPU does 0.1 GFLOP/s
+
+
+def test_a_requests_flops_follow_its_sampler_windows_and_size():
+    """RequestWork counts what the server runs for a body: the sampler the model's defaults
+    resolve to, guidance's second row, the encoder of given frames, windows and SR stages."""
+    from pathlib import Path
+
+    from cli.bench.roofline import RequestWork
+    from server.manifest import load_manifest
+
+    repo = Path(__file__).resolve().parents[1] / "model_repository" / "moving-digits"
+    if not (repo / "manifest.json").is_file():
+        pytest.skip("no exported demo model repository (make model)")
+    m = load_manifest(repo, verify=False)
+    work = RequestWork(repo, m)
+    per = {name: graph_flops(repo / f"{name}.onnx", {"batch": 1})[0] for name in ("prior", "decoder", "encoder")}
+    p, d, e = per["prior"], per["decoder"], per["encoder"]
+    maskgit = {"method": "maskgit", "steps": 12, "guidance_scale": 0}
+    assert work.flops({"task": "class_conditional", "class_label": 1, "sampler": maskgit}) == 12 * p + d
+    assert work.flops({"task": "class_conditional", "class_label": 1,
+                       "sampler": {**maskgit, "guidance_scale": 3}}) == 24 * p + d  # the null-class row
+    # frame prediction: the given frames go through the encoder; guidance without a class adds nothing
+    assert work.flops({"task": "frame_prediction", "input_video": b"x",
+                       "sampler": {**maskgit, "guidance_scale": 3}}) == 12 * p + d + e
+    # 24 frames: two windows, the second conditioned on the first's last frames (one more encoder call)
+    assert work.flops({"task": "class_conditional", "class_label": 1, "num_frames": 24,
+                       "sampler": maskgit}) == 2 * (12 * p + d) + e
+    # 128x128: both super-resolution stages once
+    sr = sum(graph_flops(repo / s.file, {"batch": 1})[0] for s in m.super_resolution)
+    assert work.flops({"task": "class_conditional", "class_label": 1, "size": "128x128",
+                       "sampler": maskgit}) == 12 * p + d + sr
+    # the model's own default for the task (autoregressive with guidance for class_conditional)
+    ar = graph_flops(repo / "ar_prior.onnx", {"batch": 1, "new": m.num_tokens, "past": 0})[0]
+    assert work.flops({"task": "class_conditional", "class_label": 1}) == 2 * ar + d
+
+
+def test_the_tasks_benchmark_reads_as_shares_of_the_peak():
+    from pathlib import Path
+
+    from cli.bench.roofline import tasks_roofline
+
+    repo = Path(__file__).resolve().parents[1] / "model_repository"
+    if not (repo / "moving-digits" / "manifest.json").is_file():
+        pytest.skip("no exported demo model repository (make model)")
+    p = graph_flops(repo / "moving-digits" / "prior.onnx", {"batch": 1})[0]
+    d = graph_flops(repo / "moving-digits" / "decoder.onnx", {"batch": 1})[0]
+    text = tasks_roofline(repo, [{"case": "class_conditional", "backend": "onnxruntime", "seconds_per_clip": 2.0},
+                                 {"case": "class_conditional", "backend": "torch", "seconds_per_clip": 2.0}])
+    [row] = [line for line in text.splitlines() if line.startswith("| class_conditional |")]  # onnxruntime only
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[1]) == pytest.approx((12 * p + d) / 1e9, abs=0.005)
+    assert float(cells[2]) == pytest.approx((12 * p + d) / 2.0 / 1e9, abs=0.05)
+    assert cells[3].endswith("%") and 0 < int(cells[3][:-1]) <= 100

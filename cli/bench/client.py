@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import httpx
 import numpy as np
 
+from cli.bench.roofline import RequestWork, find_repository, matmul_peak, roofline_report
 from cli.bench.options import (BenchError, Mode, Target, WaitStrategy, _check_arguments, check_target, validate_steps,
                                validate_task_mix)
 from cli.bench.stats import (RequestRecord, histogram_totals, mean_batch_sizes, mean_predict_batch, poisson_arrivals,
@@ -68,6 +69,7 @@ class _Session:
         self.size, self.num_frames, self.seed = size, num_frames, seed
         self.wait, self.prefer_wait_s, self.request_timeout_s = wait, prefer_wait_s, request_timeout_s
         self.num_classes = 1
+        self.model_id: str | None = None  # the served (default) model, where the server says
         self.input_video: bytes | None = None
 
     def steps_for(self, index: int) -> int | None:
@@ -150,6 +152,8 @@ class _Session:
             raise BenchError(f"cannot reach {self.client.base_url}: {type(cause).__name__}: {cause}") from None
         except (sdk.KinetoscopeError, ValueError):
             return  # no usable model list: every class-conditional request uses label 0
+        if models:
+            self.model_id = models[0].id
         if models and models[0].classes:
             self.num_classes = len(models[0].classes)
 
@@ -255,6 +259,8 @@ async def run_bench(
     target: Target = "kinetoscope",
     steps: list[int] | None = None,
     fields: Mapping[str, Any] | None = None,
+    roofline: bool = False,
+    model_repository: str | Path | None = None,
 ) -> dict[str, Any]:
     """Load `base_url` and return the report (see the package docstring), per-request records included.
 
@@ -266,6 +272,11 @@ async def run_bench(
     drawn per request (the sampler is then MaskGIT for every task); None: the server's defaults.
     `fields`: create-body fields every request carries (e.g. {"sampler": {"method": "autoregressive"},
     "output_format": "gif"}); the request's own task, seed, size and inputs win over them.
+    `roofline`: add the report's `roofline` (cli/bench/roofline.py): the completed requests' FLOPs,
+    counted from the served model's ONNX graphs in `model_repository` (default: the local
+    model_repository/<served model id>), against the wall time and this machine's matmul peak,
+    measured here before the load. The peak is this machine's: the share means something when
+    the server runs here, on the same backend.
     """
     mix = validate_task_mix(task_mix or {"class_conditional": 1.0})
     _check_arguments(mode, concurrency, rate, duration_s, num_requests, size, num_frames, wait, prefer_wait_s)
@@ -291,6 +302,9 @@ async def run_bench(
                 session.input_video = Path(input_video).read_bytes()
             else:
                 await session.make_input_video()
+        work, peak, no_roofline = None, 0.0, "not asked for"
+        if roofline:
+            work, peak, no_roofline = _roofline_setup(session.model_id, model_repository)
         before = await session.scrape_batch_histogram()
         tasks, start = _TaskDraw(mix, seed), time.monotonic()
         if mode == "closed":
@@ -310,5 +324,18 @@ async def run_bench(
         **summarize(records, wall_s),
         # Kinetoscope: rows per network call, per engine (/metrics); a peer: requests per predict call.
         "mean_batch_size": mean_batch_sizes(before, after) if target == "kinetoscope" else mean_predict_batch(records),
+        "roofline": (roofline_report(work, [session.body(r.task, r.index) for r in records if r.ok], wall_s, peak)
+                     if work is not None else {"reason": no_roofline}),
         "records": [asdict(r) for r in records],
     }
+
+
+def _roofline_setup(model_id: str | None, model_repository: str | Path | None):
+    """(RequestWork, peak FLOP/s, None), or (None, 0, why there is no roofline)."""
+    from server.manifest import load_manifest
+
+    repo = find_repository(model_id, None if model_repository is None else Path(model_repository))
+    if repo is None:
+        return None, 0.0, (f"no local model repository of the served model {model_id!r} "
+                           "(pass --model-repository)")
+    return RequestWork(repo, load_manifest(repo, verify=False)), matmul_peak(), None

@@ -29,6 +29,8 @@ def bench_command(
     input_video: Path | None = None,
     target: str = "kinetoscope",
     steps: str | None = None,
+    model_repository: Path | None = None,
+    roofline: bool = True,
 ) -> dict[str, Any]:
     """What `kinetoscope bench` runs: parse the options, run, write the JSON and PNG, return the report.
 
@@ -41,6 +43,7 @@ def bench_command(
         url, mode=mode, concurrency=concurrency, rate=rate, duration_s=duration, num_requests=requests,
         task_mix=parse_task_mix(task_mix), size=size, num_frames=frames, seed=seed, api_key=api_key,
         wait=wait, input_video=input_video, target=target, steps=parse_steps(steps),
+        roofline=roofline, model_repository=model_repository,
     ))
     if output_json is not None:
         Path(output_json).write_text(json.dumps(report, indent=2) + "\n")

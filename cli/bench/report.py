@@ -74,4 +74,11 @@ def format_summary(report: Mapping[str, Any]) -> str:
         "mean batch size " + (", ".join(f"{engine} {'n/a' if v is None else f'{v:.2f}'}" for engine, v in batch.items())
                               if batch else "n/a"),
     ]
+    roof = report.get("roofline") or {}
+    if "share_of_peak" in roof:
+        lines.append(f"roofline {roof['gflop_per_clip']:.2f} GFLOP per clip, {roof['achieved_gflop_per_s']:.1f} GFLOP/s "
+                     f"= {roof['share_of_peak']:.0%} of this machine's measured peak {roof['peak_gflop_per_s']:.0f} GFLOP/s "
+                     f"(ceiling {roof['ceiling_videos_per_second']:.2f} videos/s)")
+    elif roof.get("reason"):
+        lines.append(f"roofline n/a: {roof['reason']}")
     return "\n".join(lines)

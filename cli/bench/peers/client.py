@@ -86,8 +86,10 @@ class PeerSession(_Session):
         except httpx.HTTPError as e:
             raise BenchError(f"cannot reach {self.base_url}: {type(e).__name__}: {e}") from None
         try:
-            classes = response.json()["model"]["classes"]
-        except (ValueError, KeyError, TypeError):
+            model = response.json()["model"]
+            classes = model["classes"]
+            self.model_id = model.get("id")
+        except (ValueError, KeyError, TypeError, AttributeError):
             return  # every class-conditional request uses label 0
         if classes:
             self.num_classes = len(classes)
