@@ -26,7 +26,7 @@ from server.output import encode_frames, encode_video
 from server.pipeline import Pipeline, Preview, RunLog, confidence_bytes
 from server.resume import Checkpoint
 from server.settings import Settings
-from server.video import VideoError, decode_input, encode_png
+from server.video import decode_input, encode_png
 
 log = logging.getLogger("kinetoscope.runtime")
 
@@ -137,10 +137,8 @@ class Runtime:
         return grids
 
     async def decode_input(self, data: bytes) -> np.ndarray:
-        try:
-            return (await asyncio.to_thread(decode_input, data, self.settings)).frames
-        except VideoError as e:
-            raise InputError(e.code, e.message) from e
+        """The job's input frames; a VideoError is an InputError (the job fails, not retried)."""
+        return (await asyncio.to_thread(decode_input, data, self.settings)).frames
 
     @staticmethod
     async def encode_outputs(manifest: Manifest, video: np.ndarray, fps: int, output_format: str,

@@ -184,6 +184,17 @@ def check_input(data: bytes, settings) -> InputInfo:
     return check_video(data, **_input_limits(settings))
 
 
+@contextlib.contextmanager
+def blaming(param: str) -> Iterator[None]:
+    """A VideoError raised inside names the request field `param` the video came in. VideoError
+    is a KinetoscopeError: the API's handlers answer it as it is, with no re-wrapping."""
+    try:
+        yield
+    except VideoError as exc:
+        exc.param = exc.param or param
+        raise
+
+
 def _input_limits(settings) -> dict[str, int]:
     return dict(max_bytes=settings.max_upload_bytes, max_frames=settings.max_input_frames,
                 max_pixels=settings.max_input_pixels, max_decoded_bytes=settings.max_input_decoded_bytes)

@@ -438,3 +438,18 @@ def test_a_timer_that_fires_after_a_clean_decode_is_no_timeout(monkeypatch):
     clip = smooth_clip(4)
     decoded = decode_video(encode_mp4(clip, 8), **LIMITS)
     assert decoded.frames.shape == clip.shape
+
+
+def test_input_reads_name_the_field_the_video_came_in():
+    """Review R1: VideoError is a KinetoscopeError that the API maps as it is; the request field
+    comes from `blaming(param)` around the read, not from re-wrapping it at each caller."""
+    from server.settings import Settings
+    from server.video import blaming, check_input, decode_input
+
+    for read in (decode_input, check_input):
+        with pytest.raises(VideoError) as caught, blaming("input_video_id"):
+            read(b"GIF89a-broken", Settings())
+        assert (caught.value.status, caught.value.code, caught.value.param) == (400, "invalid_video", "input_video_id")
+        with pytest.raises(VideoError) as caught:
+            read(b"not a video at all", Settings())
+        assert caught.value.status == 415 and caught.value.param is None

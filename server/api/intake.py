@@ -30,7 +30,7 @@ from server.catalogue import Catalogue
 from server.jobs.base import Job, JobQueue, new_job_id
 from server.request import VideoRequest
 from server.settings import Settings
-from server.video import VideoError, check_input
+from server.video import blaming, check_input
 from server.jobs.webhooks import webhook_config
 from server.webhooks import check_url
 
@@ -240,19 +240,17 @@ async def load_input(parsed: ParsedRequest, normalized: VideoRequest, queue: Job
     return data, video.frames
 
 
-async def read_video(request: Request, read: Callable[[bytes, Settings], Any], data: bytes, settings: Settings,
+async def read_video(request: Request, read: Callable[..., Any], data: bytes, settings: Settings,
                      param: str = "input_video", then: Callable[[Any], Awaitable[Any]] | None = None) -> Any:
     """`read(data, settings)` (check_input or decode_input) in a worker thread (decoding is CPU
     work: off the event loop), at most `max_concurrent_decodes` at once in this process (each
     may hold a frame or a whole video: unbounded, a burst of large uploads adds them all up);
-    VideoError -> APIError on `param`. `then(video)`: what uses the frames, awaited (and its
-    result returned) while the slot is still held, so that the frames it keeps alive count
-    against the bound too."""
+    a VideoError names `param`. `then(video)`: what uses the frames, awaited (and its result
+    returned) while the slot is still held, so that the frames it keeps alive count against the
+    bound too."""
     async with request.app.state.decode_slots:
-        try:
+        with blaming(param):
             video = await run_in_threadpool(read, data, settings)
-        except VideoError as exc:
-            raise APIError(exc.status, exc.code, exc.message, param=param) from None
         return video if then is None else await then(video)
 
 

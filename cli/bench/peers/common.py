@@ -20,7 +20,7 @@ from server.manifest import Manifest
 from server.output import encode_video
 from server.request import VideoRequest
 from server.settings import Settings
-from server.video import VideoError, decode_input
+from server.video import blaming, decode_input
 
 # Response headers (seconds, on the peer's clock): waiting before any work on the request, then
 # the rest of its time in the server (its input decoded, the decode loop of its batch, its MP4),
@@ -69,10 +69,8 @@ class PeerModel:
         if not request.has_input:
             return Prepared(request, None)
         data = decode_base64(body.get("input_video") or "", self.settings.max_upload_bytes)
-        try:
+        with blaming("input_video"):  # a VideoError is answered by error_json as it is
             video = decode_input(data, self.settings)
-        except VideoError as exc:
-            raise APIError(exc.status, exc.code, exc.message, param="input_video") from None
         check_input_frames(request, len(video.frames))
         return Prepared(request, video.frames)
 
