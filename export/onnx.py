@@ -140,11 +140,17 @@ class VideoShape:
 def token_factors(tokenizer: torch.nn.Module, prior: torch.nn.Module) -> tuple[int, ...]:
     """The family's token factorization, () when unfactorized; the tokenizer's bit groups (as
     sub-vocabulary sizes 2^b_k) and the prior's factors must be the same."""
-    tok_factors, prior_factors = tuple(tokenizer.cfg.token_factors), tuple(prior.cfg.factors)
-    if tok_factors != prior_factors or tokenizer.cfg.vocab_size != prior.cfg.vocab_size:
-        raise ValueError(f"the tokenizer's vocabulary ({tokenizer.cfg.vocab_size}, factors {list(tok_factors)}) is not "
-                         f"the masked prior's ({prior.cfg.vocab_size}, factors {list(prior_factors)}): not one family")
-    return prior_factors
+    return same_vocabulary(("tokenizer", tokenizer.cfg.vocab_size, tokenizer.cfg.token_factors),
+                           ("masked prior", prior.cfg.vocab_size, prior.cfg.factors))
+
+
+def same_vocabulary(a: tuple[str, int, tuple[int, ...]], b: tuple[str, int, tuple[int, ...]]) -> tuple[int, ...]:
+    """Two networks' (name, vocab_size, factors) must be one vocabulary -> its factors; else ValueError."""
+    (a_name, a_size, a_factors), (b_name, b_size, b_factors) = a, b
+    if tuple(a_factors) != tuple(b_factors) or a_size != b_size:
+        raise ValueError(f"the {a_name}'s vocabulary ({a_size}, factors {list(a_factors)}) is not the {b_name}'s "
+                         f"({b_size}, factors {list(b_factors)}): not one family")
+    return tuple(b_factors)
 
 
 def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str | Path = "model_repository/moving-digits",
@@ -208,9 +214,8 @@ def export_repository(checkpoints: str | Path = DEMO_CHECKPOINTS, out_dir: str |
     ar_spec = None
     if (checkpoints / "ar_prior.json").is_file():
         ar, _ = load_network(checkpoints, "ar_prior")
-        if tuple(ar.cfg.factors) != tuple(pcfg.factors) or ar.cfg.vocab_size != pcfg.vocab_size:
-            raise ValueError(f"the autoregressive prior's vocabulary ({ar.cfg.vocab_size}, factors {list(ar.cfg.factors)}) "
-                             f"is not the masked prior's ({pcfg.vocab_size}, factors {list(pcfg.factors)})")
+        same_vocabulary(("autoregressive prior", ar.cfg.vocab_size, ar.cfg.factors),
+                        ("masked prior", pcfg.vocab_size, pcfg.factors))
         L, H, D = len(ar.blocks), ar.cfg.heads, ar.cfg.dim // ar.cfg.heads
         ids = ar.input_ids(flat, cls)
         seq = {0: "batch", 1: "new"}

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.layers import TransformerBlock, init_weights
+from server.samplers.factored import check_factors
 
 NUM_STATES = 3  # server.tasks.STATE_NONE / PARTIAL / FULL
 
@@ -59,13 +60,7 @@ class PriorConfig:
     class_adaln: bool = False
 
     def __post_init__(self) -> None:
-        self.factors = tuple(int(f) for f in self.factors)
-        if self.factors:
-            if min(self.factors) < 2:
-                raise ValueError(f"factors {self.factors} must each be >= 2")
-            if math.prod(self.factors) != self.vocab_size:
-                raise ValueError(f"the product of factors {self.factors} is {math.prod(self.factors)}, "
-                                 f"not vocab_size {self.vocab_size}")
+        self.factors = check_factors(self.factors, self.vocab_size)
 
     @property
     def head_size(self) -> int:

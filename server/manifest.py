@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
 
+from server.samplers.factored import check_factors
 from server.samplers.options import SAMPLERS, SamplerOptions, TaskSamplerDefaults, resolve_sampler
 from server.tasks import ALL_TASKS
 
@@ -96,11 +96,9 @@ class Manifest(BaseModel):
                              + ", ".join(f"{name} {list(f) if f else 'none'}" for name, f in seen.items()))
         factors = seen["prior"]
         if factors is not None:
-            if not factors or min(factors) < 2:
-                raise ValueError(f"token_factors must be sizes >= 2; got {list(factors)}")
-            if math.prod(factors) != self.vocab_size:
-                raise ValueError(f"the product of token_factors {list(factors)} is {math.prod(factors)}, "
-                                 f"not vocab_size {self.vocab_size}")
+            if not factors:
+                raise ValueError("token_factors, when recorded, names at least one sub-vocabulary; got []")
+            check_factors(factors, self.vocab_size)
         for stage in self.super_resolution:
             if stage.token_factors is not None:
                 raise ValueError("token_factors belongs on the token networks, not a super-resolution stage")

@@ -110,7 +110,7 @@ def prior_inputs(batch: int = 2, seed: int = 0):
 
 
 def test_prior_factors_must_multiply_to_the_vocabulary():
-    with pytest.raises(ValueError, match="not vocab_size 64"):
+    with pytest.raises(ValueError, match="not the vocabulary size 64"):
         PriorConfig(vocab_size=64, factors=(8, 4))
     with pytest.raises(ValueError, match=">= 2"):
         PriorConfig(vocab_size=64, factors=(64, 1))
@@ -317,7 +317,7 @@ def test_the_manifest_records_the_factorization(family):
     no_decoder_factors = {k: v for k, v in on_disk["decoder"].items() if k != "token_factors"}
     with pytest.raises(ValueError, match="decoder none"):
         Manifest.model_validate({**on_disk, "decoder": no_decoder_factors})
-    with pytest.raises(ValueError, match="not vocab_size 128"):
+    with pytest.raises(ValueError, match="not the vocabulary size 128"):
         Manifest.model_validate({**on_disk, "vocab_size": 128, "mask_token_id": 128, "null_cond_id": 128})
     plain = {**on_disk, **{name: {k: v for k, v in on_disk[name].items() if k != "token_factors"}
                            for name in ("encoder", "decoder", "prior", "ar_prior")}}
