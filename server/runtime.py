@@ -164,10 +164,10 @@ def build_pipeline(repo: Path, manifest: Manifest, settings: Settings, executor,
     engines = {}
     for name, net in manifest.networks().items():
         engine = create_engine(settings.backend, repo, name, net.file, threads=settings.intra_op_threads,
-                               providers=settings.onnx_providers, plan_max_batch=settings.tensorrt_max_batch,
-                               plan_precision=settings.tensorrt_precision, device=settings.torch_device,
-                               dtype=settings.torch_dtype, compile_mode=settings.torch_compile,
-                               cuda_graphs=settings.torch_cuda_graphs)
+                               providers=settings.onnx_providers, spinning=settings.onnx_thread_spinning,
+                               plan_max_batch=settings.tensorrt_max_batch, plan_precision=settings.tensorrt_precision,
+                               device=settings.torch_device, dtype=settings.torch_dtype,
+                               compile_mode=settings.torch_compile, cuda_graphs=settings.torch_cuda_graphs)
         engine.set_names(net.inputs, net.outputs)
         # An engine with a batch limit (a TensorRT plan) must take the largest batch the queues
         # send: checked here, at start-up, rather than failing every job of a full batch later.

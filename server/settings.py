@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(0, description="ONNX Runtime threads per session; 0 = the CPUs this process may use")
     onnx_providers: list[str] = Field(default_factory=list, description="ONNX Runtime execution providers in order; "
                                       "empty = TensorRT, CUDA, CPU, those installed")
+    onnx_thread_spinning: bool = Field(False, description="ONNX Runtime intra-op threads spin between parallel "
+                                       "sections instead of sleeping: faster on a machine the server has to itself, "
+                                       "much slower when other processes want the cores (BENCHMARKS.md)")
     tensorrt_max_batch: int | None = Field(None, ge=1, description="TensorRT backend: use the plans built with this "
                                            "max batch (`export tensorrt --max-batch`); none = the largest built")
     tensorrt_precision: str | None = Field(None, description="TensorRT backend: use the plans of this precision label "

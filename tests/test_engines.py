@@ -95,3 +95,22 @@ def test_onnxruntime_takes_the_manifests_names_and_refuses_others(tmp_path):
     assert list(out) == ["total", "difference"] and out["total"][0] == 4.0 and out["difference"][0] == 2.0
     with pytest.raises(EngineError, match=r"net: the onnxruntime engine has inputs .* the manifest says \['a', 'c'\]"):
         engine.set_names(["a", "c"], ["total", "difference"])
+
+
+def test_onnxruntime_thread_spinning_is_a_setting_that_reaches_the_session(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from server.runtime import build_pipeline  # noqa: F401  (the settings field is read there)
+    from server.settings import Settings
+
+    graph = helper.make_graph([helper.make_node("Neg", ["a"], ["b"])], "g",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch"])],
+                              [helper.make_tensor_value_info("b", TensorProto.FLOAT, ["batch"])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "net.onnx"))
+    assert Settings(model_repository=tmp_path).onnx_thread_spinning is False  # off unless asked for
+    for spinning, entry in ((False, "0"), (True, "1")):
+        engine = create_engine("onnxruntime", tmp_path, "net", "net.onnx", threads=1, spinning=spinning)
+        assert engine.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == entry
+    with pytest.raises(TypeError):
+        create_engine("onnxruntime", tmp_path, "net", "net.onnx", spinnning=True)  # a misspelt option is an error

@@ -37,6 +37,7 @@ class EngineOptions:
     dtype: str = "fp32"  # torch: "fp32", or "bf16" (autocast; float outputs still come back float32)
     compile_mode: str | None = None  # torch: torch.compile mode of the batch-only networks (None: eager)
     cuda_graphs: bool = False  # torch on CUDA: capture the batch-only networks per batch bucket and replay
+    spinning: bool = False  # onnxruntime: intra-op threads spin between parallel sections instead of sleeping
 
 
 class Engine(ABC):
@@ -101,18 +102,11 @@ def backends() -> list[str]:
     return sorted(_BACKENDS)
 
 
-def create_engine(backend: str, repo: Path, name: str, file: str, *, threads: int = 0, device: str = "auto",
-                  providers: list[str] | None = None, plan_max_batch: int | None = None,
-                  plan_precision: str | None = None, dtype: str = "fp32", compile_mode: str | None = None,
-                  cuda_graphs: bool = False) -> Engine:
-    """Opens network `name` of a model repository with the chosen backend. `plan_max_batch`,
-    `plan_precision` (TensorRT): use the plans built with this max batch / precision label;
-    default the largest max batch built, any precision. `device`, `dtype`, `compile_mode`,
-    `cuda_graphs` (torch): see server/engines/torch.py; the defaults run eagerly in float32."""
+def create_engine(backend: str, repo: Path, name: str, file: str, **options) -> Engine:
+    """Opens network `name` of a model repository with the chosen backend. `options`: the fields
+    of EngineOptions (each backend reads its own; the defaults are each backend's plain run)."""
     cls = _BACKENDS.get(backend)
     if cls is None:
         raise EngineError(f"unknown backend {backend!r}; choose one of {', '.join(backends())}")
-    options = EngineOptions(threads=threads, device=device, providers=providers, plan_max_batch=plan_max_batch,
-                            plan_precision=plan_precision, dtype=dtype, compile_mode=compile_mode,
-                            cuda_graphs=cuda_graphs)
+    options = EngineOptions(**options)
     return cls.open(Path(repo), name, file, options)

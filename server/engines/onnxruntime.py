@@ -26,9 +26,10 @@ def default_threads() -> int:
 class OnnxRuntimeEngine(Engine):
     @classmethod
     def open(cls, repo: Path, name: str, file: str, options: EngineOptions) -> "OnnxRuntimeEngine":
-        return cls(name, repo / file, threads=options.threads, providers=options.providers)
+        return cls(name, repo / file, threads=options.threads, providers=options.providers, spinning=options.spinning)
 
-    def __init__(self, name: str, path: Path, *, threads: int = 0, providers: list[str] | None = None):
+    def __init__(self, name: str, path: Path, *, threads: int = 0, providers: list[str] | None = None,
+                 spinning: bool = False):
         import onnxruntime as ort
 
         if not path.is_file():
@@ -36,10 +37,12 @@ class OnnxRuntimeEngine(Engine):
         opts = ort.SessionOptions()
         # Several sessions share the process (encoder, prior, decoder, SR stages), and the
         # batching queues may run two of them at once: busy-waiting worker threads would steal
-        # the cores from each other, so threads sleep when idle.
+        # the cores from each other, so by default threads sleep when idle. Spinning (setting
+        # onnx_thread_spinning) saves the wake-up between ops: faster on a machine the server
+        # has to itself, slower when anything else wants the cores (measured, BENCHMARKS.md).
         opts.intra_op_num_threads = threads or default_threads()
         opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.name = name
