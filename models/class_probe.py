@@ -20,18 +20,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from models.priors import ARPrior, MaskedPrior, token_cross_entropy
+from models.priors import ARPrior, MaskedPrior, factor_log_softmax, token_cross_entropy
 from server.samplers import maskgit_init, maskgit_step
 from server.tasks import STATE_NONE
-
-
-def _log_probs(prior, logits: torch.Tensor) -> torch.Tensor:
-    """Log-softmax over the vocabulary, or over each factor's slice for a factorized prior
-    (then the KL below sums each factor's KL: that of independent sub-tokens)."""
-    factors = prior.cfg.factors or (prior.cfg.vocab_size,)
-    return torch.cat([F.log_softmax(part, -1) for part in logits.float().split(list(factors), -1)], -1)
 
 
 def _logits(prior, tokens: torch.Tensor, class_id: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
@@ -60,14 +52,16 @@ def class_probe(prior, tokens: torch.Tensor, labels: torch.Tensor, mask_ratio: f
     else:
         masked = torch.ones_like(tokens, dtype=torch.bool)  # teacher forcing scores every token
     null = torch.full((b,), cfg.null_class, device=tokens.device)
-    log_null = _log_probs(prior, _logits(prior, tokens, null, masked))  # (B, N, head size)
+    # Log-probabilities per factor's slice for a factorized prior: the KL below then sums each
+    # factor's KL (that of independent sub-tokens).
+    log_null = factor_log_softmax(cfg, _logits(prior, tokens, null, masked).float())  # (B, N, head size)
     weight = masked.float()
     nll = torch.empty(cfg.num_classes, b, device=tokens.device)  # per class, per clip: mean CE
     kl_true = torch.zeros(b, device=tokens.device)
     for c in range(cfg.num_classes):
         logits = _logits(prior, tokens, torch.full_like(null, c), masked).float()
-        log_c = _log_probs(prior, logits)
-        ce = token_cross_entropy(cfg, logits, tokens)  # (B, N)
+        log_c = factor_log_softmax(cfg, logits)
+        ce = token_cross_entropy(cfg, logits, tokens, log_probs=log_c)  # (B, N), from the same log-softmax
         nll[c] = (ce * weight).sum(1) / weight.sum(1)
         is_true = labels == c
         if is_true.any():

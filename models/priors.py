@@ -122,19 +122,29 @@ def token_embedding(cfg: PriorConfig, extra: int) -> nn.Module:
     return nn.Embedding(cfg.vocab_size + extra, cfg.dim)
 
 
-def token_cross_entropy(cfg: PriorConfig, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def factor_log_softmax(cfg: PriorConfig, logits: torch.Tensor) -> torch.Tensor:
+    """(..., head_size) logits -> log-probabilities of the same shape: a log-softmax over the
+    vocabulary, or over each factor's slice of the head when factorized (independent sub-tokens)."""
+    factors = cfg.factors or (cfg.vocab_size,)
+    if len(factors) == 1:
+        return F.log_softmax(logits, -1)
+    return torch.cat([F.log_softmax(part, -1) for part in logits.split(list(factors), -1)], -1)
+
+
+def token_cross_entropy(cfg: PriorConfig, logits: torch.Tensor, targets: torch.Tensor,
+                        log_probs: torch.Tensor | None = None) -> torch.Tensor:
     """Per-position cross-entropy of `targets` (..., ) in [0, V) under `logits` (..., head_size):
-    the sum over factors of each sub-token's cross-entropy when factorized (the log-likelihood
-    of independent sub-tokens), plain cross-entropy otherwise. reduction='none'."""
-    if not cfg.factors:
-        return F.cross_entropy(logits.reshape(-1, cfg.vocab_size), targets.reshape(-1),
-                               reduction="none").reshape(targets.shape)
+    minus the log-probability of each sub-token under its factor's slice of `factor_log_softmax`,
+    summed over factors (the log-likelihood of independent sub-tokens; one term unfactorized).
+    reduction='none'. `log_probs`: factor_log_softmax(cfg, logits), when the caller has it."""
+    log_p = factor_log_softmax(cfg, logits) if log_probs is None else log_probs
+    factors = cfg.factors or (cfg.vocab_size,)
+    subs = sub_tokens(targets, cfg.factors) if cfg.factors else [targets]
     total, offset = 0.0, 0
-    for f, sub in zip(cfg.factors, sub_tokens(targets, cfg.factors)):
-        part = logits[..., offset:offset + f].reshape(-1, f)
-        total = total + F.cross_entropy(part, sub.reshape(-1), reduction="none")
+    for f, sub in zip(factors, subs):
+        total = total - log_p[..., offset:offset + f].gather(-1, sub[..., None])[..., 0]
         offset += f
-    return total.reshape(targets.shape)
+    return total
 
 
 class GridEmbedding(nn.Module):
