@@ -173,3 +173,17 @@ async def test_a_running_jobs_checkpoint_survives_a_restart_and_goes_when_it_end
     assert await second.get_checkpoint("video_r") is None
     assert not list((tmp_path / "checkpoints").iterdir())
     await second.close()
+
+
+async def test_a_restart_that_spends_the_lost_lease_budget_counts_the_job_dead(tmp_path):
+    """Review R6: _restore's requeue killed the job (RETRIES_EXHAUSTED) but emitted no `dead`."""
+    first = store_queue(tmp_path, max_lost_leases=0)
+    await first.submit(make_job(job_id="video_x"))
+    await first.claim("w1", timeout=0.1)
+    await first.close()  # the process dies while the job runs
+
+    events: list[str] = []
+    second = store_queue(tmp_path, max_lost_leases=0, on_event=events.append)
+    dead = await second.get("video_x")
+    assert dead.status == "failed" and "restarts" in dead.error["message"]
+    assert events == ["dead"] and (await second.counters())["dead"] == 1

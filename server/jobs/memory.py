@@ -20,7 +20,7 @@ from typing import AsyncIterator, Callable
 
 from . import states
 from .local_store import LocalStore
-from .base import CONTENT_VARIANTS, PRIORITIES, Job, QueueFull, watch_job
+from .base import CONTENT_VARIANTS, PRIORITIES, RETRIES_EXHAUSTED, Job, QueueFull, watch_job
 from .memory_claims import MemoryClaims
 from .webhooks import Delivery, collect
 
@@ -80,6 +80,8 @@ class MemoryQueue(MemoryClaims):
             if was_running:
                 job = states.requeue(job, self.max_lost_leases, now, self.ttl)
                 self.store.save(job)
+                if job.error and job.error["code"] == RETRIES_EXHAUSTED:
+                    self._event("dead")  # counted and reported as a reclaim that kills it is
             self._jobs[job.id] = job
             if key is not None:
                 self._idempotency[key] = job.id

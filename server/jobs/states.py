@@ -100,15 +100,9 @@ def reclaim(job: Job, lost_worker: str, max_lost_leases: int, now: float, ttl: f
     is not the job's fault: it uses the separate budget `max_lost_leases` (infrastructure
     retries), never the job's `max_attempts`. With that budget left the job starts again on the
     new worker, else it dies."""
-    if job.cancel_requested:
-        return finish(job, "canceled", now, ttl)
-    job = _copy(job)
-    job.lost_leases += 1
-    if job.lost_leases > max_lost_leases:
-        return finish(job, "failed", now, ttl, {
-            "code": RETRIES_EXHAUSTED,
-            "message": f"gave up after {job.lost_leases} workers died holding it; last: {worker_lost(lost_worker)['message']}"})
-    return start(job, now)
+    job = _lose_lease(job, max_lost_leases, now, ttl,
+                      f"workers died holding it; last: {worker_lost(lost_worker)['message']}")
+    return job if job.terminal else start(job, now)
 
 
 def requeue(job: Job, max_lost_leases: int, now: float, ttl: float) -> Job:
@@ -117,15 +111,23 @@ def requeue(job: Job, max_lost_leases: int, now: float, ttl: float) -> Job:
     (never backwards). The process dying is the infrastructure's fault, as a lost lease is: it
     counts against `max_lost_leases`, never the job's `max_attempts` (a job that takes its
     process down every time still ends, once that budget is spent)."""
+    job = _lose_lease(job, max_lost_leases, now, ttl, "attempts ended with their process (server restarts)")
+    if not job.terminal:
+        job.status = "queued"
+    return job
+
+
+def _lose_lease(job: Job, max_lost_leases: int, now: float, ttl: float, why: str) -> Job:
+    """A running job lost its worker (`reclaim`) or its process (`requeue`): it ends canceled if
+    that was asked, and failed (RETRIES_EXHAUSTED: "gave up after N <why>") once the lost leases
+    pass `max_lost_leases`; otherwise a copy with one more lost lease, for the caller to restart."""
     if job.cancel_requested:
         return finish(job, "canceled", now, ttl)
     job = _copy(job)
     job.lost_leases += 1
     if job.lost_leases > max_lost_leases:
-        return finish(job, "failed", now, ttl, {
-            "code": RETRIES_EXHAUSTED,
-            "message": f"gave up after {job.lost_leases} attempts ended with their process (server restarts)"})
-    job.status = "queued"
+        return finish(job, "failed", now, ttl, {"code": RETRIES_EXHAUSTED,
+                                                "message": f"gave up after {job.lost_leases} {why}"})
     return job
 
 
