@@ -41,3 +41,15 @@ def test_serve_process_waits_for_ready_and_passes_its_environment(monkeypatch):
         assert httpx.get(url + "/").text == "given"
         assert proc.poll() is None
     assert proc.poll() is not None  # stopped on the way out
+
+
+def test_the_targets_are_written_once():
+    """Review R8: TARGETS was spelled in cli/bench/options.py, beside its Literal, and again in launch."""
+    from typing import get_args
+
+    from cli.bench import options
+    from cli.bench.peers import side_by_side
+
+    assert options.TARGETS == get_args(options.Target) == ("kinetoscope", "litserve", "fastapi")
+    assert launch.TARGETS is options.TARGETS and side_by_side.TARGETS is options.TARGETS
+    assert set(launch.READY_PATHS) == set(options.TARGETS)

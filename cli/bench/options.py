@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal, Mapping
+from typing import Literal, Mapping, get_args
 
 from server.tasks import ALL_TASKS
 
 Mode = Literal["closed", "open"]
 WaitStrategy = Literal["poll", "prefer"]
-Target = Literal["kinetoscope", "litserve", "fastapi"]
-TARGETS = ("kinetoscope", "litserve", "fastapi")  # Kinetoscope's job API, or a peer (cli/bench/peers/)
+Target = Literal["kinetoscope", "litserve", "fastapi"]  # Kinetoscope's job API, or a peer (cli/bench/peers/)
+TARGETS: tuple[str, ...] = get_args(Target)
 
 DEFAULT_REQUESTS = 20  # bench_command's run length when neither a duration nor a count is given
 

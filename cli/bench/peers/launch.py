@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Iterator, Mapping
 
-TARGETS = ("kinetoscope", "litserve", "fastapi")
+from cli.bench.options import TARGETS
+
 READY_PATHS = {"kinetoscope": "/readyz", "litserve": "/health", "fastapi": "/health"}
 
 
