@@ -1,5 +1,7 @@
 /** A job's preview: the whole clip as guessed after one MaskGIT decoding step (or, autoregressive, every few tokens). */
 
+import { decodeBase64 } from './base64.js';
+
 /** A `preview` event's data as it travels (`event: preview` on GET /v1/videos/{id}/events). */
 export interface PreviewData {
   id: string;
@@ -10,14 +12,6 @@ export interface PreviewData {
   token_grid?: number[];
   /** base64, one byte per token */
   confidence?: string;
-}
-
-/** Bytes of a base64 string (atob: browsers and Node 16+). */
-export function decodeBase64(text: string): Uint8Array {
-  const binary = atob(text);
-  const out = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
-  return out;
 }
 
 export class Preview {

@@ -8,6 +8,7 @@
  * A delivery may arrive more than once (retries keep its `webhook-id`): dedupe on it.
  */
 import type { Video } from './types.js';
+import { decodeBase64, encodeBase64 } from './base64.js';
 
 export interface WebhookEventPayload {
   type: string;
@@ -35,17 +36,6 @@ function header(headers: HeaderSource, name: string): string {
     }
   }
   throw new WebhookVerificationError(`missing header ${name}`);
-}
-
-function fromBase64(text: string): Uint8Array {
-  const binary = atob(text);
-  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
-}
-
-function toBase64(bytes: ArrayBuffer): string {
-  let binary = '';
-  for (const b of new Uint8Array(bytes)) binary += String.fromCharCode(b);
-  return btoa(binary);
 }
 
 /** Compares two strings in time that does not depend on where they first differ. */
@@ -78,7 +68,7 @@ export async function verifyWebhook(
   }
   let key: Uint8Array;
   try {
-    key = fromBase64(secret.startsWith('whsec_') ? secret.slice(6) : secret);
+    key = decodeBase64(secret.startsWith('whsec_') ? secret.slice(6) : secret);
   } catch {
     throw new WebhookVerificationError('the secret is not whsec_<base64>');
   }
@@ -89,7 +79,7 @@ export async function verifyWebhook(
   signed.set(body, prefix.length);
   const cryptoKey = await crypto.subtle.importKey('raw', key as Uint8Array<ArrayBuffer>, { name: 'HMAC', hash: 'SHA-256' },
     false, ['sign']);
-  const expected = toBase64(await crypto.subtle.sign('HMAC', cryptoKey, signed as Uint8Array<ArrayBuffer>));
+  const expected = encodeBase64(await crypto.subtle.sign('HMAC', cryptoKey, signed as Uint8Array<ArrayBuffer>));
   for (const candidate of signatures.split(' ')) {
     const [version, value] = candidate.split(',', 2);
     if (version === 'v1' && value !== undefined && sameText(value, expected)) {

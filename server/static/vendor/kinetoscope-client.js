@@ -278,14 +278,19 @@ var PagePromise = class {
   }
 };
 
-// dist/preview.js
+// dist/base64.js
 function decodeBase64(text) {
   const binary = atob(text);
-  const out = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++)
-    out[i] = binary.charCodeAt(i);
-  return out;
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
 }
+function encodeBase64(bytes) {
+  let binary = "";
+  for (const b of bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes))
+    binary += String.fromCharCode(b);
+  return btoa(binary);
+}
+
+// dist/preview.js
 var Preview = class {
   constructor(data) {
     this.id = data.id;
@@ -922,16 +927,6 @@ function header(headers, name) {
   }
   throw new WebhookVerificationError(`missing header ${name}`);
 }
-function fromBase64(text) {
-  const binary = atob(text);
-  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
-}
-function toBase64(bytes) {
-  let binary = "";
-  for (const b of new Uint8Array(bytes))
-    binary += String.fromCharCode(b);
-  return btoa(binary);
-}
 function sameText(a, b) {
   if (a.length !== b.length)
     return false;
@@ -953,7 +948,7 @@ async function verifyWebhook(payload, headers, secret, options = {}) {
   }
   let key;
   try {
-    key = fromBase64(secret.startsWith("whsec_") ? secret.slice(6) : secret);
+    key = decodeBase64(secret.startsWith("whsec_") ? secret.slice(6) : secret);
   } catch {
     throw new WebhookVerificationError("the secret is not whsec_<base64>");
   }
@@ -963,7 +958,7 @@ async function verifyWebhook(payload, headers, secret, options = {}) {
   signed.set(prefix);
   signed.set(body, prefix.length);
   const cryptoKey = await crypto.subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  const expected = toBase64(await crypto.subtle.sign("HMAC", cryptoKey, signed));
+  const expected = encodeBase64(await crypto.subtle.sign("HMAC", cryptoKey, signed));
   for (const candidate of signatures.split(" ")) {
     const [version, value] = candidate.split(",", 2);
     if (version === "v1" && value !== void 0 && sameText(value, expected)) {
