@@ -31,6 +31,17 @@ def fake_network(tokens: np.ndarray, width: int, salt: int) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
+def same_together_as_alone(decode, batch: int) -> list:
+    """decode(groups) with all states in one batch and with each alone: the same tokens and
+    confidence, bit for bit. Returns the batched states."""
+    together = decode([list(range(batch))])
+    alone = decode([[i] for i in range(batch)])
+    for a, b in zip(together, alone):
+        assert np.array_equal(a.tokens, b.tokens)
+        assert np.array_equal(a.confidence, b.confidence)
+    return together
+
+
 @SETTINGS
 @given(data=st.data(), vocab=st.integers(2, 40), extra=st.integers(0, 1), dtype=st.sampled_from([np.float32, np.float64]))
 def test_sample_rows_equals_one_call_per_request(data, vocab, extra, dtype):
@@ -81,12 +92,8 @@ def test_maskgit_batch_equals_each_state_alone(data, n, vocab, steps, batch, mas
                     maskgit_step(live, cond, [uncond[j] if s.guidance_scale else None for j, s in enumerate(live)])
         return states
 
-    together = decode([list(range(batch))])
-    alone = decode([[i] for i in range(batch)])
-    for a, b in zip(together, alone):
-        assert np.array_equal(a.tokens, b.tokens)
-        assert np.array_equal(a.confidence, b.confidence)
-        assert not np.any(a.tokens == vocab)  # every position decided
+    for state in same_together_as_alone(decode, batch):
+        assert not np.any(state.tokens == vocab)  # every position decided
 
 
 @SETTINGS
@@ -111,13 +118,9 @@ def test_ar_batch_equals_each_state_alone(data, n, vocab, extra, batch):
                 ar_step(live, cond, [uncond[j] if s.needs_uncond else None for j, s in enumerate(live)])
         return states
 
-    together = decode([list(range(batch))])
-    alone = decode([[i] for i in range(batch)])
-    for a, b in zip(together, alone):
-        assert np.array_equal(a.tokens, b.tokens)
-        assert np.array_equal(a.confidence, b.confidence)
-        assert np.all((a.tokens >= 0) & (a.tokens < vocab))
-        assert np.all(a.confidence[a.fixed] == 1) and np.all((a.confidence > 0) & (a.confidence <= 1))
+    for state in same_together_as_alone(decode, batch):
+        assert np.all((state.tokens >= 0) & (state.tokens < vocab))
+        assert np.all(state.confidence[state.fixed] == 1) and np.all((state.confidence > 0) & (state.confidence <= 1))
 
 
 def test_a_batch_is_checked_before_any_state_changes():
