@@ -6,7 +6,7 @@ stable `code`, a `message` (and the request field, `param`, where one is to blam
     ├── QueueFull         server/jobs/base.py    429: the queue holds its maximum
     └── InputError                               a job that no retry can fix: a worker fails it
         ├── TaskError         server/tasks.py    invalid_request (a task, mask or frame count)
-        ├── VideoError        server/video.py    an input video that cannot be read (400/413/415)
+        ├── VideoError        here (server.video)  an input video that cannot be read (400/413/415)
         └── DeadlineExceeded  server/pipeline.py deadline_exceeded (autoregressive decoding)
 
 They are turned into the API's error shape in one place (`server.api.errors`, for every
@@ -39,3 +39,12 @@ class InputError(KinetoscopeError):
 
     def __init__(self, code: str | None, message: str, **kwargs):
         super().__init__(message, code=code, **kwargs)
+
+
+class VideoError(InputError):
+    """An input video the server will not decode; `status` and `code` go into the HTTP error.
+    An InputError: a worker that meets one fails the job at once (no retry decodes it better).
+    Raised by server/video_decode.py and server/ffmpeg.py; importable as server.video.VideoError."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(code, message, status=status)

@@ -16,7 +16,8 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from server.video import _check_frames, _ffmpeg_exe, _first_error, _run, encode_mp4, encode_png
+from server.ffmpeg import ffmpeg_exe, first_error, run_ffmpeg
+from server.video_encode import check_frames, encode_mp4, encode_png, even_sides
 
 OUTPUT_FORMATS = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif"}  # output_format -> MIME type
 FRAMES_MEDIA_TYPE = "application/zip"
@@ -25,26 +26,24 @@ WEBM_CRF = 20  # VP9 constant quality (lower is better; 0-63)
 
 def encode_webm(frames: np.ndarray, fps: int) -> bytes:
     """uint8 (T, H, W, 3) -> WebM (VP9, yuv420p, constant quality)."""
-    _check_frames(frames)
+    check_frames(frames)
+    frames = even_sides(frames)  # yuv420p needs even sides
     t, h, w, _ = frames.shape
-    if h % 2 or w % 2:  # yuv420p needs even sides
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        h, w = h + h % 2, w + w % 2
     with tempfile.TemporaryDirectory(prefix="kinetoscope-webm-") as tmp:
         path = os.path.join(tmp, "out.webm")
-        cmd = [_ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(int(fps)), "-i", "pipe:0", "-an",
                "-c:v", "libvpx-vp9", "-crf", str(WEBM_CRF), "-b:v", "0", "-pix_fmt", "yuv420p", path]
-        proc = _run(cmd, np.ascontiguousarray(frames).tobytes())
-        if proc.returncode != 0:
-            raise RuntimeError(f"ffmpeg failed to encode {t} frames of {w}x{h} as WebM: {_first_error(proc.stderr)}")
+        run = run_ffmpeg(cmd, np.ascontiguousarray(frames).tobytes())
+        if run.returncode != 0:
+            raise RuntimeError(f"ffmpeg failed to encode {t} frames of {w}x{h} as WebM: {first_error(run.stderr)}")
         with open(path, "rb") as f:
             return f.read()
 
 
 def encode_gif(frames: np.ndarray, fps: int) -> bytes:
     """uint8 (T, H, W, 3) -> an animated GIF that loops (Pillow; frame time rounded to 10 ms)."""
-    _check_frames(frames)
+    check_frames(frames)
     images = [Image.fromarray(f, mode="RGB") for f in frames]
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], loop=0,
@@ -61,7 +60,7 @@ def encode_video(frames: np.ndarray, fps: int, output_format: str) -> bytes:
 
 def encode_frames(frames: np.ndarray) -> bytes:
     """uint8 (T, H, W, 3) -> a zip of frame_0000.png, frame_0001.png, ... (lossless)."""
-    _check_frames(frames)
+    check_frames(frames)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as archive:  # PNG is compressed already
         for i, frame in enumerate(frames):

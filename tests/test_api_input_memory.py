@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from server import video
+from server import video_decode as video  # the readers (server.video re-exports only the public names)
 
 
 def _gif(frames: int = 6) -> bytes:
@@ -29,7 +29,7 @@ def _gif(frames: int = 6) -> bytes:
 
 @pytest.fixture
 def reads(monkeypatch):
-    """Every call of the video readers (the decoders server/video.py runs): (format, keep)."""
+    """Every call of the video readers (the decoders server/video_decode.py runs): (format, keep)."""
     calls: list[tuple[str, bool]] = []
     for name in ("_read_with_pillow", "_read_with_ffmpeg"):
         original = getattr(video, name)

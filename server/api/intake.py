@@ -1,7 +1,7 @@
 """Turning a POST /v1/videos request into a job: the body (JSON or multipart), the input video's
 bytes (base64, an uploaded file, or a previous job's output) and a check of that video, so
 that corrupt, oversized or unsupported inputs are refused here (400/413/415) and never reach a
-worker. The check decodes every frame but keeps none (server/video.py check_input): the worker
+worker. The check decodes every frame but keeps none (server/video_decode.py check_input): the worker
 decodes the frames it uses once, and a large input costs the API one frame, not the video. At
 most settings.max_concurrent_decodes inputs are read at once per process (`read_video`)."""
 from __future__ import annotations
