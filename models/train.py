@@ -157,9 +157,9 @@ class Batches:
         if self.folder is not None:
             return (clips_to_tensor(self.folder.batch(step * b, b, scale), self.device),
                     torch.zeros(b, dtype=torch.long, device=self.device))
-        # Scenes are drawn per clip (cheap, and exactly the data set's stream); the pixels are
-        # rendered as one batch on the training device.
-        scenes = [self.digits.scene(step * b + i) for i in range(b)]
+        # The data set's own scenes (MovingDigits.batch's stream); the pixels are rendered as one
+        # batch on the training device.
+        scenes = self.digits.scenes(step * b, b)
         labels = torch.tensor([s.label for s in scenes], dtype=torch.long, device=self.device)
         return clips_to_tensor(render_batch(scenes, scale, device=self.device), self.device), labels
 

@@ -201,3 +201,19 @@ def test_batched_torch_render_equals_the_reference(scale):
                replace(scenes[2], x0=7.25, y0=8.75, vx=0.5, vy=-0.25)]
     expected = np.stack([render_clip(s, scale) for s in scenes])
     assert np.array_equal(render_batch(scenes, scale).numpy(), expected)
+
+
+def test_training_batches_are_the_data_sets_batches():
+    """Review R11: Batches.get drew its scenes itself; both now take MovingDigits.scenes, so a
+    training batch is the data set's batch, rendered on the training device."""
+    import torch
+
+    from models.train import Batches, TrainConfig
+
+    ds = MovingDigits("train", seed=3)
+    assert ds.scenes(5, 3) == [ds.scene(5), ds.scene(6), ds.scene(7)]
+    batches = Batches(TrainConfig(seed=3, batch_size=4, device="cpu"), torch.device("cpu"))
+    clips, labels = batches.get(2)
+    want_clips, want_labels = ds.batch(8, 4)
+    assert labels.tolist() == want_labels.tolist()
+    assert torch.equal(clips, torch.from_numpy(want_clips).permute(0, 4, 1, 2, 3).float() / 255)

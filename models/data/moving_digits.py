@@ -129,8 +129,14 @@ class MovingDigits:
         scene = self.scene(index)
         return {s: render_clip(scene, s) for s in self.scales}, scene.label
 
+    def scenes(self, start: int, size: int) -> list[Scene]:
+        """The scenes of clips start..start+size-1 (their labels, digits and paths: everything
+        but the pixels, which any renderer makes from them: `render_clip`, or models/data/render.py's
+        `render_batch` on a torch device)."""
+        return [self.scene(start + i) for i in range(size)]
+
     def batch(self, start: int, size: int, scale: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Clips start..start+size-1 at one scale: uint8 (B, T, H, W, 3) and labels (B,)."""
-        scenes = [self.scene(start + i) for i in range(size)]
+        scenes = self.scenes(start, size)
         return (np.stack([render_clip(s, scale) for s in scenes]),
                 np.array([s.label for s in scenes], dtype=np.int64))
