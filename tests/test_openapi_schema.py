@@ -124,3 +124,21 @@ async def test_a_405_keeps_the_raisers_allow_when_the_routing_knows_none():
         assert r.status_code == 405 and r.headers["allow"] == "PUT"
         r = await client.post("/x/other")
         assert r.status_code == 405 and "allow" not in r.headers  # never an empty Allow
+
+
+async def test_token_lists_may_be_written_as_integral_numbers():
+    """Review R12: one JSONInt on every integer request field; DetokenizeRequest.tokens and
+    ScoreRequest.tokens refused `3.0`, contrary to "the server accepts integral JSON numbers"."""
+    import pydantic
+
+    from server.api.routes.tokens import DetokenizeRequest, ScoreRequest
+    from server.api.schemas import SamplerSpec
+
+    assert DetokenizeRequest.model_validate_json('{"tokens": [3.0, 4]}', strict=True).tokens == [3, 4]
+    assert ScoreRequest.model_validate_json('{"tokens": [0.0]}', strict=True).tokens == [0]
+    assert SamplerSpec.model_validate_json('{"steps": 8.0, "top_k": 2.0}', strict=True).steps == 8
+    for bad in ('[3.5]', '["3"]'):
+        with pytest.raises(pydantic.ValidationError):
+            DetokenizeRequest.model_validate_json(f'{{"tokens": {bad}}}', strict=True)
+    with pytest.raises(pydantic.ValidationError):
+        SamplerSpec.model_validate_json('{"steps": 0.0}', strict=True)  # the bound still holds

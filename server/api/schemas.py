@@ -5,9 +5,9 @@ or the server's settings (sizes, classes, frame limits) are in `validation.py`.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from server.jobs.base import PRIORITIES, STATUSES
 from server.output import OUTPUT_FORMATS
@@ -43,6 +43,16 @@ def _integral(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 2**63 else value
 
 
+def json_int(**bounds: Any) -> Any:
+    """The type of every integer request field: `3.0` is 3 (JSON Schema's integer), `3.5` and `"3"`
+    are not. `bounds` (ge, le, ...) go here, before the validator, not in the field's Field():
+    there pydantic would write them into the JSON Schema as `ge`, not `minimum`."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_integral)]
+
+
+JSONInt = json_int()
+
+
 class MaskSpec(BaseModel):
     """Either a preset or a box; a box is [x0, y0, x1, y1] in relative coordinates, or one per
     output frame."""
@@ -67,17 +77,12 @@ class SamplerSpec(BaseModel):
 
     model_config = FINITE
     method: Optional[SamplerName] = Field(None, description="default: the model's recommended sampler for the task, else maskgit")
-    steps: Optional[int] = Field(None, ge=1, description="MaskGIT decoding steps; at most the server's max_steps (built-in default 12)")
+    steps: Optional[json_int(ge=1)] = Field(None, description="MaskGIT decoding steps; at most the server's max_steps (built-in default 12)")
     temperature: Optional[float] = Field(None, gt=0, le=MAX_TEMPERATURE, description="token sampling temperature (built-in default 1.0)")
     choice_temperature: Optional[float] = Field(None, ge=0, le=MAX_TEMPERATURE,
                                                 description="MaskGIT confidence noise, annealed over the steps (built-in default 4.5)")
     guidance_scale: Optional[float] = Field(None, ge=0, le=MAX_GUIDANCE_SCALE, description="classifier-free guidance; 0 = off (built-in default 0)")
-    top_k: Optional[int] = Field(None, ge=1, le=MAX_TOP_K, description="sample from the k most likely tokens; null = all (built-in default)")
-
-    @field_validator("steps", "top_k", mode="before")
-    @classmethod
-    def _integers(cls, value: Any) -> Any:
-        return _integral(value)
+    top_k: Optional[json_int(ge=1, le=MAX_TOP_K)] = Field(None, description="sample from the k most likely tokens; null = all (built-in default)")
 
 
 class VideoCreateRequest(BaseModel):
@@ -89,7 +94,7 @@ class VideoCreateRequest(BaseModel):
     model_config = FINITE
     model: Optional[str] = Field(None, description="a model id from GET /v1/models; default: the server's default model")
     task: TaskName
-    class_label: Optional[int] = Field(None, ge=0, description="required by the two class-conditional tasks")
+    class_label: Optional[json_int(ge=0)] = Field(None, description="required by the two class-conditional tasks")
     input_video: Optional[str] = Field(None, description=(
         "base64 MP4, WebM, GIF or PNG (JSON); a file part in multipart. It is centre-cropped to the model's "
         "aspect ratio and area-resized to its base size (the output size for pasting given pixels back); frame "
@@ -98,11 +103,11 @@ class VideoCreateRequest(BaseModel):
     input_video_id: Optional[str] = Field(None, description="instead of input_video: a completed job whose output is the input")
     mask: Optional[MaskSpec] = Field(None, description='required by inpainting and outpainting; an object, or the short form '
                                      '"center" (= {"preset": "center"})')
-    condition_frames: Optional[int] = Field(None, ge=1, description="frame prediction: leading input frames given; default: the model's")
-    num_frames: Optional[int] = Field(None, ge=1, description="default: the model's window; at most the server's max_num_frames")
+    condition_frames: Optional[json_int(ge=1)] = Field(None, description="frame prediction: leading input frames given; default: the model's")
+    num_frames: Optional[json_int(ge=1)] = Field(None, description="default: the model's window; at most the server's max_num_frames")
     size: Optional[str] = Field(None, pattern=r"^\d+x\d+$", description='"WxH", one of the model\'s sizes; default: the base size')
-    fps: Optional[int] = Field(None, ge=1, le=120, description="default: the model's")
-    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="default: random (returned in the job)")
+    fps: Optional[json_int(ge=1, le=120)] = Field(None, description="default: the model's")
+    seed: Optional[json_int(ge=0, le=MAX_SEED)] = Field(None, description="default: random (returned in the job)")
     sampler: Optional[SamplerSpec] = Field(None, description='an object, or the short form "maskgit" / "autoregressive" '
                                            '(= {"method": ...})')
     priority: Priority = "normal"
@@ -129,11 +134,6 @@ class VideoCreateRequest(BaseModel):
         "retried with backoff; public addresses only unless the server allows private ones"))
     webhook_events: Optional[list[WebhookEvent]] = Field(None, min_length=1, description=(
         "which changes to deliver; default: the terminal ones (completed, failed, canceled, expired)"))
-
-    @field_validator("class_label", "condition_frames", "num_frames", "fps", "seed", mode="before")
-    @classmethod
-    def _integers(cls, value: Any) -> Any:
-        return _integral(value)
 
     @model_validator(mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server.api.deps import Authenticated, RuntimeDep, SettingsDep
 from server.api.errors import APIError, validation_error
-from server.api.schemas import ErrorResponse
+from server.api.schemas import ErrorResponse, JSONInt
 from server.api.intake import UPLOADED, decode_base64, read_video
 from server.api.openapi import form_schema
 from server.api.validation import choose_manifest
@@ -58,7 +58,7 @@ class TokenizeResponse(BaseModel):
 class DetokenizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     model: Optional[str] = None
-    tokens: list[int] = Field(description="t*h*w token ids in raster order, each in [0, vocab_size)")
+    tokens: list[JSONInt] = Field(description="t*h*w token ids in raster order, each in [0, vocab_size)")
     size: Optional[str] = Field(None, pattern=r"^\d+x\d+$", description="one of the model's sizes; default: the base size")
 
 
@@ -142,7 +142,7 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     model: Optional[str] = None
     input_video: Optional[str] = Field(None, description="base64 video (its first window is scored), or...")
-    tokens: Optional[list[int]] = Field(None, description="...t*h*w token ids instead")
+    tokens: Optional[list[JSONInt]] = Field(None, description="...t*h*w token ids instead")
 
 
 class ScoreResponse(BaseModel):
