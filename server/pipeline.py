@@ -172,10 +172,10 @@ class Pipeline:
             if len(source_tokens) != len(windows):
                 raise T.TaskError(f"the edit's source has {len(source_tokens)} windows; {req.num_frames} frames "
                                   f"take {len(windows)}")
-            nothing_given = np.zeros((self.window, height, width), bool)
             base_in = np.zeros((req.num_frames, height, width, 3), np.float32)
-            for win, grid in zip(windows, source_tokens):  # assembled as the source job assembled them
-                video = await self._decode_window(grid, nothing_given, np.zeros((*nothing_given.shape, 3), np.float32))
+            # Every source window at once: the decoder queue batches them into one call.
+            decoded = await asyncio.gather(*(self._decode_tokens(grid) for grid in source_tokens))
+            for win, video in zip(windows, decoded):  # assembled as the source job assembled them
                 base_in[win.start + win.overlap:win.start + win.length] = video[win.overlap:win.length]
         else:
             base_in = None if frames is None else frames_to_float(fit_to_size(frames, height, width))
@@ -248,9 +248,12 @@ class Pipeline:
 
     async def _decode_window(self, tokens: np.ndarray, given: np.ndarray, pixels: np.ndarray) -> np.ndarray:
         """(t, h, w) tokens -> float (T, H, W, 3) at the base size, the given pixels put back."""
+        return np.where(given[..., None], pixels, await self._decode_tokens(tokens))
+
+    async def _decode_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """(t, h, w) tokens -> float (T, H, W, 3) at the base size, in [0, 1]: the decoder alone."""
         video = (await self.decoder.submit({"tokens": np.asarray(tokens, np.int64).reshape(self.manifest.token_grid)[None]}))["video"][0]
-        video = np.clip(video.transpose(1, 2, 3, 0), 0.0, 1.0)  # (3, T, H, W) -> (T, H, W, 3)
-        return np.where(given[..., None], pixels, video)
+        return np.clip(video.transpose(1, 2, 3, 0), 0.0, 1.0)  # (3, T, H, W) -> (T, H, W, 3)
 
     async def _sample(self, req: VideoRequest, cond_video: np.ndarray, given: np.ndarray, seed: int,
                       run: "WindowRun", source_tokens: np.ndarray | None = None,
@@ -346,8 +349,7 @@ class Pipeline:
 
     async def detokenize(self, tokens: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
         """(t, h, w) tokens -> uint8 (T, H, W, 3): the decoder, then the super-resolution stages up to `size`."""
-        video = (await self.decoder.submit({"tokens": np.asarray(tokens, np.int64)[None]}))["video"][0]
-        out = np.clip(video.transpose(1, 2, 3, 0), 0.0, 1.0)
+        out = await self._decode_tokens(tokens)
         for stage, q in self.stages_for(size or self.base):
             out = await self._run_stage(q, stage.noise_level, out)
         return frames_to_uint8(out)
