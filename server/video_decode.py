@@ -51,7 +51,7 @@ class DecodedVideo:
 @dataclass(frozen=True)
 class InputInfo:
     """What check_video learns of a video without keeping its frames."""
-    frames: int  # the frames decode_video would return (at most max_frames)
+    num_frames: int  # how many frames decode_video would return (at most max_frames)
     width: int
     height: int
     fps: float | None
@@ -127,7 +127,7 @@ def check_video(data: bytes, *, max_bytes: int, max_frames: int, max_pixels: int
     refused as decode_video would refuse it), but none kept: it holds one frame at a time, not the
     video (issue #12 D5: a 485 KB GIF decoded to gigabytes at intake). -> what the file holds."""
     fmt, (count, height, width), fps = _read(data, False, max_bytes, max_frames, max_pixels, max_decoded_bytes)
-    return InputInfo(frames=min(count, max_frames), width=width, height=height, fps=fps, format=fmt,
+    return InputInfo(num_frames=min(count, max_frames), width=width, height=height, fps=fps, format=fmt,
                      truncated=count > max_frames)
 
 

@@ -385,7 +385,7 @@ def test_check_video_says_what_decode_video_returns(clip, mp4, tmp_path, fmt, ma
             "PNG": lambda: encode_png(clip[0])}[fmt]()
     limits = {**LIMITS, "max_frames": max_frames}
     decoded, info = decode_video(data, **limits), check_video(data, **limits)
-    assert (info.frames, info.height, info.width) == decoded.frames.shape[:3]
+    assert (info.num_frames, info.height, info.width) == decoded.frames.shape[:3]
     assert (info.fps, info.format, info.truncated) == (decoded.fps, decoded.format, decoded.truncated)
 
 

@@ -14,7 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar, overload
 
 from fastapi import Request
 from pydantic import ValidationError
@@ -237,11 +237,21 @@ async def load_input(parsed: ParsedRequest, normalized: VideoRequest, queue: Job
         raise APIError(413, "video_too_long", f"frame_interpolation uses the input's last frame, and this input has "
                        f"more than max_input_frames ({settings.max_input_frames}) frames; send a shorter clip",
                        param=param)
-    return data, video.frames
+    return data, video.num_frames
 
 
-async def read_video(request: Request, read: Callable[..., Any], data: bytes, settings: Settings,
-                     param: str = "input_video", then: Callable[[Any], Awaitable[Any]] | None = None) -> Any:
+Read = TypeVar("Read")
+Used = TypeVar("Used")
+
+
+@overload
+async def read_video(request: Request, read: Callable[[bytes, Settings], Read], data: bytes, settings: Settings,
+                     param: str = ..., then: None = None) -> Read: ...
+@overload
+async def read_video(request: Request, read: Callable[[bytes, Settings], Read], data: bytes, settings: Settings,
+                     param: str = ..., *, then: Callable[[Read], Awaitable[Used]]) -> Used: ...
+async def read_video(request: Request, read: Callable[[bytes, Settings], Read], data: bytes, settings: Settings,
+                     param: str = "input_video", then: Callable[[Read], Awaitable[Used]] | None = None) -> Read | Used:
     """`read(data, settings)` (check_input or decode_input) in a worker thread (decoding is CPU
     work: off the event loop), at most `max_concurrent_decodes` at once in this process (each
     may hold a frame or a whole video: unbounded, a burst of large uploads adds them all up);
