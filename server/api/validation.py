@@ -128,12 +128,11 @@ def normalize_request(req: VideoCreateRequest, manifest: Manifest, settings: Set
     size = req.size or manifest.sizes[0]
     if size not in manifest.sizes:
         raise invalid("size", f"model {manifest.model_id} makes sizes {', '.join(manifest.sizes)}; got {size!r}")
-    sampler = _check_sampler(req.task, req.sampler, manifest, settings)
     return VideoRequest(
         task=req.task, num_frames=num_frames, size=Size.parse(size),
         fps=req.fps if req.fps is not None else manifest.fps,
         seed=req.seed if req.seed is not None else new_seed(),
-        sampler=sampler,
+        sampler=_check_sampler(req.task, req.sampler, manifest, settings),
         priority=req.priority, output_format=req.output_format,
         deadline_seconds=_check_deadline(req.deadline_seconds, settings),
         class_label=class_label, mask=mask, condition_frames=condition_frames,
