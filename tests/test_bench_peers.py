@@ -207,3 +207,14 @@ def test_fastapi_peer_answers_a_body_that_is_not_json_with_a_400():
         for raw in (b"{not json", b"\xff\xfe"):
             r = client.post(VIDEOS_PATH, content=raw, headers={"content-type": "application/json"})
             assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+
+
+def test_the_peers_refuse_previews_and_edits_in_one_place(peer):
+    """Review C6: PeerModel.prepare answers them with a 422 naming the field (the lockstep decode
+    refused them a second time)."""
+    from server.api.errors import APIError
+
+    for field, value in (("previews", True), ("edit", {"from": "video_1"})):
+        with pytest.raises(APIError) as caught:
+            peer.prepare({**body(1), field: value})
+        assert (caught.value.status, caught.value.code, caught.value.param) == (422, "unsupported", field)

@@ -22,7 +22,8 @@ per-window seeds (server.pipeline.window_seed). The steps follow server/pipeline
 5. extension: the next window is frame prediction from the last frames made;
 6. super-resolution, one call per stage for every chunk of every request that asked for it.
 
-What it leaves out (the peers refuse such requests): previews, exact edits, resuming, deadlines.
+What it leaves out: previews, exact edits, resuming, deadlines (common.PeerModel.prepare, which
+answers the peers' HTTP requests, refuses the first two; it is the one place that does).
 """
 from __future__ import annotations
 
@@ -105,8 +106,6 @@ class StaticBatchModel:
 
     def plan(self, req: VideoRequest, frames: np.ndarray | None) -> Work:
         m, (height, width) = self.manifest, self.base
-        if req.previews or req.edit_from is not None:
-            raise T.TaskError("this peer serves neither previews nor edits")
         if req.sampler.method == "autoregressive" and self.ar is None:
             raise T.TaskError("this model has no autoregressive prior")
         stages = self.stages_for(req.size.hw)
