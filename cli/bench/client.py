@@ -64,6 +64,7 @@ class _Session:
                  api_key: str | None = None, steps: list[int] | None = None, fields: Mapping[str, Any] | None = None):
         self.client, self.http = client, http
         self.steps = steps
+        self._drawn_steps: dict[int, int] = {}  # request index -> its step count, drawn once
         self.fields = dict(fields or {})
         self.metrics_headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.size, self.num_frames, self.seed = size, num_frames, seed
@@ -74,10 +75,14 @@ class _Session:
 
     def steps_for(self, index: int) -> int | None:
         """Request `index`'s MaskGIT step count, drawn from `steps` by its own seeded RNG (so every
-        target gets the same counts for the same requests); None without `steps`."""
+        target gets the same counts for the same requests), once per request however often it is
+        asked (the body, the record, the roofline); None without `steps`."""
         if not self.steps:
             return None
-        return int(self.steps[int(np.random.default_rng([self.seed, 2, index]).integers(len(self.steps)))])
+        if index not in self._drawn_steps:
+            draw = np.random.default_rng([self.seed, 2, index]).integers(len(self.steps))
+            self._drawn_steps[index] = int(self.steps[int(draw)])
+        return self._drawn_steps[index]
 
     def body(self, task: str, index: int) -> dict[str, Any]:
         """The fields of request `index`: its own seed, a class label cycling through the classes,

@@ -493,8 +493,6 @@ async function onPointerUp(event) {
 
 // --- wiring ------------------------------------------------------------------------------------------
 
-// --- wiring ------------------------------------------------------------------------------------------
-
 el.apiKey.value = localStorage.getItem(KEY_STORAGE) ?? '';
 el.apiKey.addEventListener('change', () => {
   const key = el.apiKey.value.trim();

@@ -127,12 +127,13 @@ class VideoAPI(ls.LitAPI if ls is not None else object):
             videos = self.peer.generate(runnable) if runnable else []
         except Exception as exc:  # the whole batch ran as one: it fails as one
             error = exc
-        by_id = {id(p): v for p, v in zip(runnable, videos)}
+        made = iter(videos)  # in the order of `runnable`, which keeps the batch's order
         outputs = []
         for d in batch:
             prepared = d.value if isinstance(d.value, Prepared) else None
             failure = error if prepared is not None else d.value
-            outputs.append(Output(prepared, by_id.get(id(prepared)), failure, d.started_at, len(batch), self.batches))
+            video = next(made, None) if prepared is not None else None
+            outputs.append(Output(prepared, video, failure, d.started_at, len(batch), self.batches))
         return outputs
 
     def encode_response(self, output: Output, **kwargs):

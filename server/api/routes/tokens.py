@@ -5,7 +5,6 @@ auth and errors as jobs. They need the models in this process (the embedded serv
 replica in front of Redis workers answers 503)."""
 from __future__ import annotations
 
-import copy
 import functools
 from typing import Any, Optional
 
@@ -34,9 +33,8 @@ def _body_schema(model: type[BaseModel], upload: bool) -> dict[str, Any]:
     schema = model.model_json_schema()
     content: dict[str, Any] = {"application/json": {"schema": schema}}
     if upload:
-        form = copy.deepcopy({**schema, "properties": {**schema["properties"],
-                                                       "input_video": {"type": "string", "format": "binary"}}})
-        form_schema(form, schema)  # as the create form: no nulls, no other fields
+        form = {**schema, "properties": {**schema["properties"], "input_video": {"type": "string", "format": "binary"}}}
+        form_schema(form, schema)  # as the create form: no nulls, no other fields (it builds new dicts)
         content["multipart/form-data"] = {"schema": form}
     return {"requestBody": {"required": True, "content": content}}
 
