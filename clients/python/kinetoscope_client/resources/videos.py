@@ -17,15 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Literal, Mapping, Optional, Sequence, Union, overload
 
 import httpx
-from httpx_sse import EventSource, ServerSentEvent
+from httpx_sse import EventSource
 
 from .._core import Flow, Sleep, new_idempotency_key, parse_model, quote_id
-from .._exceptions import APIConnectionError, JobFailedError, KinetoscopeError, WaitTimeoutError
+from .._exceptions import APIConnectionError, JobFailedError, WaitTimeoutError
 from .._headers import parse_poll_interval
 from .._progress import ProgressBar
 from .._uploads import read_input_video
 from ..pagination import AsyncPage, AsyncPager, SyncPage
 from ..types import Mask, Preview, Variant, Video, VideoCreateParams, VideoDeleted, VideoList
+from ._edits import _edit_params
+from ._events import _EventReader, _previews_only
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -60,65 +62,6 @@ def _with_extra_read_time(timeout: httpx.Timeout | None, seconds: float) -> http
 
 def _clamp_interval(seconds: float) -> float:
     return min(max(seconds, MIN_POLL_INTERVAL), MAX_POLL_INTERVAL)
-
-
-def _edit_params(video_id: str, mask: Union[Mask, str, Sequence[float]], task: str, params: dict) -> dict:
-    """The create fields of an edit: `mask` may also be a preset name or an [x0, y0, x1, y1] box."""
-    if "edit" in params or "input_video" in params or "input_video_id" in params:
-        raise TypeError("videos.edit takes its input from the job it edits: no edit, input_video or input_video_id")
-    if isinstance(mask, str):
-        mask = {"preset": mask}  # type: ignore[typeddict-item]
-    elif not isinstance(mask, Mapping):
-        mask = {"box": [float(v) for v in mask]}
-    return {**params, "task": task, "mask": dict(mask), "edit": {"from": video_id}}
-
-
-class _EventReader:
-    """Turns one stream_events call's server-sent events into jobs and previews, across
-    reconnections: a reopened stream replays the job's previews from the first one, so those
-    already yielded are skipped."""
-
-    def __init__(self, previews: bool) -> None:
-        self.previews = previews
-        self._yielded = 0  # previews handed out so far
-        self._index = 0  # previews seen on the current connection
-
-    def reopened(self) -> None:
-        self._index = 0
-
-    def read(self, event: Optional[ServerSentEvent]) -> Union[Video, Preview, None]:
-        """The job or preview an event carries; None for events without one (keep-alives,
-        unknown kinds, previews not asked for or already yielded). An `error` event raises."""
-        if event is None or not event.data:
-            return None
-        try:
-            payload = json.loads(event.data)
-        except ValueError:
-            return None
-        if not isinstance(payload, dict):
-            return None
-        if event.event == "preview":
-            self._index += 1
-            if not self.previews or self._index <= self._yielded:
-                return None
-            self._yielded += 1
-            return Preview.model_validate(payload)
-        if "status" in payload and "id" in payload:
-            return Video.model_validate(payload)
-        if event.event == "error" or "error" in payload:
-            error = payload.get("error", payload)
-            message = error.get("message", event.data) if isinstance(error, dict) else str(error)
-            raise KinetoscopeError(f"event stream error: {message}")
-        return None
-
-
-def _previews_only(item: Union[Video, Preview]) -> Optional[Preview]:
-    """stream_previews' filter: a preview passes; a job that ended other than completed raises."""
-    if isinstance(item, Preview):
-        return item
-    if item.is_terminal and item.status != "completed":
-        raise JobFailedError(item)
-    return None
 
 
 class _VideosCore:
