@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -59,40 +58,64 @@ async def test_the_intake_reads_an_input_once_and_keeps_no_frame(make_api, reads
         assert await api.queue.get_input((await api.client.get("/v1/videos")).json()["data"][0]["id"]) == mp4
 
 
-async def test_at_most_max_concurrent_decodes_inputs_are_read_at_once(make_api, monkeypatch):
-    lock, running, most = threading.Lock(), [0], [0]
-    real = video.check_input
+def _overlap_probe(real, wait_s: float = 0.0):
+    """`real` wrapped to count how many calls run at once (`most[0]`, the maximum), with no
+    timing to hope for (Review A11: a 0.15 s sleep had to make two of six requests overlap).
+    Without `wait_s` each call waits at a barrier of two for a second call beside it, so a bound
+    of two is reached however the requests are scheduled; with `wait_s` each call waits that long
+    for a second one, which a bound of one never lets in and anything looser would."""
+    lock = threading.Condition()
+    running, most = [0], [0]
+    pair = threading.Barrier(2, timeout=30)
 
-    def slow_check(data, settings):
+    def probe(data, settings, *args, **kwargs):
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
-        time.sleep(0.15)
-        with lock:
-            running[0] -= 1
-        return real(data, settings)
+            lock.notify_all()
+            if wait_s:
+                lock.wait_for(lambda: running[0] > 1, timeout=wait_s)
+        try:
+            if not wait_s:
+                pair.wait()
+            return real(data, settings, *args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
 
+    return probe, most
+
+
+async def test_at_most_max_concurrent_decodes_inputs_are_read_at_once(make_api, monkeypatch):
     import server.api.intake as intake
 
-    monkeypatch.setattr(intake, "check_input", slow_check)
+    probe, most = _overlap_probe(video.check_input)  # every check waits for a second one: two overlap
+    monkeypatch.setattr(intake, "check_input", probe)
     body = {"task": "frame_prediction", "condition_frames": 3, "input_video": base64.b64encode(_gif()).decode()}
     async with make_api(max_concurrent_decodes=2) as api:
         answers = await asyncio.gather(*(api.client.post("/v1/videos", json=body) for _ in range(6)))
         assert [r.status_code for r in answers] == [202] * 6  # the others waited; none was refused or lost
-        assert most[0] == 2
+        assert most[0] == 2  # two at once (the barrier), never three (the slots)
         assert len((await api.client.get("/v1/videos")).json()["data"]) == 6
 
 
-async def test_tokenize_reads_its_input_through_the_same_slots(api_sample, reads):
-    """The tokens endpoints need the frames (a full decode), under the same bound."""
+async def test_tokenize_reads_its_input_through_the_same_slots(api_sample, reads, monkeypatch):
+    """The tokens endpoints need the frames (a full decode), under the same bound: with one slot,
+    three concurrent tokenize calls decode one at a time (Review A8: one request at a time could
+    not tell a tokens path that bypassed the slots)."""
+    import server.api.routes.tokens as tokens_route
     from conftest import demo_api
 
+    probe, most = _overlap_probe(tokens_route.decode_input, wait_s=0.3)
+    monkeypatch.setattr(tokens_route, "decode_input", probe)
     mp4, _ = api_sample
     async with demo_api(max_concurrent_decodes=1) as client:
-        r = await client.post("/v1/tokenize", json={"input_video": base64.b64encode(mp4).decode()})
-        assert r.status_code == 200, r.text
-        assert len(r.json()["tokens"]) == int(np.prod(r.json()["token_grid"]))
-        assert reads == [("mp4", True)]
+        body = {"input_video": base64.b64encode(mp4).decode()}
+        answers = await asyncio.gather(*(client.post("/v1/tokenize", json=body) for _ in range(3)))
+        assert [r.status_code for r in answers] == [200] * 3, answers[0].text
+        assert all(len(r.json()["tokens"]) == int(np.prod(r.json()["token_grid"])) for r in answers)
+        assert most[0] == 1  # each waited 0.3 s for company that the slot never let in
+        assert reads == [("mp4", True)] * 3
         r = await client.post("/v1/tokenize", json={"input_video": base64.b64encode(b"GIF89a-broken").decode()})
         assert r.status_code == 400 and r.json()["error"]["param"] == "input_video"
 
