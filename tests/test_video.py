@@ -490,3 +490,12 @@ def test_input_reads_name_the_field_the_video_came_in():
         with pytest.raises(VideoError) as caught:
             read(b"not a video at all", Settings())
         assert caught.value.status == 415 and caught.value.param is None
+
+
+def test_mp4_is_encoded_with_one_thread_so_its_bytes_do_not_follow_the_core_count():
+    # x264 writes its settings into the stream (an SEI message); its default thread count is
+    # 1.5 x the cores (at 128x128; tiny frames get one thread anyway), which changes the bytes
+    # from one machine to another.
+    clip = np.random.default_rng(0).integers(0, 256, (8, 128, 128, 3), dtype=np.uint8)
+    mp4 = encode_mp4(clip, fps=8)
+    assert b"x264" in mp4 and b" threads=1 " in mp4
