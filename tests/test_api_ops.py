@@ -98,7 +98,7 @@ async def test_metrics_read_queue_depth_and_store_totals_at_scrape(make_api):
 async def test_metrics_count_jobs_that_expired_in_the_queue(make_api):
     """A job whose deadline passes while it waits ends `expired` when a worker reaches it, and
     /metrics counts it (kinetoscope_jobs_expired_total), as it counts truncated ones."""
-    import time
+    import asyncio
 
     async with make_api() as api:  # no worker: the job waits
         r = await api.client.post("/v1/videos", json={"task": "class_conditional", "class_label": 1,
@@ -106,7 +106,7 @@ async def test_metrics_count_jobs_that_expired_in_the_queue(make_api):
         assert r.status_code == 202
         before = (await api.client.get("/metrics")).text
         assert "kinetoscope_jobs_expired_total 0.0" in before
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)  # not time.sleep: the event loop keeps running (Review A11)
         assert await api.queue.claim("w1", timeout=0.2) is None  # the worker skips it: expired
         assert (await api.client.get(f"/v1/videos/{r.json()['id']}")).json()["status"] == "expired"
         assert "kinetoscope_jobs_expired_total 1.0" in (await api.client.get("/metrics")).text
