@@ -31,6 +31,11 @@ def body(seed: int, steps: int = 2, label: int = 3) -> dict:
             "sampler": {"method": "maskgit", "steps": steps}}
 
 
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+
+
 def frames_of(mp4: bytes) -> np.ndarray:
     return decode_video(mp4, max_bytes=1 << 26, max_frames=1024, max_pixels=1 << 22).frames
 
@@ -56,30 +61,58 @@ def fastapi_url():
 
 # --- the lockstep decode against the served pipeline --------------------------------------------------
 
-def test_lockstep_decode_makes_kinetoscopes_videos(peer):
-    """Same seeds, same videos, byte for byte: alone, and batched with a request of another task and
-    step count (a MaskGIT class-conditional request, guided, and an inpainting one)."""
-    from server.runtime import load_runtime
-
+def _lockstep_cases(peer):
+    """A MaskGIT class-conditional request (guided: two rows a call) and an inpainting one of
+    another step count, prepared."""
     first = peer.generate([peer.prepare(body(7, steps=3))])[0]
     inpaint = {"task": "inpainting", "seed": 2, "mask": "center", "sampler": {"steps": 2},
                "input_video": base64.b64encode(encode_mp4(first, 8)).decode()}
-    prepared = [peer.prepare(body(7, steps=3)), peer.prepare(inpaint)]
-    alone = peer.generate(prepared[:1])[0]
-    batched = peer.generate(prepared)
+    return [peer.prepare(body(7, steps=3)), peer.prepare(inpaint)]
 
+
+def test_lockstep_decode_makes_kinetoscopes_videos(peer):
+    """Same seeds, same videos, byte for byte: each request alone through the lockstep decode and
+    alone through the served pipeline (one at a time: both make the same network calls with the
+    same rows, so nothing here depends on how an engine batches; Review A12)."""
+    from server.runtime import load_runtime
+
+    prepared = _lockstep_cases(peer)
+    alone = [peer.generate([p])[0] for p in prepared]
     runtime = load_runtime(peer.settings)
     try:
         pipeline = runtime.pipelines[peer.manifest.model_id]
-
-        async def served():
-            return await asyncio.gather(*(pipeline.generate(p.request, p.frames) for p in prepared))
-
-        expected = asyncio.run(served())
+        expected = [asyncio.run(pipeline.generate(p.request, p.frames)) for p in prepared]
     finally:
         runtime.close()
-    assert np.array_equal(alone, expected[0])
-    assert all(np.array_equal(a, b) for a, b in zip(batched, expected))
+    assert all(np.array_equal(a, b) for a, b in zip(alone, expected))
+
+
+def _rows_are_batch_invariant(peer) -> bool:
+    """Whether the prior and the decoder give a row the same bits alone and among other rows
+    (ONNX Runtime on this CPU: so far yes; not promised, and a GPU's kernels often differ)."""
+    m, rng = peer.manifest, np.random.default_rng(0)
+    n, t, h, w = m.num_tokens, *m.token_grid
+    prior = {"tokens": rng.integers(0, m.vocab_size + 1, (3, n)), "cond": rng.integers(0, m.vocab_size + 1, (3, n)),
+             "state": rng.integers(0, 3, (3, n)), "class_id": np.array([1, 10, 4])}
+    decoder = {"tokens": rng.integers(0, m.vocab_size, (3, t, h, w))}
+    for name, feeds in (("prior", prior), ("decoder", decoder)):
+        feeds = {k: v.astype(np.int64) for k, v in feeds.items()}
+        together = next(iter(peer.model.engines[name].run(feeds).values()))
+        alone = next(iter(peer.model.engines[name].run({k: v[:1] for k, v in feeds.items()}).values()))
+        if not np.array_equal(together[:1], alone):
+            return False
+    return True
+
+
+def test_lockstep_batched_requests_get_the_videos_they_get_alone(peer):
+    """The two requests decoded together (rows of both in each call, one finishing first) make
+    exactly the videos each makes alone, where the engines are batch-invariant (measured first;
+    elsewhere batching may move a row's last bits and so its sampled tokens: not a lockstep bug)."""
+    if not _rows_are_batch_invariant(peer):
+        pytest.skip("this engine's results depend on the batch's other rows: exact equality is not expected")
+    prepared = _lockstep_cases(peer)
+    batched = peer.generate(prepared)
+    assert all(np.array_equal(a, peer.generate([p])[0]) for a, p in zip(batched, prepared))
 
 
 def test_lockstep_rounds_drop_finished_requests(peer):
@@ -104,9 +137,12 @@ def test_fastapi_peer_answers_with_an_mp4(fastapi_url, peer):
     response = httpx.post(fastapi_url + VIDEOS_PATH, json=body(11), timeout=120)
     check_video_response(response)
     assert response.headers[BATCH_SIZE_HEADER] == "1"
-    # The same seed in-process gives the same MP4 bytes (the peer's encoder is Kinetoscope's).
+    # The same seed in-process gives the same video: its frames, decoded, within the MP4's loss of
+    # the peer's own (36 dB here; another seed's video is 17-19 dB off). Not the MP4 bytes: those
+    # of two processes' x264 runs need not be equal (Review A12).
     prepared = peer.prepare(body(11))
-    assert response.content == peer.encode(peer.generate([prepared])[0], prepared.request)
+    video = peer.generate([prepared])[0]
+    assert _psnr(frames_of(response.content), video) > 30
     refused = httpx.post(fastapi_url + VIDEOS_PATH, json={"task": "inpainting", "seed": 1}, timeout=30)
     assert refused.status_code == 422 and refused.json()["error"]["param"] == "input_video"
 
