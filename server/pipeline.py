@@ -23,6 +23,8 @@ import numpy as np
 
 from server import tasks as T
 from server.batching import BatchQueue, FeedsQueue
+from server.assembly import (decoder_frames, mask_args, place_window, restore_given, sr_chain, sr_chunks,
+                             sr_join, sr_name, window_inputs)
 from server.conditioning import clip_condition, plan_windows, window_condition
 from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper, ar_guess
 from server.engines.base import Engine
@@ -61,13 +63,6 @@ class RunLog:
 def confidence_bytes(confidence: np.ndarray) -> bytes:
     """A confidence map (probabilities) quantised to 8 bits: round(255 p), raster order."""
     return np.rint(np.clip(np.asarray(confidence, np.float64).reshape(-1), 0.0, 1.0) * 255).astype(np.uint8).tobytes()
-
-
-def _mask_args(req: VideoRequest) -> dict:
-    """What the task functions take of a request's mask and leading frames."""
-    mask = req.mask
-    return {"preset": mask.preset if mask else None, "box": mask.box if mask else None,
-            "condition_frames": req.condition_frames}
 
 
 class DeadlineExceeded(InputError):
@@ -114,19 +109,12 @@ class Pipeline:
         self.prior = queue("prior", MaskGITStepper(engines["prior"]), BatchQueue)
         self.ar = queue("ar_prior", ARStepper(engines["ar_prior"]), BatchQueue) if "ar_prior" in engines else None
         self.scorer = queue("ar_score", self._scoring(engines["ar_prior"])) if "ar_prior" in engines else None
-        self.sr = [(stage, queue(name, engines[name].run)) for name, stage in
-                   ((f"sr_{s.out_size[1]}x{s.out_size[0]}", s) for s in m.super_resolution)]
+        self.sr = [(s, queue(sr_name(s), engines[sr_name(s)].run)) for s in m.super_resolution]  # the cascade, in order
 
     def stages_for(self, size: tuple[int, int]) -> list:
-        """Super-resolution stages that lead from the base size to `size` (H, W)."""
-        if tuple(size) == self.base:
-            return []
-        chain = []
-        for stage, q in self.sr:
-            chain.append((stage, q))
-            if tuple(stage.out_size) == tuple(size):
-                return chain
-        raise T.TaskError(f"size {size[1]}x{size[0]} is not one of this model's sizes {self.manifest.sizes}")
+        """Super-resolution stages that lead from the base size to `size` (H, W), with their queues."""
+        queues = {sr_name(stage): q for stage, q in self.sr}
+        return [(stage, queues[sr_name(stage)]) for stage in sr_chain(self.manifest, size)]
 
     async def generate(self, req: VideoRequest, frames: np.ndarray | None,
                        on_progress: Callable[[float], None] = lambda f: None,
@@ -176,10 +164,10 @@ class Pipeline:
             # Every source window at once: the decoder queue batches them into one call.
             decoded = await asyncio.gather(*(self._decode_tokens(grid) for grid in source_tokens))
             for win, video in zip(windows, decoded):  # assembled as the source job assembled them
-                base_in[win.start + win.overlap:win.start + win.length] = video[win.overlap:win.length]
+                place_window(base_in, video, win)
         else:
             base_in = None if frames is None else frames_to_float(fit_to_size(frames, height, width))
-        given, pixels = clip_condition(req.task, req.num_frames, height, width, base_in, **_mask_args(req))
+        given, pixels = clip_condition(req.task, req.num_frames, height, width, base_in, **mask_args(req))
         steps = req.sampler.steps if req.sampler.method == "maskgit" else m.num_tokens
         chunks = -(-req.num_frames // self.window)
         total, done = len(windows) * (steps + 2) + len(stages) * chunks, resume.units if resume else 0
@@ -194,12 +182,8 @@ class Pipeline:
             log.truncated = resume.truncated
         for index, win in enumerate(windows):
             # 2. This window's mask and condition; overlap frames are what was already made.
-            wg = np.zeros((self.window, height, width), dtype=bool)
-            wv = np.zeros((self.window, height, width, 3), dtype=np.float32)
-            wg[:win.length] = given[win.start:win.start + win.length]
-            wv[:win.length] = out[win.start:win.start + win.length]
-            if source_tokens is None:  # an edit's window is edited on its own (see the docstring)
-                wg[:win.overlap] = True
+            # An edit's window is edited on its own (see the docstring): its overlap is not given.
+            wg, wv = window_inputs(given, out, win, self.window, overlap_given=source_tokens is None)
             cond_video = window_condition(wv, wg, req.task)
             # 3. Tokens.
             preview = None
@@ -225,8 +209,7 @@ class Pipeline:
             log.tokens.append(tokens)
             log.confidence.append(confidence)
             # 4. Pixels, with the given ones put back.
-            video = await self._decode_window(tokens, wg, wv)
-            out[win.start + win.overlap:win.start + win.length] = video[win.overlap:win.length]
+            place_window(out, await self._decode_window(tokens, wg, wv), win)
             if resume is None or index >= resume.window:
                 advance()
             if on_checkpoint is not None:
@@ -236,15 +219,7 @@ class Pipeline:
         for stage, q in stages:
             out = await self._run_stage(q, stage.noise_level, out)
             advance(chunks)
-        if frames is not None and given.any() and stages:
-            out_h, out_w = req.size.hw
-            # The mask at the output size, not the base mask upsampled: boxes and dynamic masks
-            # round differently at each size, and the upsampled one would blank (hi is 0 there)
-            # pixels that are not given at this size and miss some that are.
-            hi_given, hi = clip_condition(req.task, req.num_frames, out_h, out_w,
-                                          frames_to_float(fit_to_size(frames, out_h, out_w)), **_mask_args(req))
-            out = np.where(hi_given[..., None], hi, out)
-        return frames_to_uint8(out)
+        return frames_to_uint8(restore_given(req, frames, given, out, bool(stages)))
 
     async def _decode_window(self, tokens: np.ndarray, given: np.ndarray, pixels: np.ndarray) -> np.ndarray:
         """(t, h, w) tokens -> float (T, H, W, 3) at the base size, the given pixels put back."""
@@ -253,7 +228,7 @@ class Pipeline:
     async def _decode_tokens(self, tokens: np.ndarray) -> np.ndarray:
         """(t, h, w) tokens -> float (T, H, W, 3) at the base size, in [0, 1]: the decoder alone."""
         video = (await self.decoder.submit({"tokens": np.asarray(tokens, np.int64).reshape(self.manifest.token_grid)[None]}))["video"][0]
-        return np.clip(video.transpose(1, 2, 3, 0), 0.0, 1.0)  # (3, T, H, W) -> (T, H, W, 3)
+        return decoder_frames(video)
 
     async def _sample(self, req: VideoRequest, cond_video: np.ndarray, given: np.ndarray, seed: int,
                       run: "WindowRun", source_tokens: np.ndarray | None = None,
@@ -397,15 +372,6 @@ class Pipeline:
 
     async def _run_stage(self, q: BatchQueue, noise_level: float, video: np.ndarray) -> np.ndarray:
         """video (T, h, w, 3) -> (T, 2h, 2w, 3); windows of frames go through the stage together."""
-        frames = len(video)
-        starts = list(range(0, frames, self.window))
-        pieces = []
-        for start in starts:
-            chunk = video[start:start + self.window]
-            if len(chunk) < self.window:  # the stage takes whole windows: hold the last frame
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.window - len(chunk), axis=0)])
-            pieces.append(q.submit({"video": chunk.transpose(3, 0, 1, 2)[None].astype(np.float32),
-                                    "noise_level": np.array([noise_level], dtype=np.float32)}))
-        results = await asyncio.gather(*pieces)
-        hi = np.concatenate([r["video_hr"][0].transpose(1, 2, 3, 0) for r in results])[:frames]
-        return np.clip(hi, 0.0, 1.0)
+        results = await asyncio.gather(*(q.submit({"video": chunk[None], "noise_level": np.array([noise_level], dtype=np.float32)})
+                                         for chunk in sr_chunks(video, self.window)))
+        return sr_join([r["video_hr"][0] for r in results], len(video))

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from server import tasks as T
+from server.assembly import (decoder_frames, mask_args, place_window, restore_given, sr_chain, sr_chunks, sr_join,
+                             sr_name, window_inputs)
 from server.conditioning import Window, clip_condition, plan_windows, window_condition
 from server.decoding import ARJob, ARStepper, MaskGITJob, MaskGITStepper
 from server.engines.base import Engine, create_engine
@@ -59,12 +61,6 @@ class Work:
     wv: np.ndarray | None = None
     cond: np.ndarray | None = None
     job: MaskGITJob | ARJob | None = None
-
-
-def _mask_args(req: VideoRequest) -> dict:
-    mask = req.mask
-    return {"preset": mask.preset if mask else None, "box": mask.box if mask else None,
-            "condition_frames": req.condition_frames}
 
 
 def open_engines(repo: Path, manifest: Manifest, backend: str = "onnxruntime", threads: int = 0) -> dict[str, Engine]:
@@ -93,14 +89,7 @@ class StaticBatchModel:
 
     def stages_for(self, size: tuple[int, int]) -> list[tuple[SuperResolutionStage, str]]:
         """The SR stages from the base size to `size` (H, W), with their engine names."""
-        if tuple(size) == self.base:
-            return []
-        chain = []
-        for stage in self.manifest.super_resolution:
-            chain.append((stage, f"sr_{stage.out_size[1]}x{stage.out_size[0]}"))
-            if tuple(stage.out_size) == tuple(size):
-                return chain
-        raise T.TaskError(f"size {size[1]}x{size[0]} is not one of this model's sizes {self.manifest.sizes}")
+        return [(stage, sr_name(stage)) for stage in sr_chain(self.manifest, size)]
 
     # --- 1. the plan of each request --------------------------------------------------------------
 
@@ -110,7 +99,7 @@ class StaticBatchModel:
             raise T.TaskError("this model has no autoregressive prior")
         stages = self.stages_for(req.size.hw)
         base_in = None if frames is None else frames_to_float(fit_to_size(frames, height, width))
-        given, pixels = clip_condition(req.task, req.num_frames, height, width, base_in, **_mask_args(req))
+        given, pixels = clip_condition(req.task, req.num_frames, height, width, base_in, **mask_args(req))
         windows = plan_windows(req.num_frames, m.window_frames, m.default_condition_frames)
         return Work(req, frames, stages, given, windows, pixels.copy())
 
@@ -128,13 +117,8 @@ class StaticBatchModel:
 
     def decode_window(self, works: list[Work], index: int) -> None:
         m = self.manifest
-        for w in works:
-            win = w.windows[index]
-            w.wg = np.zeros((m.window_frames, *self.base), dtype=bool)
-            w.wv = np.zeros((m.window_frames, *self.base, 3), dtype=np.float32)
-            w.wg[:win.length] = w.given[win.start:win.start + win.length]
-            w.wv[:win.length] = w.out[win.start:win.start + win.length]
-            w.wg[:win.overlap] = True  # overlap frames: what the last window made
+        for w in works:  # overlap frames are given: what the last window made
+            w.wg, w.wv = window_inputs(w.given, w.out, w.windows[index], m.window_frames)
         self.condition_tokens(works)
         for w in works:
             w.job = self.make_job(w, window_seed(w.req.seed, index))
@@ -196,37 +180,23 @@ class StaticBatchModel:
         tokens = np.stack([np.asarray(w.job.state.tokens, np.int64).reshape(grid) for w in works])
         videos = self._run("decoder", {"tokens": tokens})["video"]
         for w, video in zip(works, videos):
-            video = np.clip(video.transpose(1, 2, 3, 0), 0.0, 1.0)  # (3, T, H, W) -> (T, H, W, 3)
-            video = np.where(w.wg[..., None], w.wv, video)
-            win = w.windows[index]
-            w.out[win.start + win.overlap:win.start + win.length] = video[win.overlap:win.length]
+            place_window(w.out, np.where(w.wg[..., None], w.wv, decoder_frames(video)), w.windows[index])
 
     # --- 6. super-resolution --------------------------------------------------------------------------
 
     def super_resolve(self, works: list[Work], level: int) -> None:
         """Stage `level` of every request that goes that far: all their chunks in one call."""
-        window = self.manifest.window_frames
         pieces, owners = [], []
         for w in works:
-            for start in range(0, len(w.out), window):
-                chunk = w.out[start:start + window]
-                if len(chunk) < window:  # the stage takes whole windows: hold the last frame
-                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], window - len(chunk), axis=0)])
-                pieces.append(chunk.transpose(3, 0, 1, 2))
-                owners.append(w)
+            chunks = sr_chunks(w.out, self.manifest.window_frames)
+            pieces += chunks
+            owners += [w] * len(chunks)
         stage, name = works[0].stages[level]  # every request shares the one cascade
         hi = self._run(name, {"video": np.stack(pieces).astype(np.float32),
                               "noise_level": np.full(len(pieces), stage.noise_level, dtype=np.float32)})["video_hr"]
         for w in works:
-            rows = [h.transpose(1, 2, 3, 0) for h, owner in zip(hi, owners) if owner is w]
-            w.out = np.clip(np.concatenate(rows)[:len(w.out)], 0.0, 1.0)
+            w.out = sr_join([h for h, owner in zip(hi, owners) if owner is w], len(w.out))
 
     def finish(self, w: Work) -> np.ndarray:
         """The given pixels once more at the output size (after SR), then uint8."""
-        req, out = w.req, w.out
-        if w.frames is not None and w.given.any() and w.stages:
-            out_h, out_w = req.size.hw
-            hi_given, hi = clip_condition(req.task, req.num_frames, out_h, out_w,
-                                          frames_to_float(fit_to_size(w.frames, out_h, out_w)), **_mask_args(req))
-            out = np.where(hi_given[..., None], hi, out)
-        return frames_to_uint8(out)
+        return frames_to_uint8(restore_given(w.req, w.frames, w.given, w.out, bool(w.stages)))
