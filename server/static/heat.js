@@ -3,10 +3,10 @@
 import { NotFoundError } from './vendor/kinetoscope-client.js';
 import { el, forming, state, steps } from './state.js';
 
-/** The final confidence map of a MaskGIT job, every window of it, else null (other jobs have none to draw). */
+/** The final confidence map of a job (either sampler), every window of it, else null (none kept). */
 export async function loadConfidence(job, signal) {
   const model = state.models.find((m) => m.id === job.model);
-  if (job.request.sampler.method !== 'maskgit' || !model) return null;
+  if (!model) return null;
   try {
     const doc = (await state.client.videos.downloadContent(job.id, { variant: 'confidence', signal })).json();
     const plan = planWindows(job.num_frames, model.window_frames, model.default_condition_frames);
