@@ -4,6 +4,13 @@ import os as _os
 # give it a temporary folder. Everything else runs in memory, so no test sees another's jobs.
 _os.environ["KINETOSCOPE_JOB_STORE_DIR"] = ""
 
+# PyTorch (and OpenBLAS) with one intra-op thread, here and in every process a test starts. The
+# networks the tests train and export are tiny, and on a shared 2-core machine two OpenMP threads
+# mostly wait for each other: a 25-step tokenizer fit took ~5 s on one thread and ~30 s on two
+# while another process was busy. Set before anything imports torch; OMP_NUM_THREADS=2 make test
+# puts the old behaviour back. Nothing here checks a thread count.
+_os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # ==== Jobs: a private redis-server for the queue and worker tests ============================
 # Owned by the job-queue tests (test_jobs_redis.py, test_worker.py). It never touches the
 # shared Redis at 127.0.0.1:6379: it starts its own server on a free port with AOF on.
@@ -237,3 +244,22 @@ async def demo_api(**overrides):
     finally:
         runtime.close()
 
+
+# ==== Export: one real export of the tiny test family, shared ====================================
+# test_export.py and test_repository.py both export tests/test_export.py's tiny random family
+# (torch.export + ONNX + the parity check: ~20 s on two cores whatever the network size). It runs
+# once per session; tests copy the folders before changing anything in them.
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """(checkpoint folder, repository folder, manifest) of one export_repository(check=True) of
+    test_export.write_checkpoints(); read-only."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from export.onnx import export_repository
+    from test_export import write_checkpoints
+
+    root = tmp_path_factory.mktemp("export")
+    checkpoints = write_checkpoints(root / "checkpoints")
+    manifest = export_repository(checkpoints, root / "repo" / "tiny", model_id="tiny", check=True)
+    return checkpoints, root / "repo" / "tiny", manifest
+# ==== end of the export section ==================================================================

@@ -2,9 +2,10 @@
 PyTorch under ONNX Runtime, described by a manifest the server verifies, and a network whose ONNX
 disagrees with PyTorch fails the export without replacing a good repository.
 
-The real export (torch.export + ONNX for six networks) runs once per module; it costs ~30 s on
-two cores whatever the network size. The failure tests reuse its ONNX files (see `reuse_onnx`)
-so that only the parity check itself runs again.
+The real export (torch.export + ONNX for six networks) runs once per session (conftest.py's
+`tiny_export`, which test_repository.py bundles too); it costs ~20 s on two cores whatever the
+network size. The failure tests reuse its ONNX files (see `reuse_onnx`) so that only the parity
+check itself runs again.
 """
 from __future__ import annotations
 
@@ -49,13 +50,11 @@ def write_checkpoints(directory: Path, ar: bool = True, prior: PriorConfig = PRI
     return directory
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """(checkpoint folder, repository folder, manifest) of one real export with parity checks."""
-    root = tmp_path_factory.mktemp("export")
-    checkpoints = write_checkpoints(root / "checkpoints")
-    manifest = export_repository(checkpoints, root / "repo" / "tiny", model_id="tiny", check=True)
-    return checkpoints, root / "repo" / "tiny", manifest
+@pytest.fixture
+def exported(tiny_export):
+    """(checkpoint folder, repository folder, manifest) of one real export with parity checks:
+    conftest.py's session-wide export of write_checkpoints() (test_repository.py bundles it too)."""
+    return tiny_export
 
 
 def test_manifest_describes_the_family(exported):

@@ -18,7 +18,6 @@ from export.bundle import write_bundle  # noqa: E402
 from export.onnx import DEMO_CHECKPOINTS, export_repository  # noqa: E402
 from server.manifest import load_manifest  # noqa: E402
 from server.repository import WEIGHTS_TABLE, assemble  # noqa: E402
-from test_export import write_checkpoints  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,20 +55,26 @@ def assert_same_outputs(exported: Path, assembled: Path) -> None:
             assert np.array_equal(a, b), name
 
 
-def test_a_bundle_assembles_to_the_exported_repository(tmp_path):
-    checkpoints = write_checkpoints(tmp_path / "checkpoints")
-    export_repository(checkpoints, tmp_path / "exported", model_id="tiny")
-    write_bundle(tmp_path / "exported", checkpoints, tmp_path / "bundle")
-    graphs = sum(f.stat().st_size for f in (tmp_path / "bundle").glob("*.onnx"))
-    assert graphs < sum(f.stat().st_size for f in (tmp_path / "exported").glob("*.onnx")) / 2  # the weights left
-    assemble(tmp_path / "bundle", checkpoints, tmp_path / "assembled")
-    assert_same_outputs(tmp_path / "exported", tmp_path / "assembled")
+@pytest.fixture(scope="module")
+def bundled(tiny_export, tmp_path_factory):
+    """(checkpoints, exported repository, bundle): conftest.py's session-wide export of
+    test_export.write_checkpoints() (the one test_export.py checks), bundled once here."""
+    checkpoints, exported, _ = tiny_export
+    bundle = tmp_path_factory.mktemp("bundle") / "bundle"
+    write_bundle(exported, checkpoints, bundle)
+    return checkpoints, exported, bundle
 
 
-def test_other_checkpoints_are_refused_with_a_clear_error(tmp_path):
-    checkpoints = write_checkpoints(tmp_path / "checkpoints")
-    export_repository(checkpoints, tmp_path / "exported", model_id="tiny", check=False)
-    write_bundle(tmp_path / "exported", checkpoints, tmp_path / "bundle")
+def test_a_bundle_assembles_to_the_exported_repository(bundled, tmp_path):
+    checkpoints, exported, bundle = bundled
+    graphs = sum(f.stat().st_size for f in bundle.glob("*.onnx"))
+    assert graphs < sum(f.stat().st_size for f in exported.glob("*.onnx")) / 2  # the weights left
+    assemble(bundle, checkpoints, tmp_path / "assembled")
+    assert_same_outputs(exported, tmp_path / "assembled")
+
+
+def test_other_checkpoints_are_refused_with_a_clear_error(bundled, tmp_path):
+    checkpoints, _, bundle = bundled
     other = tmp_path / "other"
     shutil.copytree(checkpoints, other)
     import torch
@@ -79,7 +84,7 @@ def test_other_checkpoints_are_refused_with_a_clear_error(tmp_path):
     save_network(other, "masked_prior", "masked_prior",
                  build("masked_prior", json.loads((checkpoints / "masked_prior.json").read_text())["config"]))
     with pytest.raises(ValueError, match="not the ones the bundle"):
-        assemble(tmp_path / "bundle", other, tmp_path / "assembled")
+        assemble(bundle, other, tmp_path / "assembled")
     assert not (tmp_path / "assembled").exists()  # nothing half-written is left to serve
 
 
