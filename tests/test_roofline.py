@@ -91,3 +91,24 @@ def test_the_tasks_benchmark_reads_as_shares_of_the_peak():
     assert float(cells[1]) == pytest.approx((12 * p + d) / 1e9, abs=0.005)
     assert float(cells[2]) == pytest.approx((12 * p + d) / 2.0 / 1e9, abs=0.05)
     assert cells[3].endswith("%") and 0 < int(cells[3][:-1]) <= 100
+
+
+def test_the_serving_benchmark_sends_the_in_process_runs_sampler():
+    """bench-runtime serving compares HTTP with the in-process pipeline (SamplerOptions()): its
+    requests must decode with exactly that sampler, not the model's default for the task."""
+    from pathlib import Path
+
+    from cli.bench.serving import sampler_fields
+    from server.api.validation import validate_request
+    from server.manifest import load_manifest
+    from server.samplers import SamplerOptions
+    from server.settings import Settings
+
+    repo = Path(__file__).resolve().parents[1] / "model_repository" / "moving-digits"
+    if not (repo / "manifest.json").is_file():
+        pytest.skip("no exported demo model repository (make model)")
+    m = load_manifest(repo, verify=False)
+    body = {"task": "class_conditional", "class_label": 3, **sampler_fields(SamplerOptions())}
+    assert validate_request(body, m, Settings(model_repository=repo.parent)).sampler == SamplerOptions()
+    ar = {"task": "class_conditional", "class_label": 3, **sampler_fields(SamplerOptions(method="autoregressive"))}
+    assert validate_request(ar, m, Settings(model_repository=repo.parent)).sampler == SamplerOptions(method="autoregressive")

@@ -6,6 +6,7 @@ concurrency (serving efficiency; server/benchmarks.py measures that part)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 import contextlib
 import json
 import subprocess
@@ -41,9 +42,23 @@ def live_server(repo: Path, port: int, batching: bool):
         proc.wait(timeout=30)
 
 
+def sampler_fields(sampler) -> dict:
+    """A fully given sampler as create-body fields: the model's recommendations do not enter, so
+    the HTTP runs decode exactly what the in-process run does."""
+    return {"sampler": {k: v for k, v in asdict(sampler).items() if v is not None}}
+
+
 def serving(repo: Path, requests: int, concurrency: int, port: int) -> dict:
-    def bench(url: str, **kw) -> dict:
-        return asyncio.run(run_bench(url, task_mix={"class_conditional": 1.0}, size="32x32", seed=0, wait="prefer", **kw))
+    from server.samplers import SamplerOptions
+
+    # MaskGIT, 12 steps, no guidance: the in-process run's sampler (server.benchmarks.in_process).
+    # Without it the requests would get the model's default for the task (the demo's is the
+    # autoregressive sampler with guidance), another workload than the one compared with.
+    maskgit = sampler_fields(SamplerOptions())
+
+    def bench(url: str, fields=maskgit, **kw) -> dict:
+        return asyncio.run(run_bench(url, task_mix={"class_conditional": 1.0}, size="32x32", seed=0, wait="prefer",
+                                     fields=fields, roofline=True, model_repository=repo, **kw))
 
     out: dict = {}
     for batching in (True, False):
@@ -56,6 +71,9 @@ def serving(repo: Path, requests: int, concurrency: int, port: int) -> dict:
     with live_server(repo, port, True) as url:
         out["single"] = bench(url, mode="closed", concurrency=1, num_requests=8)
         out["half_peak"] = bench(url, mode="open", rate=peak / 2, num_requests=requests)
+        # The autoregressive sampler (temperature 1, no guidance) at the same concurrency, against its own roofline.
+        out["autoregressive"] = bench(url, sampler_fields(SamplerOptions(method="autoregressive")), mode="closed",
+                                      concurrency=concurrency, num_requests=requests)
     from server.benchmarks import in_process
 
     out["in_process_clips_per_second"] = asyncio.run(in_process(repo, requests, concurrency))
@@ -78,4 +96,13 @@ def serving_table(out: dict, concurrency: int) -> str:
         f"| pipeline in-process, c={concurrency} (clips/s) | {out['in_process_clips_per_second']:.2f} |",
         f"| serving efficiency (HTTP / in-process) | {on['videos_per_second'] / out['in_process_clips_per_second']:.0%} |",
     ]
+    for name, run in (("MaskGIT, batching on", on), ("autoregressive", out.get("autoregressive"))):
+        roof = (run or {}).get("roofline") or {}
+        if "share_of_peak" in roof:
+            if name == "autoregressive":
+                rows.append(f"| autoregressive (T 1, no guidance), closed loop c={concurrency} (videos/s) | "
+                            f"{run['videos_per_second']:.2f} |")
+            rows.append(f"| {name}: GFLOP per clip, achieved GFLOP/s, share of the measured peak "
+                        f"({roof['peak_gflop_per_s']:.0f} GFLOP/s) | {roof['gflop_per_clip']:.2f}, "
+                        f"{roof['achieved_gflop_per_s']:.1f}, {roof['share_of_peak']:.0%} |")
     return "\n".join(rows)
