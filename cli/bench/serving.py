@@ -6,40 +6,18 @@ concurrency (serving efficiency; server/benchmarks.py measures that part)."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
-import contextlib
 import json
-import subprocess
-import sys
-import time
+from dataclasses import asdict
 from pathlib import Path
 
 from cli.bench.client import run_bench
+from cli.bench.peers.launch import serve_target
 
 
-@contextlib.contextmanager
 def live_server(repo: Path, port: int, batching: bool):
-    """A `kinetoscope serve` subprocess (embedded queue and worker), ready when this yields."""
-    import httpx
-
-    cmd = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--model-repository", str(repo),
-           "--batching" if batching else "--no-batching"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("server did not become ready")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    """A `kinetoscope serve` subprocess (embedded queue and worker), ready when this yields its URL;
+    batching off is a max batch of one row (what `--no-batching` sets)."""
+    return serve_target("kinetoscope", repo, port=port, max_batch_size=None if batching else 1)
 
 
 def sampler_fields(sampler) -> dict:
