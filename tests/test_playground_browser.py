@@ -96,21 +96,30 @@ def collect_errors(page) -> tuple[list[str], list[str]]:
     return page_errors, console_errors
 
 
+def open_playground(page, server_url: str) -> None:
+    """The playground, once the SDK has loaded the models into the form."""
+    page.goto(f"{server_url}/")
+    page.wait_for_function("document.querySelectorAll('#model option').length > 0", timeout=30_000)
+
+
+def ask_class_conditional(page, label: str, seed: str) -> None:
+    """The form set to a 32x32 class-conditional clip of `label` with `seed`."""
+    page.select_option("#task", "class_conditional")
+    page.select_option("#class-label", label)
+    page.select_option("#size", "32x32")
+    page.fill("#seed", seed)
+
+
 def test_playground_generates_and_plays_a_video(server_url):
     with chromium_page(820) as page:
         page_errors, console_errors = collect_errors(page)
 
-        page.goto(f"{server_url}/")
-        # The SDK has loaded the models into the form.
-        page.wait_for_function("document.querySelectorAll('#model option').length > 0", timeout=30_000)
+        open_playground(page, server_url)
         assert "Ready" in page.text_content("#status")
         h264 = page.evaluate("document.createElement('video').canPlayType('video/mp4; codecs=\"avc1.42E01E\"')")
         assert h264 in ("probably", "maybe"), f"this Chromium cannot play H.264 MP4 (canPlayType: {h264!r})"
 
-        page.select_option("#task", "class_conditional")
-        page.select_option("#class-label", "3")
-        page.select_option("#size", "32x32")
-        page.fill("#seed", "7")
+        ask_class_conditional(page, "3", "7")
         # The sampler fields start from what the model recommends for the task.
         with urllib.request.urlopen(f"{server_url}/v1/models", timeout=10) as response:
             card = json.loads(response.read())["data"][0]
@@ -214,12 +223,8 @@ def test_playground_shows_the_video_forming_then_edits_a_region(server_url):
 
     with chromium_page(900) as page:
         page_errors, console_errors = collect_errors(page)
-        page.goto(f"{server_url}/")
-        page.wait_for_function("document.querySelectorAll('#model option').length > 0", timeout=30_000)
-        page.select_option("#task", "class_conditional")
-        page.select_option("#class-label", "5")
-        page.select_option("#size", "32x32")
-        page.fill("#seed", "3")
+        open_playground(page, server_url)
+        ask_class_conditional(page, "5", "3")
         page.select_option("#sampler", "maskgit")  # a preview per step
         page.fill("#steps", "24")
         assert page.is_enabled("#previews") and page.is_checked("#previews")
@@ -308,12 +313,8 @@ def test_playground_previews_any_sampler_and_edits_an_extended_clip(server_url):
     frame on show) and can be edited."""
     with chromium_page(900) as page:
         page_errors, console_errors = collect_errors(page)
-        page.goto(f"{server_url}/")
-        page.wait_for_function("document.querySelectorAll('#model option').length > 0", timeout=30_000)
-        page.select_option("#task", "class_conditional")
-        page.select_option("#class-label", "2")
-        page.select_option("#size", "32x32")
-        page.fill("#seed", "4")
+        open_playground(page, server_url)
+        ask_class_conditional(page, "2", "4")
         page.select_option("#sampler", "autoregressive")
         assert page.is_enabled("#previews") and page.is_checked("#previews")
         page.click("#generate")
