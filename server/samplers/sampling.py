@@ -92,10 +92,10 @@ def sample_rows(logits: np.ndarray, draws: Sequence[Draw], *, log_prob: bool = T
 
     Why batched: MaskGIT samples every masked position of every request at every step, about
     U x V numbers per request. Done per request, a step costs a few dozen numpy calls per
-    request and a float64 copy of the logits; here it is one pass of each operation over the
-    whole batch (CPU serving spends the time the network does not in this function). It stays
-    float64 (see the module docstring), and the input is never copied to float64 on its own:
-    float32 logits become float64 in the subtraction of the row maximum."""
+    request and a float64 copy of the logits; here each operation is one pass over the rows it
+    is given (`sample_many` gives it cache-sized chunks of requests, not the whole batch). It
+    stays float64 (see the module docstring), and the input is never copied to float64 on its
+    own: float32 logits become float64 in the subtraction of the row maximum."""
     x = np.asarray(logits)
     if x.ndim != 2:
         raise ValueError(f"logits must be [M, V]; got {x.shape}")
