@@ -108,7 +108,9 @@ class Outbox(Protocol):
     """What a job store offers the delivery loop (both queues implement it)."""
 
     async def webhooks_due(self, limit: int, lease_seconds: float) -> list[Delivery]:
-        """Up to `limit` deliveries whose time has come, leased for `lease_seconds`."""
+        """Up to `limit` deliveries whose time has come, leased for `lease_seconds`, each with
+        the attempt about to be made already counted in `attempts` (stored, so a sender killed
+        mid-attempt still has it counted)."""
         ...
 
     async def webhook_retry(self, delivery: Delivery, at: float) -> None: ...
@@ -166,7 +168,6 @@ async def run_deliveries(outbox: Outbox, settings, stop: asyncio.Event) -> None:
 
 
 async def _attempt(client, outbox: Outbox, delivery: Delivery, settings, metrics) -> None:
-    delivery.attempts += 1
     delivered, detail = await deliver_once(client, delivery, settings)
     delivery.last_error = None if delivered else detail
     try:

@@ -146,6 +146,7 @@ class MemoryClaims:
         taken = []
         for _, delivery_id in due:
             delivery, _ = self._outbox[delivery_id]
+            delivery.attempts += 1  # counted when taken, as RedisOutbox does
             self._outbox[delivery_id] = (delivery, now + lease_seconds)
             taken.append(copy.deepcopy(delivery))
         return taken

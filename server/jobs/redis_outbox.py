@@ -53,7 +53,9 @@ class RedisOutbox(RedisStore):
     async def webhooks_due(self, limit: int, lease_seconds: float) -> list[Delivery]:
         """Leases due deliveries atomically (a Lua script moves each one's due time past the
         lease), so two processes never send one delivery at once; a process that dies holding
-        one leaves it to come due again."""
+        one leaves it to come due again. Each leased delivery's attempt is counted and stored
+        before it is sent, so an attempt whose outcome a killed process never recorded still
+        counts."""
         now = time.time()
         ids = await self._lease_due(keys=[self._outbox], args=[now, now + lease_seconds, limit])
         if not ids:
@@ -62,7 +64,14 @@ class RedisOutbox(RedisStore):
         gone = [i for i, raw in zip(ids, records) if raw is None]
         if gone:
             await self.r.zrem(self._outbox, *gone)
-        return [Delivery.from_json(raw) for raw in records if raw is not None]
+        taken = [Delivery.from_json(raw) for raw in records if raw is not None]
+        if taken:
+            pipe = self.r.pipeline(transaction=False)
+            for delivery in taken:
+                delivery.attempts += 1
+                pipe.set(self._key("webhook", delivery.id), delivery.to_json(), xx=True)
+            await pipe.execute()
+        return taken
 
     async def webhook_retry(self, delivery: Delivery, at: float) -> None:
         pipe = self.r.pipeline(transaction=True)
