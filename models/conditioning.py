@@ -82,15 +82,19 @@ def prior_batch(tokenizer, clips: torch.Tensor, labels: torch.Tensor, rng: np.ra
     cond = torch.where(unconditioned[:, None], torch.full_like(cond, null_cond), cond)
     fixed = states == T.STATE_FULL
     class_id = torch.tensor([s.class_id for s in samples], device=clips.device)
-    return {"targets": targets, "cond": cond, "state": states, "fixed": fixed, "class_id": class_id}
+    return {"targets": targets, "cond": cond, "state": states, "fixed": fixed, "class_id": class_id,
+            "class_only": unconditioned}
 
 
-def mask_for_training(fixed: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """MaskGIT training mask: per clip a ratio r = cos(pi/2 * u), u ~ U[0, 1); at least one of
-    the free (not fixed) positions is masked. Returns bool (B, N), True = masked."""
+def mask_for_training(fixed: torch.Tensor, generator: torch.Generator | None = None,
+                      min_ratio: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """MaskGIT training mask: per clip a ratio r = m + (1 - m) cos(pi/2 * u), u ~ U[0, 1), where
+    m is `min_ratio` (a float, or a (B,) tensor per clip; 0 is MaskGIT's cosine schedule); at
+    least one of the free (not fixed) positions is masked. Returns bool (B, N), True = masked."""
     b, n = fixed.shape
     u = torch.rand(b, 1, device=fixed.device, generator=generator)
-    ratio = torch.cos(u * torch.pi / 2)
+    m = torch.as_tensor(min_ratio, dtype=u.dtype, device=fixed.device).reshape(-1, 1)
+    ratio = m + (1 - m) * torch.cos(u * torch.pi / 2)
     scores = torch.rand(b, n, device=fixed.device, generator=generator)
     scores = torch.where(fixed, torch.full_like(scores, 2.0), scores)  # fixed positions rank last
     free = (~fixed).sum(1, keepdim=True)

@@ -69,6 +69,10 @@ class TrainConfig:
     contrastive_negative_weight: float = 10.0
     contrastive_min_ratio: float = 0.85
     probe_samples: int = 20  # prior stage: MaskGIT samples read per evaluation (class accuracy); 0 = off
+    probe_guidance: float = 0.0  # prior stage: classifier-free guidance scale of those samples
+    # prior stage: class-conditional rows are masked at ratios class_mask_min_ratio..1 (the cosine
+    # schedule squeezed into that range), where the class, not visible tokens, decides the glyph
+    class_mask_min_ratio: float = 0.0
     # tokenizer stage: train the decoder only. The encoder (so every token id) stays as it was, so
     # priors trained on this tokenizer stay valid: a fine-tune of `init_from` that sharpens decoding.
     freeze_encoder: bool = False
@@ -210,7 +214,7 @@ def build_stage(cfg: TrainConfig, device: torch.device):
         def loss_fn(step):
             clips, labels = batches.get(step)
             batch = make(clips, labels, np.random.default_rng([cfg.seed, step]))
-            ce = step_loss(model, batch)
+            ce = step_loss(model, batch, min_ratio=batch["class_only"].float() * cfg.class_mask_min_ratio)
             if reference is None:
                 return {"loss": ce}
             aligned, gaps = contrastive_loss(model, reference, batch["targets"], labels, settings)
@@ -231,7 +235,8 @@ def build_stage(cfg: TrainConfig, device: torch.device):
                           for i, (c, l) in enumerate(held)]
             metrics = {"val_loss": float(np.mean(losses)), **class_probe(model, probe_tokens, probe_labels)}
             if cfg.stage == "prior" and cfg.probe_samples:
-                metrics["maskgit_class_accuracy"] = sample_accuracy(model, tokenizer, cfg.probe_samples)
+                metrics["maskgit_class_accuracy"] = sample_accuracy(model, tokenizer, cfg.probe_samples,
+                                                                    cfg.probe_guidance)
             return metrics
 
         return model, ("masked_prior" if cfg.stage == "prior" else "ar_prior"), loss_fn, eval_fn
@@ -287,7 +292,7 @@ def load_init(model: torch.nn.Module, folder: str | Path, name: str) -> bool:
     return bool(added)
 
 
-def sample_accuracy(prior: MaskedPrior, tokenizer: VideoTokenizer, samples: int) -> float:
+def sample_accuracy(prior: MaskedPrior, tokenizer: VideoTokenizer, samples: int, guidance_scale: float = 0.0) -> float:
     """MaskGIT class-conditional samples decoded by the tokenizer and read by the evaluation's digit
     reader (the signal that the class is followed; NaN without scikit-learn)."""
     try:
@@ -303,14 +308,16 @@ def sample_accuracy(prior: MaskedPrior, tokenizer: VideoTokenizer, samples: int)
             video = tokenizer.decode(grid).clamp(0, 1)  # (B, 3, T, H, W)
         return (video.permute(0, 2, 3, 4, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
-    return maskgit_class_accuracy(prior, decode, lambda v: majority(digit_reader.read_frames(v)), samples=samples)
+    return maskgit_class_accuracy(prior, decode, lambda v: majority(digit_reader.read_frames(v)), samples=samples,
+                                  guidance_scale=guidance_scale)
 
 
-def step_loss(model, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+def step_loss(model, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None,
+              min_ratio: torch.Tensor | float = 0.0) -> torch.Tensor:
     """Masked prior: cross-entropy on masked positions (masks from `generator`, else torch's
-    global RNG). AR prior: on every free position."""
+    global RNG; `min_ratio` as mask_for_training's). AR prior: on every free position."""
     if isinstance(model, MaskedPrior):
-        masked = mask_for_training(batch["fixed"], generator)
+        masked = mask_for_training(batch["fixed"], generator, min_ratio)
         inputs = torch.where(batch["fixed"], batch["cond"], batch["targets"])
         inputs = torch.where(masked, torch.full_like(inputs, model.cfg.mask_id), inputs)
         logits = model(inputs, batch["cond"], batch["state"], batch["class_id"])

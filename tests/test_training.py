@@ -295,7 +295,7 @@ def test_batches_are_deterministic(tmp_path):
 def test_prior_batch_is_deterministic_for_an_rng(tokenizer, clips):
     a = make_prior_batch(tokenizer, *clips, seed=5)
     b = make_prior_batch(tokenizer, *clips, seed=5)
-    assert a.keys() == b.keys() == {"targets", "cond", "state", "fixed", "class_id"}
+    assert a.keys() == b.keys() == {"targets", "cond", "state", "fixed", "class_id", "class_only"}
     for key in a:
         assert torch.equal(a[key], b[key]), key
     c = make_prior_batch(tokenizer, *clips, seed=6)
@@ -317,6 +317,7 @@ def test_prior_batch_contents(tokenizer):
     assert 0 < int(nothing_given.sum()) < 24
     assert (batch["cond"][nothing_given] == PRIOR.mask_id).all()
     assert (batch["cond"][~nothing_given] < PRIOR.vocab_size).all()
+    assert torch.equal(batch["class_only"], nothing_given)  # the rows class_mask_min_ratio applies to
     # Some clips keep their class, some train unconditionally.
     assert (batch["class_id"] == PRIOR.null_class).any() and (batch["class_id"] != PRIOR.null_class).any()
 
@@ -339,6 +340,14 @@ def test_mask_for_training_never_masks_fixed_positions():
     # The cosine schedule: some clips are mostly masked, some only a little.
     share = mask_for_training(torch.zeros(256, 64, dtype=torch.bool), torch.Generator().manual_seed(2)).float().mean(1)
     assert share.max() > 0.9 and share.min() < 0.2
+
+
+def test_mask_for_training_squeezes_chosen_rows_into_a_high_ratio_range():
+    free = torch.zeros(256, 64, dtype=torch.bool)
+    floor = torch.where(torch.arange(256) % 2 == 0, 0.85, 0.0)  # even rows: at least 85% masked
+    share = mask_for_training(free, torch.Generator().manual_seed(4), floor).float().mean(1)
+    assert share[0::2].min() >= 0.85 and share[0::2].max() == 1.0
+    assert share[1::2].min() < 0.2  # the other rows keep the cosine schedule
 
 
 def test_mask_for_training_is_deterministic_with_a_generator():
