@@ -20,6 +20,7 @@ import subprocess as _jobs_subprocess
 import time as _jobs_time
 
 import pytest
+from live_server import free_port
 
 REDIS_SERVER_BINARY = "/usr/bin/redis-server"
 
@@ -67,11 +68,6 @@ class RedisServer:
             return False
 
 
-def _free_port() -> int:
-    with _jobs_socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
@@ -80,7 +76,7 @@ def redis_server(tmp_path_factory):
     binary = REDIS_SERVER_BINARY if _jobs_shutil.which(REDIS_SERVER_BINARY) else _jobs_shutil.which("redis-server")
     if not binary:
         pytest.skip(f"redis-server not found at {REDIS_SERVER_BINARY} or on PATH")
-    server = RedisServer(binary, _free_port(), tmp_path_factory.mktemp("redis-data"))
+    server = RedisServer(binary, free_port(), tmp_path_factory.mktemp("redis-data"))
     server.start()
     yield server
     server.kill()

@@ -17,6 +17,8 @@ from typing import Iterator
 import httpx
 import pytest
 
+from cli.bench.peers.launch import free_port  # noqa: F401 - the tests' one free-port helper
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = REPO_ROOT / "model_repository" / "moving-digits"
 
@@ -30,12 +32,6 @@ def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def manifest_repository(folder: Path) -> Path:

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from conftest import REDIS_SERVER_BINARY, RedisServer, _free_port
+from conftest import REDIS_SERVER_BINARY, RedisServer
+from live_server import free_port
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def own_redis(tmp_path):
     binary = REDIS_SERVER_BINARY if shutil.which(REDIS_SERVER_BINARY) else shutil.which("redis-server")
     if not binary:
         pytest.skip("redis-server is not installed")
-    server = RedisServer(binary, _free_port(), tmp_path)
+    server = RedisServer(binary, free_port(), tmp_path)
     server.start()
     yield server
     server.kill()

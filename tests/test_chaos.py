@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import RedisServer, _free_port
+from conftest import RedisServer
+from live_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -60,9 +61,9 @@ def test_every_job_survives_worker_kills_and_redis_restarts(tmp_path):
     binary = shutil.which("redis-server")
     if not binary:
         pytest.skip("redis-server not installed")
-    redis = RedisServer(binary, _free_port(), tmp_path)
+    redis = RedisServer(binary, free_port(), tmp_path)
     redis.start()
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     api = _api(redis.url, port)
     workers = [_worker(redis.url, f"w{i}") for i in range(2)]

@@ -31,6 +31,8 @@ import httpx
 import numpy as np
 import pytest
 
+from live_server import free_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = REPO_ROOT / "model_repository" / "moving-digits"
 MODEL_ID = "moving-digits"
@@ -49,12 +51,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 def _require_model() -> None:
     if not (MODEL_DIR / "manifest.json").is_file():
         pytest.skip(f"no exported demo model at {MODEL_DIR} (run `make model` / `kinetoscope export onnx`)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _kinetoscope_command() -> list[str]:
@@ -176,7 +172,7 @@ def start_server(log_dir: Path, name: str = "serve", extra_args: tuple[str, ...]
     """`kinetoscope serve --port <free> --model-repository <demo>`, ready. A port taken between
     choosing and binding gets one more try on another port."""
     for attempt in range(2):
-        port = _free_port()
+        port = free_port()
         proc = Proc(name, ["serve", "--port", str(port), "--model-repository", str(MODEL_DIR), *extra_args],
                     _env(**settings), log_dir).start()
         server = Server(proc, port)

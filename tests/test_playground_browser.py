@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from live_server import stop_process
+from live_server import free_port, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("KINETOSCOPE_CHROMIUM", "/usr/bin/chromium"))
@@ -37,16 +36,10 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url():
     """A live server (`kinetoscope serve`, as `python -m cli serve`) on a free port, with the demo model repository."""
-    port = _free_port()
+    port = free_port()
     log = (ARTIFACTS / "playground-server.log")
     ARTIFACTS.mkdir(exist_ok=True)
     with open(log, "wb") as out:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from httpx_sse import connect_sse
 
-from conftest import _free_port
+from live_server import free_port
 from live_server import stop_process
 from server import tasks as T
 
@@ -66,7 +66,7 @@ def api(redis_server, tmp_path_factory):
         pytest.skip("no demo model: run `make model`")
     logs = tmp_path_factory.mktemp("redis-previews")
     url = f"redis://127.0.0.1:{redis_server.port}/{REDIS_DB}"
-    port = _free_port()
+    port = free_port()
     server = _spawn(["serve", "--redis-url", url, "--host", "127.0.0.1", "--port", str(port)], logs / "api.log")
     worker = _spawn(["worker", "--redis-url", url, "--concurrency", "4"], logs / "worker.log")
     procs = [(server, logs / "api.log"), (worker, logs / "worker.log")]

@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -198,12 +197,6 @@ def flops_per_clip(repo: Path, steps: int, guidance: float) -> dict[str, Any]:
 
 # -- servers and loads --------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def output_format(choice: str) -> str:
     """mp4 where the server can run ffmpeg (imageio-ffmpeg's binary), else gif (Pillow)."""
     if choice != "auto":
@@ -223,6 +216,8 @@ def live_server(repo_root: Path, config: ServerConfig, device: str, max_batch: i
     """A `kinetoscope serve` subprocess (embedded queue and worker, jobs in memory) on the torch
     backend with `config`'s engine settings; yields (url, seconds to ready)."""
     import httpx
+
+    from cli.bench.peers.launch import free_port
 
     port = free_port()
     cmd = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--model-repository", str(repo_root),
