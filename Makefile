@@ -70,8 +70,11 @@ js-deps: clients/js/node_modules/.package-lock.json
 clients/js/node_modules/.package-lock.json: clients/js/package-lock.json
 	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
 
+# Test files are spread over one worker per core (pytest-xdist; each test file stays on one
+# worker, so its module fixtures are set up once). PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= auto
 test-python: install-dev model system-deps js-deps
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests
 	cd clients/python && $(abspath $(BIN))/python -m pytest -q tests
 
 test-js: install-dev model system-deps js-deps
