@@ -159,3 +159,8 @@ def test_the_whole_evaluation_runs_on_one_clip_and_writes_every_row(tmp_path):
     assert len(saved["rows"]) == len(rows)
     tokenizer = next(r for r in saved["rows"] if r["section"] == "tokenizer")
     assert 10 < tokenizer["extra"]["psnr_db"] < 60 and tokenizer["met"] == (tokenizer["extra"]["psnr_db"] >= BAR_TOKENIZER_DB)
+    # `only` runs the named measurements and nothing else; an unknown name is refused
+    rows = evaluate(repo, clips=1, eval_seed=5, request_seed=100, only=("inpainting", "reader"))
+    assert {r.section for r in rows} == {"inpainting", "reader"}
+    with pytest.raises(ValueError, match="unknown measurement tokeniser"):
+        evaluate(repo, clips=1, only=("tokeniser",))

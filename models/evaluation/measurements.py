@@ -180,8 +180,12 @@ class Evaluation:
         return float(np.median(times))
 
 
+STEPS = ("reader", "tokenizer", "class_conditional", "frame_prediction", "inpainting", "outpainting",
+         "super_resolution", "cascade", "samplers")
+
+
 async def run(pipe: Pipeline, clips: int, log: Callable[[str], None], eval_seed: int = EVAL_SEED,
-              request_seed: int = REQUEST_SEED) -> Evaluation:
+              request_seed: int = REQUEST_SEED, only: tuple[str, ...] = STEPS) -> Evaluation:
     ev = Evaluation(pipe, clips, log, eval_seed, request_seed)
     cg = "class_conditional"
 
@@ -221,7 +225,10 @@ async def run(pipe: Pipeline, clips: int, log: Callable[[str], None], eval_seed:
              ("inpainting", lambda: ev.spatial("inpainting", "center", ev.sampler("inpainting"))),
              ("outpainting", lambda: ev.spatial("outpainting", "center", ev.sampler("outpainting"))),
              ("super_resolution", ev.super_resolution), ("cascade", cascade), ("samplers", samplers)]
+    assert tuple(name for name, _ in steps) == STEPS
     for name, step in steps:
+        if name not in only:
+            continue
         start = time.perf_counter()
         await step()
         log(f"{name}: {time.perf_counter() - start:.1f} s")
@@ -229,10 +236,10 @@ async def run(pipe: Pipeline, clips: int, log: Callable[[str], None], eval_seed:
 
 
 def evaluate(model_repository: Path, clips: int = 64, output: Path | None = None, eval_seed: int = EVAL_SEED,
-             request_seed: int = REQUEST_SEED) -> list[Row]:
-    """Prints the Markdown table of every measurement; writes them as JSON to `output`. Another
-    `eval_seed` draws other held-out clips (still the test split): a check of how much a figure
-    moves with the sample."""
+             request_seed: int = REQUEST_SEED, only: tuple[str, ...] | None = None) -> list[Row]:
+    """Prints the Markdown table of every measurement (or of the STEPS named in `only`); writes
+    them as JSON to `output`. Another `eval_seed` draws other held-out clips (still the test
+    split): a check of how much a figure moves with the sample."""
     from server.runtime import load_runtime
     from server.settings import Settings
 
@@ -241,12 +248,15 @@ def evaluate(model_repository: Path, clips: int = 64, output: Path | None = None
 
     if clips < 1:
         raise ValueError("clips must be >= 1")
+    unknown = sorted(set(only or ()) - set(STEPS))
+    if unknown:
+        raise ValueError(f"unknown measurement {', '.join(unknown)}; choose from {', '.join(STEPS)}")
     runtime = load_runtime(Settings(model_repository=Path(model_repository), backend="onnxruntime"))
     try:
         model_id = runtime.catalogue.default_model
         pipe = runtime.pipelines[model_id]
         start = time.perf_counter()
-        ev = asyncio.run(run(pipe, clips, log, eval_seed, request_seed))
+        ev = asyncio.run(run(pipe, clips, log, eval_seed, request_seed, tuple(only or STEPS)))
         total = time.perf_counter() - start
     finally:
         runtime.close()
