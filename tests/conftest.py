@@ -259,3 +259,12 @@ def tiny_export(tmp_path_factory):
     manifest = export_repository(checkpoints, root / "repo" / "tiny", model_id="tiny", check=True)
     return checkpoints, root / "repo" / "tiny", manifest
 # ==== end of the export section ==================================================================
+
+
+# ==== Order: files with slow tests first ======================================================
+def pytest_collection_modifyitems(session, config, items):
+    """Files holding a `slow` test run first, each file's tests in their own order. Under
+    pytest-xdist (`make test`, one worker per core, --dist loadfile) a long file dealt out last
+    leaves the other workers idle while it runs: dealing the long ones first evens the finish."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
