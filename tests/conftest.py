@@ -68,7 +68,6 @@ class RedisServer:
             return False
 
 
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A private Redis for the whole session (skips when redis-server is not installed).

@@ -23,6 +23,23 @@ def make_job(priority: str = "normal", job_id: str | None = None, seed: int = 0)
 
 
 class QueueContract:
+    async def test_a_leased_delivery_has_its_attempt_counted_before_it_is_sent(self, make_queue):
+        """A sender killed between its POST and recording the outcome must not lose the attempt
+        from the count: the lease itself counts it, in the store (server/webhooks.py)."""
+        from server.jobs.webhooks import webhook_config
+
+        q = make_queue()
+        job = make_job()
+        job.webhook = webhook_config("https://example.com/h", None, "http://api", 10)
+        await q.submit(job)
+        claimed = await q.claim("w1", timeout=2)
+        await q.complete(claimed.id, "w1", JobResult(b"mp4", b"png"))
+        (first,) = await q.webhooks_due(10, lease_seconds=0)  # the lease lapses at once, as a dead sender's does
+        assert first.attempts == 1
+        (again,) = await q.webhooks_due(10, lease_seconds=60)  # taken again without any outcome recorded
+        assert again.id == first.id and again.attempts == 2
+        assert await q.webhooks_due(10, lease_seconds=60) == []
+
     async def test_priorities_first_then_fifo(self, make_queue):
         q = make_queue()
         order = ["low", "normal", "high", "normal", "high", "low"]

@@ -267,29 +267,3 @@ def test_a_pending_delivery_is_sent_by_another_process_after_a_sigkill(redis_ser
             sender.kill()
         receiver.close()
 
-
-@pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def test_a_leased_delivery_has_its_attempt_counted_before_it_is_sent(store, request):
-    """A sender killed between its POST and recording the outcome must not lose the attempt
-    from the count: the lease itself counts it, in the store."""
-    from server.jobs.base import JobResult
-    from server.jobs.memory import MemoryQueue
-
-    if store == "memory":
-        q = MemoryQueue()
-    else:
-        from server.jobs.redis import RedisQueue
-
-        q = RedisQueue(request.getfixturevalue("redis_server").url, prefix=f"hookcount{os.getpid()}:")
-    try:
-        await q.submit(Job(id="video_count", model="m", request=video_request(),
-                           webhook=webhook_config("https://example.com/h", None, "http://api", 10)))
-        claimed = await q.claim("w1", timeout=2)
-        await q.complete(claimed.id, "w1", JobResult(b"mp4", b"png"))
-        (first,) = await q.webhooks_due(10, lease_seconds=0)  # the lease lapses at once, as a dead sender's does
-        assert first.attempts == 1
-        (again,) = await q.webhooks_due(10, lease_seconds=60)  # taken again without any outcome recorded
-        assert again.id == first.id and again.attempts == 2
-        assert await q.webhooks_due(10, lease_seconds=60) == []
-    finally:
-        await q.close()
